@@ -1,0 +1,106 @@
+# hatrace top-level build.  `make V=1` shows the full commands.
+#
+# Sub-directories contribute rules through a build.mk of their own; each may
+# append to UNIT_TESTS, BPF_TESTS, VM_TESTS, E2E_TESTS (commands run by
+# tests/run, in that layer order), BENCHES (targets of `make bench`) and
+# ALL_TARGETS (built by plain `make`).
+
+SHELL      := /bin/bash
+BUILD      ?= build
+CC         ?= gcc
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+ARCH       := x86
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE
+CPPFLAGS   += -I$(BUILD)/bpf -Ibpf -Iuser
+BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_$(ARCH) -I. -Ibpf
+# Static so that the same binary can be copied into a guest initramfs.
+LDLIBS     := -static -Wl,--start-group -ljansson -lbpf -lelf -lz -lzstd -lm -lpthread -Wl,--end-group
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+HOST_BPF   := $(patsubst bpf/%.bpf.c,%,$(wildcard bpf/*.bpf.c))
+BPF_OBJS   := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(HOST_BPF))
+SKELS      := $(patsubst %,$(BUILD)/bpf/%.skel.h,$(HOST_BPF))
+LIB_SRCS   := $(filter-out user/hatrace.c user/hatrace-guest.c,$(wildcard user/*.c))
+LIB_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(LIB_SRCS))
+HATRACE    := $(BUILD)/hatrace
+
+ALL_TARGETS := $(HATRACE)
+UNIT_TESTS  :=
+BPF_TESTS   :=
+VM_TESTS    :=
+E2E_TESTS   :=
+BENCHES     :=
+
+.PHONY: all deps test bench run fuzz vmlinux clean
+all: real-all
+
+include $(sort $(wildcard */build.mk */*/build.mk))
+
+real-all: $(ALL_TARGETS)
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c vmlinux.h $(wildcard bpf/*.h) | $(BUILD)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h bpf/*.h) $(SKELS) | $(BUILD)/user
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libhatrace.a: $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(HATRACE): $(BUILD)/user/hatrace.o $(BUILD)/libhatrace.a
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bpf $(BUILD)/user $(BUILD)/tests:
+	$(Q)mkdir -p $@
+
+# Every Debian package hatrace needs to build, test and benchmark.
+DEBIAN_PKGS := make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libzstd-dev \
+	libjansson-dev pkg-config bpftrace qemu-system-x86 linux-source-6.1 flex bison bc \
+	libssl-dev dwarves busybox-static cpio xz-utils python3-matplotlib systemtap-sdt-dev \
+	libclang-rt-14-dev kmod
+
+# Installs what is missing (apt-get, idempotent) and mounts tracefs.
+deps:
+	$(Q)missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEBIAN_PKGS) 2>/dev/null | \
+		awk '$$NF=="installed"{print $$1}' | sort | comm -13 - <(tr ' ' '\n' <<<"$(DEBIAN_PKGS)" | sort)); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(Q)mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
+
+test: real-all
+	$(Q)tests/run --unit "$(UNIT_TESTS)" --bpf "$(BPF_TESTS)" --vm "$(VM_TESTS)" --e2e "$(E2E_TESTS)"
+
+bench: real-all $(BENCHES)
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(HATRACE) inflate -o results/inflate
+	@echo "results are in results/inflate"
+
+# Regenerates the committed CO-RE types from this host's BTF (needs KVM built in).
+vmlinux:
+	$(Q)grep -q '^struct kvm_memslots {' <($(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c) || \
+		{ echo "this kernel's BTF has no KVM types; run on a host with CONFIG_KVM=y" >&2; exit 1; }
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h
+
+clean:
+	$(Q)rm -rf $(BUILD)

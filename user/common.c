@@ -1,0 +1,311 @@
+#include "common.h"
+
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+bool verbose;
+volatile int exiting;
+
+static void vmsg(const char *prefix, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "hatrace: %s", prefix);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void ht_err(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+}
+
+void ht_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmsg("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') {
+		ht_err("%s: '%s' is not a non-negative integer", opt, s ? s : "");
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end) {
+		ht_err("%s: '%s' is not a non-negative integer", opt, s);
+		return -EINVAL;
+	}
+	if (errno == ERANGE || v < min || v > max) {
+		ht_err("%s: %s is out of range [%llu, %llu]", opt, s, (unsigned long long)min,
+		       (unsigned long long)max);
+		return -ERANGE;
+	}
+	*out = v;
+	return 0;
+}
+
+int parse_size(const char *opt, const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	char num[32];
+	size_t n = s ? strlen(s) : 0;
+	const char *u;
+	uint64_t v, mult = 1;
+
+	if (n == 0 || n >= sizeof(num)) {
+		ht_err("%s: '%s' is not a size (e.g. 512M, 2G)", opt, s ? s : "");
+		return -EINVAL;
+	}
+	memcpy(num, s, n + 1);
+	if (n > 1 && (num[n - 1] == 'B' || num[n - 1] == 'b') && strchr(units, num[n - 2] & ~0x20))
+		num[--n] = 0; /* accept "MB"/"GiB"-less "GB" too */
+	u = strchr(units, num[n - 1] & ~0x20);
+	if (u && num[n - 1] > '9') {
+		mult = 1ULL << (10 * (u - units + 1));
+		num[--n] = 0;
+	}
+	if (parse_u64(opt, num, 0, UINT64_MAX / mult, &v))
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
+int parse_seconds_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t max_ns,
+		     uint64_t *out)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') {
+		ht_err("%s: '%s' is not a non-negative number of seconds", opt, s ? s : "");
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end || errno || v != v) {
+		ht_err("%s: '%s' is not a number of seconds", opt, s);
+		return -EINVAL;
+	}
+	if (v * 1e9 < (double)min_ns || v * 1e9 > (double)max_ns) {
+		ht_err("%s: %s s is out of range [%g, %g] s", opt, s, min_ns / 1e9, max_ns / 1e9);
+		return -ERANGE;
+	}
+	*out = (uint64_t)(v * 1e9);
+	return 0;
+}
+
+int parse_pid(const char *s, int *pid)
+{
+	uint64_t v;
+
+	if (parse_u64("-p", s, 1, INT_MAX, &v))
+		return -EINVAL;
+	if (!pid_alive((int)v)) {
+		ht_err("-p: no process with PID %llu", (unsigned long long)v);
+		return -ESRCH;
+	}
+	*pid = (int)v;
+	return 0;
+}
+
+static const char *const fmt_names[] = {
+	[OUT_TEXT] = "text", [OUT_JSON] = "json", [OUT_CSV] = "csv", [OUT_PERFETTO] = "perfetto",
+};
+
+int parse_out_fmt(const char *s, unsigned allowed, enum out_fmt *out)
+{
+	char list[64] = "";
+
+	for (unsigned i = 0; i < ARRAY_SIZE(fmt_names); i++) {
+		if (!(allowed & (1u << i)))
+			continue;
+		if (!strcmp(s, fmt_names[i])) {
+			*out = i;
+			return 0;
+		}
+		if (*list)
+			strcat(list, "|");
+		strcat(list, fmt_names[i]);
+	}
+	ht_err("-o: unknown output format '%s' (expected %s)", s, list);
+	return -EINVAL;
+}
+
+int parse_interval_count(int argc, char **argv, int optind, uint64_t *interval_s,
+			 uint64_t *count)
+{
+	if (optind < argc && parse_u64("interval", argv[optind++], 1, 86400, interval_s))
+		return -EINVAL;
+	if (optind < argc && parse_u64("count", argv[optind++], 1, UINT32_MAX, count))
+		return -EINVAL;
+	if (optind < argc) {
+		ht_err("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int require_root(const char *what)
+{
+	if (geteuid() == 0)
+		return 0;
+	ht_err("%s needs root (CAP_BPF and CAP_PERFMON): run it with sudo", what);
+	return -EPERM;
+}
+
+int ensure_tracefs(void)
+{
+	struct stat st;
+
+	if (stat("/sys/kernel/tracing/events", &st) == 0)
+		return 0;
+	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) && errno != EBUSY) {
+		ht_err("tracefs is not mounted and mounting it failed: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+bool tracepoint_exists(const char *category, const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/%s/%s", category, name);
+	return access(path, F_OK) == 0;
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG && !verbose)
+		return 0;
+	if (!verbose)
+		return 0; /* failures are reported by hatrace itself, with the reason */
+	return vfprintf(stderr, fmt, ap);
+}
+
+void setup_libbpf(void)
+{
+	libbpf_set_print(libbpf_print);
+}
+
+static void on_signal(int sig)
+{
+	exiting = 1;
+}
+
+void install_signal_handlers(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+bool pid_alive(int pid)
+{
+	char path[32];
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	return access(path, F_OK) == 0;
+}
+
+int read_comm(int pid, char *buf, size_t len)
+{
+	char path[32];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	if (!fgets(buf, (int)len, f))
+		buf[0] = 0;
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+void json_println(FILE *f, json_t *doc)
+{
+	json_dumpf(doc, f, JSON_COMPACT);
+	fputc('\n', f);
+	fflush(f);
+	json_decref(doc);
+}
+
+int out_file_open(struct out_file *of, const char *path)
+{
+	int fd;
+
+	memset(of, 0, sizeof(*of));
+	if (!path || !strcmp(path, "-")) {
+		of->f = stdout;
+		return 0;
+	}
+	if (asprintf(&of->tmp, "%s.XXXXXX", path) < 0)
+		return -ENOMEM;
+	fd = mkstemp(of->tmp);
+	if (fd < 0) {
+		ht_err("cannot create %s: %s", path, strerror(errno));
+		free(of->tmp);
+		of->tmp = NULL;
+		return -errno;
+	}
+	of->f = fdopen(fd, "w");
+	of->path = strdup(path);
+	return 0;
+}
+
+int out_file_commit(struct out_file *of)
+{
+	int err = 0;
+
+	if (!of->tmp)
+		return fflush(of->f) ? -errno : 0;
+	if (fclose(of->f) || rename(of->tmp, of->path)) {
+		err = -errno;
+		ht_err("cannot write %s: %s", of->path, strerror(errno));
+		unlink(of->tmp);
+	}
+	free(of->tmp);
+	free(of->path);
+	memset(of, 0, sizeof(*of));
+	return err;
+}
+
+void out_file_abort(struct out_file *of)
+{
+	if (of->tmp) {
+		fclose(of->f);
+		unlink(of->tmp);
+		free(of->tmp);
+		free(of->path);
+	}
+	memset(of, 0, sizeof(*of));
+}

@@ -1,0 +1,58 @@
+/* Shared helpers of the hatrace CLI: errors, strict number parsing, output formats. */
+#ifndef HATRACE_COMMON_H
+#define HATRACE_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <jansson.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+extern bool verbose;
+extern volatile int exiting; /* set by SIGINT/SIGTERM */
+
+void ht_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void ht_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Whole-string unsigned parse in [min, max]; errors name the option. */
+int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Sizes such as 512M, 2G, 4096 (bytes, binary suffixes K M G T). */
+int parse_size(const char *opt, const char *s, uint64_t *out);
+/* Seconds with an optional fraction, e.g. "1.5"; result in ns. */
+int parse_seconds_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t max_ns,
+		     uint64_t *out);
+int parse_pid(const char *s, int *pid);
+
+enum out_fmt { OUT_TEXT, OUT_JSON, OUT_CSV, OUT_PERFETTO };
+/* allowed is a bitmask of (1 << OUT_*). */
+int parse_out_fmt(const char *s, unsigned allowed, enum out_fmt *out);
+
+/* Parses the trailing libbpf-tools style `interval [count]` operands. */
+int parse_interval_count(int argc, char **argv, int optind, uint64_t *interval_s,
+			 uint64_t *count);
+
+int require_root(const char *what);
+int ensure_tracefs(void);
+bool tracepoint_exists(const char *category, const char *name);
+void setup_libbpf(void);
+void install_signal_handlers(void);
+uint64_t now_ns(void); /* CLOCK_MONOTONIC, the clock bpf_ktime_get_ns() uses */
+bool pid_alive(int pid);
+int read_comm(int pid, char *buf, size_t len);
+
+/* Writes one compact JSON document and a newline, then frees it. */
+void json_println(FILE *f, json_t *doc);
+
+/* A file written to a temporary name and renamed on success, so that an error
+ * never leaves a partial output file behind. */
+struct out_file {
+	FILE *f;
+	char *path;
+	char *tmp;
+};
+int out_file_open(struct out_file *of, const char *path);
+int out_file_commit(struct out_file *of);
+void out_file_abort(struct out_file *of);
+
+#endif
