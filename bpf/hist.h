@@ -1,0 +1,50 @@
+/* Types shared by bpf/hist.bpf.c and user space. */
+#ifndef HATRACE_HIST_H
+#define HATRACE_HIST_H
+
+#define HIST_SLOTS 48      /* log2 buckets: covers ns up to days, bytes up to 256 TiB */
+#define MAX_HIST_ENTRIES 8192
+#define MAX_PIDS 64
+#define MAX_RAM_RANGES 32
+#define MAX_INFLIGHT 16384
+
+/* What a histogram measures; `sub` refines it. */
+enum metric {
+	M_MADVISE,          /* ns, sub = advice */
+	M_FALLOCATE,        /* ns, sub = mode */
+	M_PROCESS_MADVISE,  /* ns, sub = advice */
+	M_USER_FAULT,       /* ns (fexit) or count only, sub = 1 if in guest RAM */
+	M_KVM_PAGE_FAULT,   /* ns from fault to next entry, sub = error code bits */
+	M_KVM_EXIT,         /* ns from exit to entry, sub = exit reason, isa in key.isa */
+	M_KVM_UNMAP_HVA,    /* bytes per event */
+	M_KVMMMU,           /* count, sub = kvmmmu event index */
+	M_MAX,
+};
+
+struct hist_key {
+	unsigned int pid;   /* tgid */
+	unsigned short metric;
+	unsigned short isa; /* kvm_exit: 1 = VMX, 2 = SVM */
+	unsigned int sub;
+};
+
+struct hist {
+	unsigned long long slots[HIST_SLOTS];
+	unsigned long long count;
+	unsigned long long sum;
+};
+
+struct ram_range {
+	unsigned int pid;
+	unsigned int pad;
+	unsigned long long start, end; /* HVA [start, end) */
+};
+
+/* Per-probe event counters (index = enum probe_id) tell "attached but silent"
+ * from "saw nothing because not attached". */
+enum probe_id {
+	P_MADVISE, P_FALLOCATE, P_PROCESS_MADVISE, P_USER_FAULT, P_KVM_PAGE_FAULT,
+	P_KVM_EXIT, P_KVM_ENTRY, P_KVM_UNMAP_HVA, P_KVMMMU, P_MAX,
+};
+
+#endif

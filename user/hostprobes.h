@@ -1,0 +1,38 @@
+/* Host-side probes as a library: the programs behind `hatrace hist`, with
+ * cumulative in-kernel totals that callers (hist, inflate) difference. */
+#ifndef HATRACE_HOSTPROBES_H
+#define HATRACE_HOSTPROBES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "hist.h"
+
+struct host_probes;
+
+struct probe_status {
+	const char *name;   /* e.g. "madvise", "kvm_exit" */
+	bool attached;
+	char reason[128];   /* why it did not attach */
+	uint64_t events;    /* events seen since attach */
+};
+
+/* One cumulative histogram as read from the kernel. */
+struct hist_entry {
+	struct hist_key key;
+	struct hist val;
+};
+
+/* pids: only these processes (none = all); ram: guest RAM ranges (HVA) that
+ * tell guest-RAM faults apart. */
+int host_probes_start(struct host_probes **hp, const int *pids, int npids,
+		      const struct ram_range *ram, int nram);
+/* Replaces the guest RAM ranges, e.g. when a VM appears. */
+int host_probes_set_ram(struct host_probes *hp, const struct ram_range *ram, int nram);
+/* Reads all histograms (cumulative); returns the number of entries or -errno.
+ * *out is malloc'ed and owned by the caller. */
+int host_probes_read(struct host_probes *hp, struct hist_entry **out);
+int host_probes_status(struct host_probes *hp, const struct probe_status **st);
+uint64_t host_probes_drops(struct host_probes *hp);
+void host_probes_stop(struct host_probes *hp);
+
+#endif
