@@ -1,0 +1,19 @@
+# Guest kernels: one per flavour, built by kernel/build-kernel.sh and cached in
+# ~/.cache/hatrace/kernel/<flavour>-<hash>/ (see that script). A flavour is
+# configs/base.config + optional configs/<flavour>.config + patches/<flavour>/*.patch.
+# $(BUILD)/guest/bzImage-<flavour> (and vmlinux-/config- links) for each;
+# $(BUILD)/guest/bzImage is the baseline.
+KERNEL_FLAVOURS := baseline
+
+define kernel_flavour
+$(BUILD)/guest/bzImage-$(1): kernel/build-kernel.sh $(wildcard kernel/configs/*.config) \
+		$(wildcard kernel/patches/$(1)/*.patch)
+	$$(call msg,KERNEL,$$@)
+	$(Q)kernel/build-kernel.sh $(1) $(BUILD)/guest >/dev/null
+endef
+$(foreach f,$(KERNEL_FLAVOURS),$(eval $(call kernel_flavour,$(f))))
+
+$(BUILD)/guest/bzImage: $(BUILD)/guest/bzImage-baseline
+	$(Q)cp -f $< $@
+
+ALL_TARGETS += $(patsubst %,$(BUILD)/guest/bzImage-%,$(KERNEL_FLAVOURS)) $(BUILD)/guest/bzImage

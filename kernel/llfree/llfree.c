@@ -1,0 +1,744 @@
+/* Guest side of the HyperAlloc allocator core.  See llfree.h and llfree_layout.h.
+ *
+ * Counting rule: a tree's counter plus the local counter of the core that
+ * reserved it never exceed the free frames of its children.  get() lowers the
+ * counter before taking frames from a child, put() raises it after returning
+ * them, and so does the host.  Taking a tree's counter into a local
+ * reservation therefore never counts a frame twice.
+ */
+#include "llfree.h"
+
+#define CHILD_FULL ((uint16_t)LLFREE_CHILD_FRAMES)
+
+_Static_assert(LLFREE_TREE_CHILDREN == 8, "llfree_dump() prints 8 children per tree");
+
+static inline uint64_t children_total(const struct llfree *self)
+{
+	return self->layout.trees * LLFREE_TREE_CHILDREN;
+}
+
+static inline uint16_t child_word(uint32_t *pairs, uint64_t child)
+{
+	return llfree_pair_get(llfree_load(&pairs[child / 2]), child & 1);
+}
+
+/* ---- bitfields ---- */
+
+/* Bits at the start of every aligned run of 2^order bits, order <= 6. */
+static const uint64_t run_starts[7] = {
+	~0ull, 0x5555555555555555ull, 0x1111111111111111ull, 0x0101010101010101ull,
+	0x0001000100010001ull, 0x0000000100000001ull, 1ull,
+};
+
+static inline uint64_t run_mask(unsigned order)
+{
+	return order == 6 ? ~0ull : (1ull << (1u << order)) - 1;
+}
+
+/* Starts of aligned runs of 2^order zero bits in w. */
+static uint64_t free_runs(uint64_t w, unsigned order)
+{
+	uint64_t x = ~w;
+
+	for (unsigned s = 1; s < (1u << order); s <<= 1)
+		x &= x >> s;
+	return x & run_starts[order];
+}
+
+/* Sets count whole words from 0 to ~0, all or none. */
+static bool words_take(uint64_t *words, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++) {
+		uint64_t zero = 0;
+
+		if (!llfree_cas(&words[i], &zero, ~0ull)) {
+			while (i--)
+				llfree_store(&words[i], 0);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Clears count whole words that must all be ~0. */
+static bool words_put(uint64_t *words, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++) {
+		uint64_t full = ~0ull;
+
+		if (!llfree_cas(&words[i], &full, 0))
+			return false;
+	}
+	return true;
+}
+
+/* Takes any aligned run of 2^order frames (order < 9); frame index or -1. */
+static int bits_take(struct llfree_bitfield *bf, unsigned order)
+{
+	unsigned words = order > 6 ? 1u << (order - 6) : 1;
+
+	for (unsigned i = 0; i < LLFREE_BITFIELD_WORDS; i += words) {
+		uint64_t w = llfree_load(&bf->words[i]);
+
+		if (order > 6) {
+			if (w == 0 && words_take(&bf->words[i], words))
+				return (int)i * 64;
+			continue;
+		}
+		for (uint64_t runs; (runs = free_runs(w, order));) {
+			unsigned bit = (unsigned)__builtin_ctzll(runs);
+
+			if (llfree_cas(&bf->words[i], &w, w | run_mask(order) << bit))
+				return (int)(i * 64 + bit);
+		}
+	}
+	return -1;
+}
+
+static bool bits_take_at(struct llfree_bitfield *bf, unsigned frame, unsigned order)
+{
+	uint64_t *word = &bf->words[frame / 64], mask, w;
+
+	if (order > 6)
+		return words_take(word, 1u << (order - 6));
+	mask = run_mask(order) << (frame % 64);
+	w = llfree_load(word);
+	do {
+		if (w & mask)
+			return false;
+	} while (!llfree_cas(word, &w, w | mask));
+	return true;
+}
+
+/* False if any of the frames was not allocated. */
+static bool bits_put(struct llfree_bitfield *bf, unsigned frame, unsigned order)
+{
+	uint64_t *word = &bf->words[frame / 64], mask, w;
+
+	if (order > 6)
+		return words_put(word, 1u << (order - 6));
+	mask = run_mask(order) << (frame % 64);
+	w = llfree_load(word);
+	do {
+		if ((w & mask) != mask)
+			return false;
+	} while (!llfree_cas(word, &w, w & ~mask));
+	return true;
+}
+
+/* Bits of frames outside the zone in word `word` of child `child`. */
+static uint64_t outside_bits(const struct llfree_layout *l, uint64_t child, unsigned word)
+{
+	uint64_t first = child * LLFREE_CHILD_FRAMES + word * 64;
+	uint64_t lo = l->offset > first ? l->offset - first : 0;
+	uint64_t end = l->offset + l->frames;
+	uint64_t hi = end > first ? end - first : 0;
+	uint64_t inside;
+
+	lo = lo > 64 ? 64 : lo;
+	hi = hi > 64 ? 64 : hi;
+	if (hi <= lo)
+		return ~0ull;
+	inside = (hi - lo == 64 ? ~0ull : (1ull << (hi - lo)) - 1) << lo;
+	return ~inside;
+}
+
+/* ---- child words ---- */
+
+/* Takes n < 512 frames from a child's counter; *before is the old word. */
+static bool child_take(uint32_t *pw, unsigned half, uint32_t n, uint16_t *before)
+{
+	uint32_t pair = llfree_load(pw);
+
+	for (;;) {
+		uint16_t c = llfree_pair_get(pair, half);
+
+		if ((c & LLFREE_CHILD_HUGE) || llfree_child_free(c) < n)
+			return false;
+		if (llfree_cas(pw, &pair, llfree_pair_set(pair, half, (uint16_t)(c - n)))) {
+			*before = c;
+			return true;
+		}
+	}
+}
+
+static void child_give(uint32_t *pw, unsigned half, uint32_t n)
+{
+	uint32_t pair = llfree_load(pw);
+	uint16_t c;
+
+	do {
+		c = llfree_pair_get(pair, half);
+		llfree_assert(!(c & LLFREE_CHILD_HUGE) &&
+			      llfree_child_free(c) + n <= LLFREE_CHILD_FRAMES);
+	} while (!llfree_cas(pw, &pair, llfree_pair_set(pair, half, (uint16_t)(c + n))));
+}
+
+static inline bool child_is_free(uint16_t c)
+{
+	return (c & ~LLFREE_CHILD_RECLAIMED) == CHILD_FULL;
+}
+
+static inline uint16_t child_as_huge(uint16_t c)
+{
+	return LLFREE_CHILD_HUGE | (c & LLFREE_CHILD_RECLAIMED);
+}
+
+/* Order 9: a whole free child becomes huge. */
+static bool huge_take(uint32_t *pw, unsigned half, uint16_t *before)
+{
+	uint32_t pair = llfree_load(pw);
+
+	for (;;) {
+		uint16_t c = llfree_pair_get(pair, half);
+
+		if (!child_is_free(c))
+			return false;
+		if (llfree_cas(pw, &pair, llfree_pair_set(pair, half, child_as_huge(c)))) {
+			*before = c;
+			return true;
+		}
+	}
+}
+
+/* Order 10: both children of a pair with one CAS; returns the install mask. */
+static bool pair_take(uint32_t *pw, unsigned *install)
+{
+	uint32_t pair = llfree_load(pw);
+
+	for (;;) {
+		uint16_t lo = llfree_pair_get(pair, 0), hi = llfree_pair_get(pair, 1);
+		uint32_t taken = child_as_huge(lo) | (uint32_t)child_as_huge(hi) << LLFREE_PAIR_SHIFT;
+
+		if (!child_is_free(lo) || !child_is_free(hi))
+			return false;
+		if (llfree_cas(pw, &pair, taken)) {
+			*install = (lo & LLFREE_CHILD_RECLAIMED ? 1u : 0) | (hi & LLFREE_CHILD_RECLAIMED ? 2u : 0);
+			return true;
+		}
+	}
+}
+
+/* Frees a whole child: a huge one, or one whose frames are all allocated. */
+static int huge_put(struct llfree *self, uint64_t child)
+{
+	uint32_t *pw = &self->pairs[child / 2], pair = llfree_load(pw);
+	unsigned half = child & 1;
+
+	for (;;) {
+		uint16_t c = llfree_pair_get(pair, half);
+
+		if (!(c & LLFREE_CHILD_HUGE))
+			break;
+		if (llfree_child_free(c))
+			return LLFREE_EDOUBLE;
+		if (llfree_cas(pw, &pair,
+			       llfree_pair_set(pair, half, CHILD_FULL | (c & LLFREE_CHILD_RECLAIMED))))
+			return 0;
+	}
+	if (llfree_child_free(llfree_pair_get(pair, half)) ||
+	    !words_put(self->bitfields[child].words, LLFREE_BITFIELD_WORDS))
+		return LLFREE_EDOUBLE;
+	child_give(pw, half, LLFREE_CHILD_FRAMES);
+	return 0;
+}
+
+/* ---- tree words ---- */
+
+/* Lowers a tree's counter by n, reserved or not. */
+static bool tree_take(struct llfree *self, uint64_t tree, uint32_t n)
+{
+	uint16_t t = llfree_load(&self->trees[tree]);
+
+	do {
+		if (llfree_tree_free(t) < n)
+			return false;
+	} while (!llfree_cas(&self->trees[tree], &t, (uint16_t)(t - n)));
+	return true;
+}
+
+/* Raises a tree's counter by n and, with unreserve, clears reserved. */
+static void tree_give(struct llfree *self, uint64_t tree, uint32_t n, bool unreserve)
+{
+	uint16_t t = llfree_load(&self->trees[tree]), next;
+
+	do {
+		llfree_assert(llfree_tree_free(t) + n <= llfree_tree_capacity(&self->layout, tree));
+		next = (uint16_t)(t + n);
+		if (unreserve)
+			next &= (uint16_t)~LLFREE_TREE_RESERVED;
+	} while (!llfree_cas(&self->trees[tree], &t, next));
+}
+
+enum reserve_pass {
+	PASS_PARTIAL, /* unreserved, same kind, partly used, plenty free */
+	PASS_EMPTY,   /* unreserved, entirely free */
+	PASS_ANY,     /* unreserved, enough free */
+	PASSES,
+};
+
+/* Reserves a tree, taking its whole counter; returns the frames taken or 0. */
+static uint32_t tree_reserve(struct llfree *self, uint64_t tree, unsigned kind, uint32_t n,
+			     enum reserve_pass pass)
+{
+	uint32_t cap = llfree_tree_capacity(&self->layout, tree);
+	uint16_t t = llfree_load(&self->trees[tree]);
+
+	for (;;) {
+		uint32_t free = llfree_tree_free(t);
+
+		if ((t & LLFREE_TREE_RESERVED) || free < n || free == 0)
+			return 0;
+		if (pass == PASS_PARTIAL &&
+		    (llfree_tree_kind(t) != kind || free == cap || free < LLFREE_TREE_FRAMES / 8))
+			return 0;
+		if (pass == PASS_EMPTY && free != cap)
+			return 0;
+		if (llfree_cas(&self->trees[tree], &t,
+			       (uint16_t)(LLFREE_TREE_RESERVED | kind << LLFREE_TREE_KIND_SHIFT)))
+			return free;
+	}
+}
+
+/* ---- allocation inside one tree ---- */
+
+static bool tree_alloc(struct llfree *self, uint64_t tree, unsigned order,
+		       struct llfree_alloc *out)
+{
+	uint64_t first = tree * LLFREE_TREE_CHILDREN;
+
+	for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN; c++) {
+		uint32_t *pw = &self->pairs[c / 2];
+		unsigned half = c & 1;
+		uint16_t before;
+		int frame = 0;
+
+		if (order == LLFREE_MAX_ORDER) {
+			if (half || !pair_take(pw, &out->install))
+				continue;
+		} else if (order == LLFREE_CHILD_ORDER) {
+			if (!huge_take(pw, half, &before))
+				continue;
+			out->install = !!(before & LLFREE_CHILD_RECLAIMED);
+		} else {
+			if (!child_take(pw, half, 1u << order, &before))
+				continue;
+			frame = bits_take(&self->bitfields[c], order);
+			if (frame < 0) {
+				child_give(pw, half, 1u << order);
+				continue;
+			}
+			out->install = !!(before & LLFREE_CHILD_RECLAIMED);
+		}
+		out->pfn = self->base + c * LLFREE_CHILD_FRAMES + (unsigned)frame;
+		return true;
+	}
+	return false;
+}
+
+/* ---- per-core reservations ---- */
+
+static unsigned kind_of(unsigned order, unsigned flags)
+{
+	if (order >= LLFREE_CHILD_ORDER)
+		return LLFREE_KIND_HUGE;
+	return flags & LLFREE_MOVABLE ? LLFREE_KIND_MOVABLE : LLFREE_KIND_FIXED;
+}
+
+/* Takes n frames from the local counter, refilling it from the tree's counter
+ * (frames other cores freed into the reserved tree). */
+static bool local_take(struct llfree *self, struct llfree_local *l, unsigned kind, uint32_t n)
+{
+	uint32_t free = llfree_load(&l->free[kind]);
+	uint64_t tree = llfree_load(&l->tree[kind]);
+	bool ok;
+
+	if (free < n) {
+		uint16_t t = llfree_load(&self->trees[tree]);
+
+		while (llfree_tree_free(t) &&
+		       !llfree_cas(&self->trees[tree], &t, (uint16_t)(t & ~LLFREE_TREE_FREE_MASK)))
+			;
+		free += llfree_tree_free(t);
+	}
+	ok = free >= n;
+	if (ok)
+		free -= n;
+	llfree_store(&l->free[kind], free);
+	return ok;
+}
+
+static void unreserve(struct llfree *self, struct llfree_local *l, unsigned kind)
+{
+	uint32_t tree = llfree_load(&l->tree[kind]);
+
+	if (tree == LLFREE_NONE)
+		return;
+	tree_give(self, tree, llfree_load(&l->free[kind]), true);
+	llfree_store(&l->tree[kind], LLFREE_NONE);
+	llfree_store(&l->free[kind], 0);
+}
+
+/* The kind whose reservation of this core holds tree, or LLFREE_KINDS. */
+static unsigned local_kind_of(struct llfree_local *l, uint64_t tree)
+{
+	unsigned kind = 0;
+
+	while (kind < LLFREE_KINDS && llfree_load(&l->tree[kind]) != tree)
+		kind++;
+	return kind;
+}
+
+/* ---- API ---- */
+
+size_t llfree_metadata_size(uint64_t start_pfn, uint64_t frames)
+{
+	struct llfree_layout l;
+
+	return llfree_layout_init(&l, start_pfn, frames) ? l.size : 0;
+}
+
+int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals,
+		uint64_t start_pfn, uint64_t frames, enum llfree_init_mode mode, void *meta)
+{
+	struct llfree_layout *l = &self->layout;
+	char *m = meta;
+
+	if (!cores || !locals || !meta || (uintptr_t)meta % 64 || mode > LLFREE_INIT_RECOVER ||
+	    !llfree_layout_init(l, start_pfn, frames))
+		return LLFREE_EINVAL;
+	self->base = start_pfn - l->offset;
+	self->bitfields = (struct llfree_bitfield *)(m + l->bitfield_off);
+	self->pairs = (uint32_t *)(m + l->child_off);
+	self->trees = (uint16_t *)(m + l->tree_off);
+	self->locals = locals;
+	self->cores = cores;
+	for (unsigned core = 0; core < cores; core++) {
+		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+			llfree_store(&locals[core].tree[kind], LLFREE_NONE);
+			llfree_store(&locals[core].free[kind], 0);
+		}
+	}
+	for (uint64_t tree = 0; tree < l->trees; tree++) {
+		uint16_t t = mode == LLFREE_INIT_RECOVER ? llfree_load(&self->trees[tree]) : 0;
+		uint32_t tree_free = 0, pair = 0;
+
+		for (uint64_t c = tree * LLFREE_TREE_CHILDREN; c < (tree + 1) * LLFREE_TREE_CHILDREN;
+		     c++) {
+			uint64_t *words = self->bitfields[c].words;
+			uint16_t child = 0;
+
+			if (mode == LLFREE_INIT_RECOVER) {
+				child = child_word(self->pairs, c) &
+					(LLFREE_CHILD_HUGE | LLFREE_CHILD_RECLAIMED);
+				if (!(child & LLFREE_CHILD_HUGE)) {
+					uint32_t used = 0;
+
+					for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++)
+						used += (uint32_t)__builtin_popcountll(
+							llfree_load(&words[w]));
+					child |= (uint16_t)(LLFREE_CHILD_FRAMES - used);
+				}
+			} else {
+				for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++)
+					llfree_store(&words[w], mode == LLFREE_INIT_ALLOC ?
+									~0ull :
+									outside_bits(l, c, w));
+				if (mode == LLFREE_INIT_FREE)
+					child = (uint16_t)llfree_child_capacity(l, c);
+			}
+			tree_free += llfree_child_free(child);
+			pair = llfree_pair_set(pair, c & 1, child);
+			if (c & 1)
+				llfree_store(&self->pairs[c / 2], pair);
+		}
+		llfree_store(&self->trees[tree], (uint16_t)((t & LLFREE_TREE_KIND_MASK) | tree_free));
+	}
+	return 0;
+}
+
+static bool frame_valid(const struct llfree *self, uint64_t pfn, unsigned order)
+{
+	uint64_t first = self->base + self->layout.offset;
+
+	return order <= LLFREE_MAX_ORDER && pfn >= first && pfn % (1u << order) == 0 &&
+	       pfn - first + (1u << order) <= self->layout.frames;
+}
+
+int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flags,
+	       struct llfree_alloc *out)
+{
+	unsigned kind = kind_of(order, flags);
+	uint32_t n = 1u << order;
+	uint64_t trees = self->layout.trees, start;
+	struct llfree_local *l;
+
+	if (core >= self->cores || order > LLFREE_MAX_ORDER)
+		return LLFREE_EINVAL;
+	l = &self->locals[core];
+	start = llfree_load(&l->tree[kind]);
+	if (start != LLFREE_NONE) {
+		if (local_take(self, l, kind, n)) {
+			if (tree_alloc(self, start, order, out))
+				return 0;
+			llfree_store(&l->free[kind], llfree_load(&l->free[kind]) + n);
+		}
+		unreserve(self, l, kind);
+		start++;
+	} else {
+		start = (uint64_t)core * trees / self->cores;
+	}
+
+	for (enum reserve_pass pass = 0; pass < PASSES; pass++) {
+		for (uint64_t i = 0; i < trees; i++) {
+			uint64_t tree = (start + i) % trees;
+			uint32_t free = tree_reserve(self, tree, kind, n, pass);
+
+			if (!free)
+				continue;
+			if (tree_alloc(self, tree, order, out)) {
+				llfree_store(&l->free[kind], free - n);
+				llfree_store(&l->tree[kind], (uint32_t)tree);
+				return 0;
+			}
+			tree_give(self, tree, free, true);
+		}
+	}
+	/* Every tree with room is reserved: take from their shared counters. */
+	for (uint64_t i = 0; i < trees; i++) {
+		uint64_t tree = (start + i) % trees;
+
+		if (!tree_take(self, tree, n))
+			continue;
+		if (tree_alloc(self, tree, order, out))
+			return 0;
+		tree_give(self, tree, n, false);
+	}
+	return LLFREE_ENOMEM;
+}
+
+int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned order,
+		  struct llfree_alloc *out)
+{
+	uint64_t frame, child, tree;
+	uint32_t *pw, n = 1u << order;
+	struct llfree_local *l;
+	uint16_t before = 0;
+	unsigned half, kind;
+	bool taken;
+
+	if (core >= self->cores || !frame_valid(self, pfn, order))
+		return LLFREE_EINVAL;
+	frame = pfn - self->base;
+	child = frame / LLFREE_CHILD_FRAMES;
+	tree = child / LLFREE_TREE_CHILDREN;
+	pw = &self->pairs[child / 2];
+	half = child & 1;
+	l = &self->locals[core];
+	kind = local_kind_of(l, tree);
+	if (kind < LLFREE_KINDS && llfree_load(&l->free[kind]) < n)
+		kind = LLFREE_KINDS;
+	if (kind < LLFREE_KINDS)
+		llfree_store(&l->free[kind], llfree_load(&l->free[kind]) - n);
+	else if (!tree_take(self, tree, n))
+		return LLFREE_ENOMEM;
+
+	out->install = 0;
+	if (order == LLFREE_MAX_ORDER) {
+		taken = pair_take(pw, &out->install);
+	} else if (order == LLFREE_CHILD_ORDER) {
+		taken = huge_take(pw, half, &before);
+	} else {
+		taken = child_take(pw, half, n, &before);
+		if (taken && !bits_take_at(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES,
+					   order)) {
+			child_give(pw, half, n);
+			taken = false;
+		}
+	}
+	if (!taken) {
+		if (kind < LLFREE_KINDS)
+			llfree_store(&l->free[kind], llfree_load(&l->free[kind]) + n);
+		else
+			tree_give(self, tree, n, false);
+		return LLFREE_ENOMEM;
+	}
+	out->install |= !!(before & LLFREE_CHILD_RECLAIMED);
+	out->pfn = pfn;
+	return 0;
+}
+
+int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
+{
+	uint64_t frame, child, tree;
+	uint32_t n = 1u << order;
+	unsigned kind;
+	int err;
+
+	if (core >= self->cores || !frame_valid(self, pfn, order))
+		return LLFREE_EINVAL;
+	frame = pfn - self->base;
+	child = frame / LLFREE_CHILD_FRAMES;
+	tree = child / LLFREE_TREE_CHILDREN;
+	if (order < LLFREE_CHILD_ORDER) {
+		if (!bits_put(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES, order))
+			return LLFREE_EDOUBLE;
+		child_give(&self->pairs[child / 2], child & 1, n);
+		err = 0;
+	} else {
+		err = huge_put(self, child);
+		if (err)
+			return err;
+		if (order == LLFREE_MAX_ORDER) {
+			err = huge_put(self, child + 1);
+			if (err)
+				n = LLFREE_CHILD_FRAMES; /* the first child was freed */
+		}
+	}
+	kind = local_kind_of(&self->locals[core], tree);
+	if (kind < LLFREE_KINDS)
+		llfree_store(&self->locals[core].free[kind],
+			     llfree_load(&self->locals[core].free[kind]) + n);
+	else
+		tree_give(self, tree, n, false);
+	return err;
+}
+
+void llfree_drain(struct llfree *self, unsigned core)
+{
+	if (core >= self->cores)
+		return;
+	for (unsigned kind = 0; kind < LLFREE_KINDS; kind++)
+		unreserve(self, &self->locals[core], kind);
+}
+
+uint64_t llfree_frames(const struct llfree *self)
+{
+	return self->layout.frames;
+}
+
+uint32_t llfree_free_in_tree(const struct llfree *self, uint64_t tree)
+{
+	uint32_t free;
+
+	if (tree >= self->layout.trees)
+		return 0;
+	free = llfree_tree_free(llfree_load(&self->trees[tree]));
+	for (unsigned core = 0; core < self->cores; core++) {
+		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+			if (llfree_load(&self->locals[core].tree[kind]) == tree)
+				free += llfree_load(&self->locals[core].free[kind]);
+		}
+	}
+	return free;
+}
+
+uint64_t llfree_free_frames(const struct llfree *self)
+{
+	uint64_t free = 0;
+
+	for (uint64_t tree = 0; tree < self->layout.trees; tree++)
+		free += llfree_tree_free(llfree_load(&self->trees[tree]));
+	for (unsigned core = 0; core < self->cores; core++) {
+		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++)
+			free += llfree_load(&self->locals[core].free[kind]);
+	}
+	return free;
+}
+
+uint64_t llfree_free_huge(const struct llfree *self)
+{
+	uint64_t huge = 0;
+
+	for (uint64_t c = 0; c < children_total(self); c++)
+		huge += child_is_free(child_word(self->pairs, c));
+	return huge;
+}
+
+uint64_t llfree_child_of(const struct llfree *self, uint64_t pfn)
+{
+	return (pfn - self->base) / LLFREE_CHILD_FRAMES;
+}
+
+#define FAIL(...)                           \
+	do {                                \
+		llfree_log(__VA_ARGS__);    \
+		return LLFREE_ECORRUPT;     \
+	} while (0)
+
+int llfree_validate(const struct llfree *self)
+{
+	const struct llfree_layout *l = &self->layout;
+
+	for (uint64_t tree = 0; tree < l->trees; tree++) {
+		uint16_t t = llfree_load(&self->trees[tree]);
+		uint32_t sum = 0, holders = 0, held = 0;
+
+		for (uint64_t c = tree * LLFREE_TREE_CHILDREN; c < (tree + 1) * LLFREE_TREE_CHILDREN;
+		     c++) {
+			uint16_t child = child_word(self->pairs, c);
+			uint32_t free = llfree_child_free(child), used = 0;
+			uint64_t outside = 0;
+
+			for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++) {
+				uint64_t bits = llfree_load(&self->bitfields[c].words[w]);
+
+				used += (uint32_t)__builtin_popcountll(bits);
+				outside |= outside_bits(l, c, w) & ~bits;
+			}
+			if (free > llfree_child_capacity(l, c))
+				FAIL("child %llu: free %u above capacity\n", (unsigned long long)c,
+				     free);
+			if ((child & LLFREE_CHILD_HUGE) && (free || used))
+				FAIL("child %llu: huge with free %u, %u bits set\n",
+				     (unsigned long long)c, free, used);
+			if (!(child & LLFREE_CHILD_HUGE) && (free != LLFREE_CHILD_FRAMES - used || outside))
+				FAIL("child %llu: free %u but %u bits set\n", (unsigned long long)c,
+				     free, used);
+			sum += free;
+		}
+		for (unsigned core = 0; core < self->cores; core++) {
+			for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+				if (llfree_load(&self->locals[core].tree[kind]) != tree)
+					continue;
+				holders++;
+				held += llfree_load(&self->locals[core].free[kind]);
+			}
+		}
+		if (llfree_tree_kind(t) >= LLFREE_KINDS)
+			FAIL("tree %llu: bad kind\n", (unsigned long long)tree);
+		if (holders != !!(t & LLFREE_TREE_RESERVED))
+			FAIL("tree %llu: reserved flag %d but %u reservations\n",
+			     (unsigned long long)tree, !!(t & LLFREE_TREE_RESERVED), holders);
+		if (llfree_tree_free(t) + held != sum)
+			FAIL("tree %llu: counter %u + reserved %u but children hold %u\n",
+			     (unsigned long long)tree, llfree_tree_free(t), held, sum);
+	}
+	return 0;
+}
+
+void llfree_dump(const struct llfree *self)
+{
+	const struct llfree_layout *l = &self->layout;
+
+	llfree_log("base pfn %llu, offset %llu, frames %llu, trees %llu, free %llu, free huge %llu\n",
+		   (unsigned long long)self->base, (unsigned long long)l->offset,
+		   (unsigned long long)l->frames, (unsigned long long)l->trees,
+		   (unsigned long long)llfree_free_frames(self),
+		   (unsigned long long)llfree_free_huge(self));
+	for (uint64_t tree = 0; tree < l->trees; tree++) {
+		uint16_t t = llfree_load(&self->trees[tree]), c[LLFREE_TREE_CHILDREN];
+
+		for (unsigned i = 0; i < LLFREE_TREE_CHILDREN; i++)
+			c[i] = child_word(self->pairs, tree * LLFREE_TREE_CHILDREN + i);
+		/* Children as free count, h = huge, r = reclaimed. */
+#define C(i) llfree_child_free(c[i]), c[i] & LLFREE_CHILD_HUGE ? "h" : "", \
+	     c[i] & LLFREE_CHILD_RECLAIMED ? "r" : ""
+		llfree_log("tree %llu: free %u kind %u%s | %u%s%s %u%s%s %u%s%s %u%s%s %u%s%s %u%s%s "
+			   "%u%s%s %u%s%s\n",
+			   (unsigned long long)tree, llfree_tree_free(t), llfree_tree_kind(t),
+			   t & LLFREE_TREE_RESERVED ? " reserved" : "", C(0), C(1), C(2), C(3),
+			   C(4), C(5), C(6), C(7));
+#undef C
+	}
+}

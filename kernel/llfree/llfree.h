@@ -1,0 +1,129 @@
+/* HyperAlloc allocator core: a lock-free frame allocator whose state is a
+ * compact array of atomics (llfree_layout.h), shared by the guest, which
+ * allocates and frees, and the host, which reclaims, returns and installs.
+ *
+ * Guest side (llfree.c): one handle per zone with private per-core
+ * reservations.  Each core's local state must only be used by that core at a
+ * time (e.g. with preemption and interrupts off in the kernel).
+ *
+ * Host side (llfree_host.c): its own handle on the same metadata with private
+ * state.  It treats the metadata as untrusted: every word it reads is
+ * validated, CAS loops are bounded, and it touches only child and tree words.
+ * Calls on one host handle must be serialised by the caller.
+ */
+#ifndef LLFREE_H
+#define LLFREE_H
+
+#include "llfree_layout.h"
+
+/* Errors (negative return values). */
+#define LLFREE_ENOMEM (-1)   /* nothing free that fits */
+#define LLFREE_EINVAL (-2)   /* bad argument */
+#define LLFREE_EDOUBLE (-3)  /* frame was not allocated (double free) */
+#define LLFREE_ECORRUPT (-4) /* inconsistent metadata */
+#define LLFREE_ERETRY (-5)   /* host: too much contention, try again later */
+
+/* get() flags. */
+#define LLFREE_MOVABLE 1u
+
+enum llfree_init_mode {
+	LLFREE_INIT_FREE,    /* every frame of the zone free */
+	LLFREE_INIT_ALLOC,   /* every frame allocated; memory is handed over by put() */
+	LLFREE_INIT_RECOVER, /* keep the bitfields, rebuild counters, drop reservations */
+};
+
+struct llfree_local {
+	uint32_t tree[LLFREE_KINDS]; /* reserved tree, or LLFREE_NONE */
+	uint32_t free[LLFREE_KINDS]; /* frames taken from that tree's counter */
+};
+#define LLFREE_NONE UINT32_MAX
+
+struct llfree {
+	struct llfree_layout layout;
+	uint64_t base; /* pfn of frame index 0 */
+	struct llfree_bitfield *bitfields;
+	uint32_t *pairs; /* child words, two per 32-bit word */
+	uint16_t *trees;
+	struct llfree_local *locals;
+	unsigned cores;
+};
+
+/* A successful get(): the first frame and which of its children (bit 0: the
+ * child of pfn, bit 1: the next child, order 10 only) were reclaimed by the
+ * host and must be installed before the memory is touched. */
+struct llfree_alloc {
+	uint64_t pfn;
+	unsigned install;
+};
+
+/* Bytes of shared metadata for a zone; 0 if the zone is invalid. */
+size_t llfree_metadata_size(uint64_t start_pfn, uint64_t frames);
+/* meta must hold llfree_metadata_size() bytes, 64-byte aligned; locals holds
+ * one entry per core. */
+int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals,
+		uint64_t start_pfn, uint64_t frames, enum llfree_init_mode mode, void *meta);
+
+int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flags,
+	       struct llfree_alloc *out);
+int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned order,
+		  struct llfree_alloc *out);
+int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order);
+/* Gives up the core's reservations. */
+void llfree_drain(struct llfree *self, unsigned core);
+
+uint64_t llfree_frames(const struct llfree *self);
+uint64_t llfree_free_frames(const struct llfree *self);
+uint64_t llfree_free_huge(const struct llfree *self);
+uint32_t llfree_free_in_tree(const struct llfree *self, uint64_t tree);
+/* Index of the child holding pfn, as the host API names children. */
+uint64_t llfree_child_of(const struct llfree *self, uint64_t pfn);
+
+/* Full consistency check of a quiescent allocator; logs the first problem. */
+int llfree_validate(const struct llfree *self);
+void llfree_dump(const struct llfree *self);
+
+/* ---- host side ---- */
+
+struct llfree_range {
+	uint64_t child; /* first child */
+	uint64_t count; /* adjacent children */
+};
+
+struct llfree_host {
+	struct llfree_layout layout;
+	uint32_t *pairs;
+	uint16_t *trees;
+	uint64_t *hard;  /* private: children this host holds hard-reclaimed */
+	uint64_t cursor; /* private: next tree to scan */
+};
+
+/* Bytes of private host state for a zone. */
+size_t llfree_host_state_size(uint64_t start_pfn, uint64_t frames);
+/* meta_size must equal llfree_metadata_size(); state holds
+ * llfree_host_state_size() bytes and is cleared here. */
+int llfree_host_init(struct llfree_host *h, void *meta, size_t meta_size, uint64_t start_pfn,
+		     uint64_t frames, uint64_t *state);
+
+uint64_t llfree_host_children(const struct llfree_host *h);
+/* Reclaims one free child of an unreserved tree.  Hard: the guest sees it
+ * allocated until returned.  Soft: it stays free, marked reclaimed.
+ * *already tells whether it was reclaimed before (no discard needed). */
+int llfree_host_reclaim(struct llfree_host *h, bool hard, uint64_t *child, bool *already);
+/* Reclaims up to want children, tree by tree from a private cursor.  Those
+ * that need a discard (not reclaimed before) are written as ranges of
+ * adjacent children, so each range takes one discard; it stops before a tree
+ * when fewer than LLFREE_TREE_CHILDREN / 2 range slots are left.  *reclaimed
+ * counts all reclaimed children.  On an error the outputs still describe what
+ * was reclaimed before it. */
+int llfree_host_reclaim_bulk(struct llfree_host *h, bool hard, uint64_t want,
+			     struct llfree_range *ranges, size_t max_ranges, size_t *nranges,
+			     uint64_t *reclaimed);
+/* Hard -> free: the child becomes free again, still marked reclaimed. */
+int llfree_host_return(struct llfree_host *h, uint64_t child);
+/* Clears reclaimed; returns 1 if it was set, 0 if not. */
+int llfree_host_install(struct llfree_host *h, uint64_t child);
+/* 1 if the child is marked reclaimed, 0 if not. */
+int llfree_host_is_reclaimed(const struct llfree_host *h, uint64_t child);
+bool llfree_host_holds(const struct llfree_host *h, uint64_t child);
+
+#endif

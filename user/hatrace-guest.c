@@ -1,0 +1,826 @@
+/* hatrace-guest: the agent inside a hatrace guest VM. It speaks the line
+ * protocol of user/agent_proto.h over the virtio-serial port AGENT_PORT_NAME
+ * (or stdin/stdout with --stdio), runs workloads without blocking other
+ * requests, and loads the guest BPF counters of bpf/guest/guest_trace.bpf.c.
+ *
+ * usage: hatrace-guest [--stdio | --device PATH] [-v]
+ */
+#include "agent_proto.h"
+#include "common.h"
+#include "guest/guest_trace.h"
+#include "guest/guest_trace.skel.h"
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/reboot.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_RUNS 8
+#define OUT_KEEP 65536 /* bytes of a workload's stdout kept (its last line is the result) */
+#define ERR_KEEP 4096  /* bytes of stderr tail returned on failure */
+#define MAX_TIMEOUT_S 86400
+
+static int port_in = -1, port_out = -1;
+
+/* ---- output --------------------------------------------------------------------- */
+
+static void send_doc(json_t *doc)
+{
+	char *s = json_dumps(doc, JSON_COMPACT);
+	size_t len, off = 0;
+
+	json_decref(doc);
+	if (!s)
+		return;
+	len = strlen(s);
+	s[len++] = '\n'; /* json_dumps leaves room: overwrite the NUL */
+	while (off < len) {
+		ssize_t n = write(port_out, s + off, len - off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ht_warn("writing to the host: %s", n < 0 ? strerror(errno) : "short write");
+			break;
+		}
+		off += n;
+	}
+	free(s);
+}
+
+static json_t *reply_ok(json_t *id)
+{
+	return json_pack("{s:O,s:b}", "id", id ? id : json_null(), "ok", 1);
+}
+
+static void send_error(json_t *id, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	send_doc(json_pack("{s:O,s:b,s:s}", "id", id ? id : json_null(), "ok", 0, "error", msg));
+}
+
+/* ---- run: workloads as children, served from the main poll loop ------------------ */
+
+struct run {
+	bool used;
+	json_t *id;
+	pid_t pid;
+	int pidfd, out_fd, err_fd;
+	uint64_t start_ns, deadline_ns;
+	bool timed_out;
+	char out[OUT_KEEP];
+	size_t out_len;
+	char err[ERR_KEEP];
+	size_t err_len;
+};
+
+static struct run runs[MAX_RUNS];
+
+/* Appends data keeping only the newest cap bytes. */
+static void keep_tail(char *buf, size_t *len, size_t cap, const char *data, size_t n)
+{
+	if (n >= cap) {
+		memcpy(buf, data + n - cap, cap);
+		*len = cap;
+		return;
+	}
+	if (*len + n > cap) {
+		size_t drop = *len + n - cap;
+
+		memmove(buf, buf + drop, *len - drop);
+		*len -= drop;
+	}
+	memcpy(buf + *len, data, n);
+	*len += n;
+}
+
+static void drain(int *fd, char *buf, size_t *len, size_t cap)
+{
+	char chunk[4096];
+	ssize_t n;
+
+	while (*fd >= 0) {
+		n = read(*fd, chunk, sizeof(chunk));
+		if (n > 0) {
+			keep_tail(buf, len, cap, chunk, n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* The workload's result: its last non-empty stdout line, if it is a JSON object. */
+static json_t *last_json_line(char *buf, size_t len)
+{
+	char *line;
+	json_t *doc;
+
+	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		len--;
+	if (!len)
+		return NULL;
+	buf[len] = 0;
+	line = memrchr(buf, '\n', len);
+	line = line ? line + 1 : buf;
+	doc = json_loads(line, 0, NULL);
+	if (doc && !json_is_object(doc)) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	return doc;
+}
+
+static void finish_run(struct run *r)
+{
+	siginfo_t si = { 0 };
+	json_t *reply, *result;
+
+	drain(&r->out_fd, r->out, &r->out_len, sizeof(r->out) - 1);
+	drain(&r->err_fd, r->err, &r->err_len, sizeof(r->err) - 1);
+	if (r->out_fd >= 0)
+		close(r->out_fd);
+	if (r->err_fd >= 0)
+		close(r->err_fd);
+	waitid(P_PID, r->pid, &si, WEXITED);
+	close(r->pidfd);
+
+	reply = reply_ok(r->id);
+	json_object_set_new(reply, "elapsed_ns", json_integer(now_ns() - r->start_ns));
+	if (si.si_code == CLD_EXITED) {
+		json_object_set_new(reply, "exit", json_integer(si.si_status));
+	} else {
+		json_object_set_new(reply, "exit", json_integer(128 + si.si_status));
+		json_object_set_new(reply, "signal", json_integer(si.si_status));
+	}
+	if (r->timed_out)
+		json_object_set_new(reply, "timed_out", json_true());
+	result = last_json_line(r->out, r->out_len);
+	if (result)
+		json_object_set_new(reply, "result", result);
+	if (si.si_code != CLD_EXITED || si.si_status != 0) {
+		r->err[r->err_len] = 0;
+		json_object_set_new(reply, "stderr", json_string_nocheck(r->err));
+	}
+	send_doc(reply);
+	json_decref(r->id);
+	memset(r, 0, sizeof(*r));
+}
+
+static void start_run(json_t *id, json_t *req)
+{
+	json_t *argv_j = json_object_get(req, "argv"), *t = json_object_get(req, "timeout_s");
+	int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 }, exec_pipe[2] = { -1, -1 };
+	uint64_t timeout_s = 600;
+	struct run *r = NULL;
+	size_t i, argc;
+	char **argv;
+	int exec_errno = 0;
+	ssize_t n;
+
+	if (!json_is_array(argv_j) || !(argc = json_array_size(argv_j)))
+		return send_error(id, "run: \"argv\" must be a non-empty array of strings");
+	for (i = 0; i < argc; i++)
+		if (!json_is_string(json_array_get(argv_j, i)))
+			return send_error(id, "run: argv[%zu] is not a string", i);
+	if (t) {
+		if (!json_is_integer(t) || json_integer_value(t) < 1 ||
+		    json_integer_value(t) > MAX_TIMEOUT_S)
+			return send_error(id, "run: \"timeout_s\" must be an integer in [1, %d]",
+					  MAX_TIMEOUT_S);
+		timeout_s = json_integer_value(t);
+	}
+	for (i = 0; i < MAX_RUNS && !r; i++)
+		if (!runs[i].used)
+			r = &runs[i];
+	if (!r)
+		return send_error(id, "run: %d workloads are already running", MAX_RUNS);
+
+	argv = calloc(argc + 1, sizeof(*argv));
+	if (!argv)
+		return send_error(id, "run: out of memory");
+	for (i = 0; i < argc; i++)
+		argv[i] = (char *)json_string_value(json_array_get(argv_j, i));
+	if (pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC) ||
+	    pipe2(exec_pipe, O_CLOEXEC)) {
+		send_error(id, "run: pipe: %s", strerror(errno));
+		goto out;
+	}
+	r->start_ns = now_ns();
+	r->pid = fork();
+	if (r->pid < 0) {
+		send_error(id, "run: fork: %s", strerror(errno));
+		goto out;
+	}
+	if (r->pid == 0) {
+		setpgid(0, 0);
+		dup2(out_pipe[1], 1);
+		dup2(err_pipe[1], 2);
+		execvp(argv[0], argv);
+		exec_errno = errno;
+		if (write(exec_pipe[1], &exec_errno, sizeof(exec_errno)) < 0)
+			_exit(126);
+		_exit(127);
+	}
+	close(exec_pipe[1]);
+	exec_pipe[1] = -1;
+	n = read(exec_pipe[0], &exec_errno, sizeof(exec_errno));
+	if (n == sizeof(exec_errno)) {
+		waitpid(r->pid, NULL, 0);
+		send_error(id, "run: cannot execute %s: %s", argv[0], strerror(exec_errno));
+		goto out;
+	}
+	r->pidfd = pidfd_open(r->pid, 0);
+	if (r->pidfd < 0) {
+		kill(r->pid, SIGKILL);
+		waitpid(r->pid, NULL, 0);
+		send_error(id, "run: pidfd_open: %s", strerror(errno));
+		goto out;
+	}
+	r->used = true;
+	r->id = json_incref(id);
+	r->out_fd = out_pipe[0];
+	r->err_fd = err_pipe[0];
+	out_pipe[0] = err_pipe[0] = -1;
+	fcntl(r->out_fd, F_SETFL, O_NONBLOCK);
+	fcntl(r->err_fd, F_SETFL, O_NONBLOCK);
+	r->deadline_ns = r->start_ns + timeout_s * 1000000000ull;
+out:
+	for (i = 0; i < 2; i++) {
+		if (out_pipe[i] >= 0)
+			close(out_pipe[i]);
+		if (err_pipe[i] >= 0)
+			close(err_pipe[i]);
+		if (exec_pipe[i] >= 0)
+			close(exec_pipe[i]);
+	}
+	free(argv);
+}
+
+/* ---- meminfo ---------------------------------------------------------------------- */
+
+static void cmd_meminfo(json_t *id)
+{
+	static const char *const keys[] = { "MemTotal", "MemFree", "MemAvailable" };
+	FILE *f = fopen("/proc/meminfo", "r");
+	json_t *reply;
+	char line[256], key[64];
+	unsigned long long kib;
+	size_t found = 0;
+
+	if (!f)
+		return send_error(id, "meminfo: /proc/meminfo: %s", strerror(errno));
+	reply = reply_ok(id);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %llu kB", key, &kib) != 2)
+			continue;
+		for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+			if (!strcmp(key, keys[i])) {
+				json_object_set_new(reply, key, json_integer(kib * 1024));
+				found++;
+			}
+	}
+	fclose(f);
+	if (found != ARRAY_SIZE(keys)) {
+		json_decref(reply);
+		return send_error(id, "meminfo: /proc/meminfo lacks MemTotal/MemFree/MemAvailable");
+	}
+	send_doc(reply);
+}
+
+/* ---- tracing ---------------------------------------------------------------------- */
+
+/* Timed kernel functions, one per BPF function slot. Names are Linux 6.1's; a
+ * function the compiler inlined everywhere cannot be traced and is reported so.
+ * In our 6.1 build fill_balloon and virtio_mem_{,un}plug_request are inlined,
+ * hence the per-page balloon_page_enqueue and the sbm (sub-block) functions. */
+static const struct {
+	const char *name, *func;
+} trace_funcs[] = {
+	{ "balloon_changed", "virtballoon_changed" },
+	{ "balloon_size_work", "update_balloon_size_func" },
+	{ "balloon_page_enqueue", "balloon_page_enqueue" },
+	{ "balloon_leak", "leak_balloon" },
+	{ "balloon_tell_host", "tell_host" },
+	{ "page_reporting_process", "page_reporting_process" },
+	{ "balloon_free_page_report", "virtballoon_free_page_report" },
+	{ "vmem_config_changed", "virtio_mem_config_changed" },
+	{ "vmem_work", "virtio_mem_run_wq" },
+	{ "vmem_plug_add_mb", "virtio_mem_sbm_plug_and_add_mb" },
+	{ "vmem_unplug_sb_online", "virtio_mem_sbm_unplug_sb_online" },
+	{ "vmem_fake_offline", "virtio_mem_fake_offline" },
+	{ "vmem_send_plug", "virtio_mem_send_plug_request" },
+	{ "vmem_send_unplug", "virtio_mem_send_unplug_request" },
+	{ "online_pages", "online_pages" },
+	{ "offline_pages", "offline_pages" },
+	{ "alloc_pages", "__alloc_pages" },
+};
+
+_Static_assert(ARRAY_SIZE(trace_funcs) == GT_NR_FUNCS, "one traced function per BPF slot");
+
+enum probe_mode { MODE_NONE, MODE_TRACEPOINT, MODE_FENTRY, MODE_KPROBE };
+static const char *const mode_names[] = { "none", "tracepoint", "fentry", "kprobe" };
+
+struct probe {
+	const char *name, *target;
+	enum probe_mode mode;
+	char reason[200];
+	struct bpf_link *links[2];
+};
+
+static struct guest_trace_bpf *skel;
+static struct probe probes[GT_NR_SLOTS];
+
+static struct bpf_program *slot_prog(const char *kind, int i)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "%s_%d", kind, i);
+	return bpf_object__find_program_by_name(skel->obj, name);
+}
+
+static bool in_kallsyms(const char *func)
+{
+	FILE *f = fopen("/proc/kallsyms", "r");
+	char line[512], sym[256], type;
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%*s %c %255s", &type, sym) == 2 &&
+			(type == 't' || type == 'T') && !strcmp(sym, func);
+	fclose(f);
+	return found;
+}
+
+static void trace_stop(void)
+{
+	for (int i = 0; i < GT_NR_SLOTS; i++)
+		for (int j = 0; j < 2; j++)
+			bpf_link__destroy(probes[i].links[j]);
+	memset(probes, 0, sizeof(probes));
+	guest_trace_bpf__destroy(skel);
+	skel = NULL;
+}
+
+/* Opens and loads the object; fentry slots are enabled where use_fentry[i]. */
+static int trace_load(const bool *use_fentry, const bool *use_kprobe)
+{
+	int err;
+
+	skel = guest_trace_bpf__open();
+	if (!skel)
+		return -errno;
+	for (int i = 0; i < GT_NR_FUNCS; i++) {
+		struct bpf_program *fentry = slot_prog("fentry", i), *fexit = slot_prog("fexit", i);
+
+		bpf_program__set_autoload(fentry, use_fentry[i]);
+		bpf_program__set_autoload(fexit, use_fentry[i]);
+		if (use_fentry[i]) {
+			bpf_program__set_attach_target(fentry, 0, trace_funcs[i].func);
+			bpf_program__set_attach_target(fexit, 0, trace_funcs[i].func);
+		}
+		bpf_program__set_autoload(slot_prog("kprobe", i), use_kprobe[i]);
+		bpf_program__set_autoload(slot_prog("kretprobe", i), use_kprobe[i]);
+	}
+	err = guest_trace_bpf__load(skel);
+	if (err) {
+		guest_trace_bpf__destroy(skel);
+		skel = NULL;
+	}
+	return err;
+}
+
+static void attach_func(int i, bool try_fentry, bool try_kprobe)
+{
+	struct probe *p = &probes[GT_FUNC0 + i];
+	const char *fn = trace_funcs[i].func;
+	struct bpf_link *a, *b;
+	int err = 0;
+
+	if (try_fentry) {
+		a = bpf_program__attach(slot_prog("fentry", i));
+		b = a ? bpf_program__attach(slot_prog("fexit", i)) : NULL;
+		if (a && b) {
+			p->mode = MODE_FENTRY;
+			p->links[0] = a, p->links[1] = b;
+			return;
+		}
+		err = errno;
+		bpf_link__destroy(a);
+		if (!*p->reason)
+			snprintf(p->reason, sizeof(p->reason), "fentry attach: %s", strerror(err));
+	}
+	if (!try_kprobe) {
+		if (!*p->reason)
+			snprintf(p->reason, sizeof(p->reason),
+				 "%s is neither in BTF nor in kallsyms (inlined?)", fn);
+		return;
+	}
+	a = bpf_program__attach_kprobe(slot_prog("kprobe", i), false, fn);
+	b = a ? bpf_program__attach_kprobe(slot_prog("kretprobe", i), true, fn) : NULL;
+	if (a && b) {
+		p->mode = MODE_KPROBE;
+		p->links[0] = a, p->links[1] = b;
+		return;
+	}
+	err = errno;
+	bpf_link__destroy(a);
+	snprintf(p->reason + strlen(p->reason), sizeof(p->reason) - strlen(p->reason),
+		 "%skprobe attach: %s", *p->reason ? "; " : "", strerror(err));
+}
+
+static json_t *probe_list(void)
+{
+	json_t *list = json_array();
+
+	for (int i = 0; i < GT_NR_SLOTS; i++) {
+		struct probe *p = &probes[i];
+		json_t *o = json_pack("{s:s,s:s,s:b,s:s}", "name", p->name, "target", p->target,
+				      "attached", p->mode != MODE_NONE, "mode", mode_names[p->mode]);
+
+		if (*p->reason)
+			json_object_set_new(o, "reason", json_string(p->reason));
+		json_array_append_new(list, o);
+	}
+	return list;
+}
+
+static void cmd_trace_start(json_t *id)
+{
+	bool use_fentry[GT_NR_FUNCS], use_kprobe[GT_NR_FUNCS], fentry_load_failed = false;
+	struct btf *btf;
+	char load_err[128] = "";
+	json_t *reply;
+	int err;
+
+	if (skel)
+		trace_stop(); /* a new start resets the counters */
+	btf = btf__load_vmlinux_btf();
+	for (int i = 0; i < GT_NR_FUNCS; i++) {
+		use_fentry[i] = btf && btf__find_by_name_kind(btf, trace_funcs[i].func,
+							      BTF_KIND_FUNC) >= 0;
+		use_kprobe[i] = in_kallsyms(trace_funcs[i].func);
+	}
+	btf__free(btf);
+
+	err = trace_load(use_fentry, use_kprobe);
+	if (err) {
+		/* Some kernels refuse tracing programs (e.g. no BPF trampolines): retry
+		 * with kprobes only. */
+		snprintf(load_err, sizeof(load_err), "fentry load: %s", strerror(-err));
+		fentry_load_failed = true;
+		memset(use_fentry, 0, sizeof(use_fentry));
+		err = trace_load(use_fentry, use_kprobe);
+	}
+	if (err)
+		return send_error(id, "trace_start: loading guest_trace.bpf.o: %s",
+				  strerror(-err));
+
+	probes[GT_PAGE_ALLOC] = (struct probe){ .name = "mm_page_alloc",
+						.target = "kmem:mm_page_alloc" };
+	probes[GT_PAGE_FREE] = (struct probe){ .name = "mm_page_free",
+					       .target = "kmem:mm_page_free" };
+	for (int i = GT_PAGE_ALLOC; i <= GT_PAGE_FREE; i++) {
+		struct bpf_program *prog = i == GT_PAGE_ALLOC ? skel->progs.page_alloc
+							      : skel->progs.page_free;
+
+		probes[i].links[0] = bpf_program__attach(prog);
+		if (probes[i].links[0])
+			probes[i].mode = MODE_TRACEPOINT;
+		else
+			snprintf(probes[i].reason, sizeof(probes[i].reason),
+				 "tracepoint attach: %s", strerror(errno));
+	}
+	for (int i = 0; i < GT_NR_FUNCS; i++) {
+		struct probe *p = &probes[GT_FUNC0 + i];
+
+		p->name = trace_funcs[i].name;
+		p->target = trace_funcs[i].func;
+		if (fentry_load_failed && use_kprobe[i])
+			snprintf(p->reason, sizeof(p->reason), "%s", load_err);
+		attach_func(i, use_fentry[i], use_kprobe[i]);
+	}
+	reply = reply_ok(id);
+	json_object_set_new(reply, "probes", probe_list());
+	send_doc(reply);
+}
+
+static void cmd_trace_read(json_t *id)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	struct gt_stat *vals;
+	json_t *reply, *events;
+
+	if (!skel)
+		return send_error(id, "trace_read: tracing is not started (send trace_start)");
+	if (ncpus <= 0)
+		return send_error(id, "trace_read: cannot count CPUs: %s", strerror(-ncpus));
+	vals = calloc(ncpus, sizeof(*vals));
+	if (!vals)
+		return send_error(id, "trace_read: out of memory");
+	reply = reply_ok(id);
+	json_object_set_new(reply, "mono_ns", json_integer(now_ns()));
+	events = json_array();
+	for (__u32 slot = 0; slot < GT_NR_SLOTS; slot++) {
+		struct gt_stat sum = { 0 };
+		json_t *ev;
+
+		if (probes[slot].mode == MODE_NONE)
+			continue;
+		if (bpf_map__lookup_elem(skel->maps.stats, &slot, sizeof(slot), vals,
+					 sizeof(*vals) * ncpus, 0))
+			continue;
+		for (int c = 0; c < ncpus; c++) {
+			struct gt_stat *v = &vals[c];
+
+			if (!v->count)
+				continue;
+			if (!sum.count || v->first_ns < sum.first_ns)
+				sum.first_ns = v->first_ns;
+			if (v->last_ns > sum.last_ns)
+				sum.last_ns = v->last_ns;
+			sum.count += v->count;
+			sum.sum_ns += v->sum_ns;
+			sum.pages += v->pages;
+		}
+		for (int c = 0; c < ncpus; c++)
+			sum.drops += vals[c].drops;
+		ev = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "name", probes[slot].name, "mode",
+			       mode_names[probes[slot].mode], "count", (json_int_t)sum.count,
+			       "sum_ns", (json_int_t)sum.sum_ns, "first_ns",
+			       (json_int_t)sum.first_ns, "last_ns", (json_int_t)sum.last_ns);
+		if (probes[slot].mode == MODE_TRACEPOINT)
+			json_object_set_new(ev, "pages", json_integer(sum.pages));
+		else
+			json_object_set_new(ev, "drops", json_integer(sum.drops));
+		json_array_append_new(events, ev);
+	}
+	free(vals);
+	json_object_set_new(reply, "events", events);
+	send_doc(reply);
+}
+
+/* ---- dispatch --------------------------------------------------------------------- */
+
+static bool poweroff_requested;
+
+static void handle_line(char *line)
+{
+	json_error_t jerr;
+	json_t *req = json_loads(line, 0, &jerr), *id;
+	const char *cmd;
+
+	if (!req || !json_is_object(req)) {
+		send_error(NULL, "bad request: %s", req ? "not a JSON object" : jerr.text);
+		json_decref(req);
+		return;
+	}
+	id = json_object_get(req, "id");
+	cmd = json_string_value(json_object_get(req, "cmd"));
+	if (!json_is_integer(id))
+		send_error(id, "request lacks an integer \"id\"");
+	else if (!cmd)
+		send_error(id, "request lacks a string \"cmd\"");
+	else if (!strcmp(cmd, "ping"))
+		send_doc(json_pack("{s:O,s:b,s:I}", "id", id, "ok", 1, "mono_ns",
+				   (json_int_t)now_ns()));
+	else if (!strcmp(cmd, "run"))
+		start_run(id, req);
+	else if (!strcmp(cmd, "meminfo"))
+		cmd_meminfo(id);
+	else if (!strcmp(cmd, "trace_start"))
+		cmd_trace_start(id);
+	else if (!strcmp(cmd, "trace_read"))
+		cmd_trace_read(id);
+	else if (!strcmp(cmd, "trace_stop")) {
+		trace_stop();
+		send_doc(reply_ok(id));
+	} else if (!strcmp(cmd, "poweroff")) {
+		send_doc(reply_ok(id));
+		poweroff_requested = true;
+	} else
+		send_error(id, "unknown cmd '%s'", cmd);
+	json_decref(req);
+}
+
+/* Finds /dev/vportNpM whose name is AGENT_PORT_NAME, waiting for the driver. */
+static int open_agent_port(void)
+{
+	char path[300], name[128];
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+
+	for (int tries = 0; tries < 300; tries++) {
+		d = opendir("/sys/class/virtio-ports");
+		while (d && (de = readdir(d))) {
+			snprintf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", de->d_name);
+			f = fopen(path, "r");
+			if (!f)
+				continue;
+			if (!fgets(name, sizeof(name), f))
+				name[0] = 0;
+			fclose(f);
+			name[strcspn(name, "\n")] = 0;
+			if (strcmp(name, AGENT_PORT_NAME))
+				continue;
+			snprintf(path, sizeof(path), "/dev/%s", de->d_name);
+			closedir(d);
+			return open(path, O_RDWR | O_CLOEXEC);
+		}
+		if (d)
+			closedir(d);
+		usleep(100000);
+	}
+	errno = ENODEV;
+	return -1;
+}
+
+static void serve(void)
+{
+	static char buf[AGENT_MAX_LINE + 1];
+	size_t len = 0;
+	bool skipping = false; /* inside an over-long line */
+	struct pollfd pfd[1 + 3 * MAX_RUNS];
+	struct run *owner[1 + 3 * MAX_RUNS];
+	struct utsname uts;
+
+	uname(&uts);
+	send_doc(json_pack("{s:s,s:I,s:s}", "event", "ready", "mono_ns", (json_int_t)now_ns(),
+			   "kernel", uts.release));
+	while (!poweroff_requested) {
+		uint64_t now = now_ns(), next = now + 1000000000ull;
+		int nfds = 0, timeout_ms, n;
+
+		pfd[nfds++] = (struct pollfd){ .fd = port_in, .events = POLLIN };
+		for (int i = 0; i < MAX_RUNS; i++) {
+			struct run *r = &runs[i];
+
+			if (!r->used)
+				continue;
+			if (!r->timed_out && now >= r->deadline_ns) {
+				r->timed_out = true;
+				kill(-r->pid, SIGKILL);
+				kill(r->pid, SIGKILL);
+			}
+			if (!r->timed_out && r->deadline_ns < next)
+				next = r->deadline_ns;
+			owner[nfds] = r;
+			pfd[nfds++] = (struct pollfd){ .fd = r->pidfd, .events = POLLIN };
+			owner[nfds] = r;
+			pfd[nfds++] = (struct pollfd){ .fd = r->out_fd, .events = POLLIN };
+			owner[nfds] = r;
+			pfd[nfds++] = (struct pollfd){ .fd = r->err_fd, .events = POLLIN };
+		}
+		timeout_ms = (int)((next - now) / 1000000) + 1;
+		n = poll(pfd, nfds, timeout_ms);
+		if (n < 0 && errno != EINTR) {
+			ht_err("poll: %s", strerror(errno));
+			return;
+		}
+		for (int k = 1; n > 0 && k < nfds; k++) {
+			struct run *r = owner[k];
+
+			if (!pfd[k].revents || !r->used)
+				continue;
+			if (pfd[k].fd == r->pidfd)
+				finish_run(r);
+			else if (pfd[k].fd == r->out_fd)
+				drain(&r->out_fd, r->out, &r->out_len, sizeof(r->out) - 1);
+			else if (pfd[k].fd == r->err_fd)
+				drain(&r->err_fd, r->err, &r->err_len, sizeof(r->err) - 1);
+		}
+		if (n <= 0 || !pfd[0].revents)
+			continue;
+		if (!(pfd[0].revents & POLLIN)) {
+			/* virtio-serial reports POLLHUP while no host is connected. */
+			if (port_in == 0)
+				return; /* --stdio: end of input */
+			usleep(200000);
+			continue;
+		}
+		ssize_t got = read(port_in, buf + len, AGENT_MAX_LINE - len);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			if (port_in == 0)
+				return;
+			usleep(200000);
+			continue;
+		}
+		len += got;
+		char *start = buf, *nl;
+
+		while ((nl = memchr(start, '\n', len - (start - buf)))) {
+			*nl = 0;
+			if (skipping)
+				skipping = false;
+			else if (nl > start)
+				handle_line(start);
+			start = nl + 1;
+		}
+		len -= start - buf;
+		memmove(buf, start, len);
+		if (len == AGENT_MAX_LINE) {
+			if (!skipping)
+				send_error(NULL, "request longer than %d bytes", AGENT_MAX_LINE);
+			skipping = true;
+			len = 0;
+		}
+	}
+}
+
+/* As PID 1, stay behind as the reaper of orphans (e.g. the ht-integrity daemon)
+ * and power off when the agent ends. */
+static void become_init_child(void)
+{
+	pid_t agent = fork();
+
+	if (agent == 0)
+		return;
+	for (;;) {
+		pid_t pid = wait(NULL);
+
+		if (pid == agent || (pid < 0 && errno == ECHILD)) {
+			sync();
+			reboot(RB_POWER_OFF);
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "stdio", no_argument, NULL, 's' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{},
+	};
+	const char *device = NULL;
+	bool use_stdio = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "sd:v", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			use_stdio = true;
+			break;
+		case 'd':
+			device = optarg;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		default:
+			fprintf(stderr, "usage: hatrace-guest [--stdio | --device PATH] [-v]\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		ht_err("unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	if (getpid() == 1)
+		become_init_child();
+	signal(SIGPIPE, SIG_IGN);
+	setup_libbpf();
+	if (use_stdio) {
+		port_in = 0;
+		port_out = 1;
+	} else {
+		port_in = device ? open(device, O_RDWR | O_CLOEXEC) : open_agent_port();
+		if (port_in < 0) {
+			ht_err("cannot open the agent port %s: %s",
+			       device ? device : AGENT_PORT_NAME, strerror(errno));
+			return 1;
+		}
+		port_out = port_in;
+	}
+	serve();
+	trace_stop();
+	return 0; /* as the child of PID 1, ending powers the guest off */
+}

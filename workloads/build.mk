@@ -1,0 +1,70 @@
+# The guest image: static workloads, the guest agent and the initramfs.
+#
+# Contract with the host side (hatrace inflate, tests/guest_vm.py is a working example):
+#   kernel     $(BUILD)/guest/bzImage: Linux 6.1 "baseline" (kernel/build.mk; other
+#              flavours are bzImage-<flavour>); vmlinux-<flavour> links to its vmlinux.
+#   initramfs  $(BUILD)/guest/initramfs.cpio.gz: busybox, /init, /bin/hatrace-guest and
+#              the workloads in /bin; no disk, root stays in the initramfs.
+#   cmdline    $(BUILD)/guest/cmdline, i.e.
+#              console=ttyS0 memhp_default_state=online_movable panic=-1
+#              (panic=-1 with -no-reboot: a guest panic ends QEMU).
+#   QEMU       qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 1G -nographic -no-reboot
+#              -kernel bzImage -initrd initramfs.cpio.gz -append "$(cat cmdline)"
+#              -serial file:console.log -monitor none
+#              -device virtio-serial-pci -chardev socket,id=agent,path=S,server=on,wait=off
+#              -device virtserialport,chardev=agent,name=org.hatrace.agent
+#              -device virtio-balloon-pci,id=balloon0[,free-page-reporting=on]
+#              virtio-mem: -m 1G,maxmem=4G -object memory-backend-ram,id=vmem0,size=3G
+#              -device virtio-mem-pci,id=vmem0dev,memdev=vmem0,requested-size=0
+#              (hot-plugged memory comes online as ZONE_MOVABLE).
+#   agent      hatrace-guest finds the port in /sys/class/virtio-ports/*/name, opens
+#              /dev/vportNpM and speaks user/agent_proto.h. Its "ready" event goes out
+#              once the host side of the socket is connected. Requests are served while
+#              workloads run (run is asynchronous; replies may come out of order).
+#              trace_start probes: mm_page_alloc/mm_page_free (tracepoints, with "pages")
+#              and timed functions (fentry/fexit, else kprobes) listed in
+#              user/hatrace-guest.c; trace_read events carry count/sum_ns/first_ns/last_ns.
+#              poweroff: the reply is sent, then the guest powers off and QEMU exits.
+#   workloads  ht-touch --bytes N --threads T; ht-alloc-install --bytes N --threads T;
+#              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
+#              the memory between commands). Each prints one JSON result line, which
+#              the agent returns as "result"; usage at the top of workloads/*.c.
+GUEST_DIR      := $(BUILD)/guest
+GUEST_WL       := ht-touch ht-alloc-install ht-integrity
+GUEST_WL_BINS  := $(patsubst %,$(GUEST_DIR)/bin/%,$(GUEST_WL))
+GUEST_AGENT    := $(GUEST_DIR)/bin/hatrace-guest
+GUEST_INITRAMFS := $(GUEST_DIR)/initramfs.cpio.gz
+GUEST_CMDLINE  := console=ttyS0 memhp_default_state=online_movable panic=-1
+
+$(GUEST_DIR)/obj/%.o: workloads/%.c workloads/wl.h user/common.h | $(GUEST_DIR)/obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) -Iworkloads $(CFLAGS) -c $< -o $@
+
+$(GUEST_DIR)/bin/ht-%: $(GUEST_DIR)/obj/ht-%.o $(GUEST_DIR)/obj/wl.o $(BUILD)/user/common.o | $(GUEST_DIR)/bin
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/user/hatrace-guest.o: $(GUEST_SKELS) $(wildcard bpf/guest/*.h)
+
+$(GUEST_AGENT): $(BUILD)/user/hatrace-guest.o $(BUILD)/user/common.o | $(GUEST_DIR)/bin
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(GUEST_INITRAMFS): workloads/mkinitramfs.sh workloads/init $(GUEST_AGENT) $(GUEST_WL_BINS)
+	$(call msg,CPIO,$@)
+	$(Q)workloads/mkinitramfs.sh $@ workloads/init $(GUEST_AGENT) $(GUEST_WL_BINS)
+
+# Rewritten only when the text changes.
+$(GUEST_DIR)/cmdline: FORCE | $(GUEST_DIR)
+	$(Q)[ "$$(cat $@ 2>/dev/null)" = "$(GUEST_CMDLINE)" ] || echo "$(GUEST_CMDLINE)" > $@
+
+$(GUEST_DIR) $(GUEST_DIR)/obj $(GUEST_DIR)/bin:
+	$(Q)mkdir -p $@
+
+.SECONDARY: $(patsubst %,$(GUEST_DIR)/obj/%.o,$(GUEST_WL) wl) $(BUILD)/bpf/guest/guest_trace.bpf.o
+.PHONY: FORCE
+FORCE:
+ALL_TARGETS += $(GUEST_INITRAMFS) $(GUEST_DIR)/cmdline
+UNIT_TESTS  += tests/guest_workloads.sh tests/guest_agent.sh
+BPF_TESTS   += tests/guest_agent_bpf.sh
+VM_TESTS    += tests/guest_vm.py

@@ -1,0 +1,36 @@
+/* ht-touch: fault in N bytes of 4 KiB pages with T threads (one write per
+ * page, no THP), then free them with munmap.
+ * usage: ht-touch --bytes N [--threads T]
+ * result: {"workload":"ht-touch","bytes","threads","pages","touch_ns","free_ns"} */
+#include "common.h"
+#include "wl.h"
+
+#include <sys/mman.h>
+
+static void touch(char *base, size_t first, size_t count, void *arg)
+{
+	for (size_t i = first; i < first + count; i++)
+		*(volatile uint64_t *)(base + i * WL_PAGE) = i;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t bytes, touch_ns, t0;
+	unsigned threads;
+	char *mem;
+
+	if (wl_parse_bytes_threads("ht-touch", argc, argv, &bytes, &threads))
+		return 2;
+	mem = wl_map(bytes);
+	if (!mem)
+		return 1;
+	touch_ns = wl_parallel(mem, bytes / WL_PAGE, threads, touch, NULL);
+	t0 = now_ns();
+	munmap(mem, bytes);
+	json_println(stdout, json_pack("{s:s,s:I,s:i,s:I,s:I,s:I}", "workload", "ht-touch",
+				       "bytes", (json_int_t)bytes, "threads", threads, "pages",
+				       (json_int_t)(bytes / WL_PAGE), "touch_ns",
+				       (json_int_t)touch_ns, "free_ns",
+				       (json_int_t)(now_ns() - t0)));
+	return 0;
+}
