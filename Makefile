@@ -12,8 +12,8 @@ CLANG      ?= clang
 BPFTOOL    ?= bpftool
 ARCH       := x86
 CFLAGS     ?= -O2 -g
-CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE
-CPPFLAGS   += -I$(BUILD)/bpf -Ibpf -Iuser
+CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE
+CPPFLAGS   += -I$(BUILD)/bpf -Ibpf -iquote user
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_$(ARCH) -I. -Ibpf
 # Static so that the same binary can be copied into a guest initramfs.
 LDLIBS     := -static -Wl,--start-group -ljansson -lbpf -lelf -lz -lzstd -lm -lpthread -Wl,--end-group

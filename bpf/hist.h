@@ -3,7 +3,7 @@
 #define HATRACE_HIST_H
 
 #define HIST_SLOTS 48      /* log2 buckets: covers ns up to days, bytes up to 256 TiB */
-#define MAX_HIST_ENTRIES 8192
+#define MAX_HIST_ENTRIES 4096
 #define MAX_PIDS 64
 #define MAX_RAM_RANGES 32
 #define MAX_INFLIGHT 16384
@@ -14,8 +14,9 @@ enum metric {
 	M_FALLOCATE,        /* ns, sub = mode */
 	M_PROCESS_MADVISE,  /* ns, sub = advice */
 	M_USER_FAULT,       /* ns (fexit) or count only, sub = 1 if in guest RAM */
-	M_KVM_PAGE_FAULT,   /* ns from fault to next entry, sub = error code bits */
+	M_KVM_PAGE_FAULT,   /* ns from fault to next entry, sub = 1 for a write */
 	M_KVM_EXIT,         /* ns from exit to entry, sub = exit reason, isa in key.isa */
+	M_KVM_FAULT_GPA,    /* guest physical address of each KVM page fault */
 	M_KVM_UNMAP_HVA,    /* bytes per event */
 	M_KVMMMU,           /* count, sub = kvmmmu event index */
 	M_MAX,
@@ -28,10 +29,12 @@ struct hist_key {
 	unsigned int sub;
 };
 
+/* Kept per CPU in the kernel; user space sums the CPUs. */
 struct hist {
 	unsigned long long slots[HIST_SLOTS];
 	unsigned long long count;
-	unsigned long long sum;
+	unsigned long long sum;   /* of the histogrammed value (ns or bytes) */
+	unsigned long long bytes; /* reclaim syscalls: bytes named by the call */
 };
 
 struct ram_range {

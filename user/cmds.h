@@ -12,5 +12,6 @@ int cmd_doctor(int argc, char **argv);
 int cmd_hist(int argc, char **argv);
 int cmd_footprint(int argc, char **argv);
 int cmd_vms(int argc, char **argv);
+int cmd_inflate(int argc, char **argv);
 
 #endif

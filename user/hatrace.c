@@ -9,6 +9,7 @@ static const struct subcommand subcommands[] = {
 	{ "hist", "live latency histograms of reclaim syscalls, faults and KVM exits", cmd_hist },
 	{ "footprint", "per-process / per-VM RSS over time", cmd_footprint },
 	{ "vms", "list the VMs on this host, whatever the hypervisor", cmd_vms },
+	{ "inflate", "benchmark shrink, grow and re-install of VM memory per technique", cmd_inflate },
 };
 
 static void usage(FILE *f)

@@ -33,6 +33,10 @@ int host_probes_set_ram(struct host_probes *hp, const struct ram_range *ram, int
 int host_probes_read(struct host_probes *hp, struct hist_entry **out);
 int host_probes_status(struct host_probes *hp, const struct probe_status **st);
 uint64_t host_probes_drops(struct host_probes *hp);
+/* Name of a kvmmmu tracepoint from its M_KVMMMU sub index. */
+const char *host_probes_kvmmmu_name(struct host_probes *hp, unsigned idx);
+/* True when user faults carry a latency (fexit upgrade loaded). */
+bool host_probes_fault_latency(struct host_probes *hp);
 void host_probes_stop(struct host_probes *hp);
 
 #endif

@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Host probes behind `hatrace hist`: reclaim syscalls, user faults, KVM faults,
+ * exits and MMU activity, aggregated into per-CPU log2 histograms in the kernel. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "hist.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile bool filter_pids = false;
+/* Set when fexit/handle_mm_fault is loaded: faults then get a latency. */
+const volatile bool fault_latency = false;
+
+/* Guest RAM ranges, rewritten by user space while running (see host_probes_set_ram). */
+struct ram_range guest_ram[MAX_RAM_RANGES];
+unsigned int nr_guest_ram;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PIDS);
+	__type(key, u32);
+	__type(value, u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MAX_HIST_ENTRIES);
+	__type(key, struct hist_key);
+	__type(value, struct hist);
+} hists SEC(".maps");
+
+/* Events seen per probe, and events lost to full maps (index P_MAX). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, P_MAX + 1);
+	__type(key, u32);
+	__type(value, u64);
+} counters SEC(".maps");
+
+/* One in-flight interval per thread and kind (syscall, exit, kvm fault, user fault). */
+enum slot { S_SYSCALL, S_KVM_EXIT, S_KVM_FAULT, S_USER_FAULT };
+
+struct inflight {
+	u64 ts;
+	u64 bytes;
+	u32 sub;
+	u16 metric;
+	u16 isa;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_INFLIGHT);
+	__type(key, u64);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+static __always_inline void bump(u32 idx)
+{
+	u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		(*c)++;
+}
+
+static __always_inline bool traced(u32 tgid)
+{
+	return !filter_pids || bpf_map_lookup_elem(&pids, &tgid);
+}
+
+static __always_inline u32 log2_slot(u64 v)
+{
+	u32 r = 0;
+
+	/* floor(log2(v)), as in libbpf-tools' log2l(); 0 and 1 share slot 0 */
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	r |= v >> 1;
+	return r < HIST_SLOTS ? r : HIST_SLOTS - 1;
+}
+
+static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 value, u64 bytes,
+				   bool count_only)
+{
+	struct hist_key key = { .pid = tgid, .metric = metric, .isa = isa, .sub = sub };
+	static const struct hist zero;
+	struct hist *h;
+
+	h = bpf_map_lookup_elem(&hists, &key);
+	if (!h) {
+		bpf_map_update_elem(&hists, &key, &zero, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&hists, &key);
+		if (!h) {
+			bump(P_MAX);
+			return;
+		}
+	}
+	h->count++;
+	h->bytes += bytes;
+	if (count_only)
+		return;
+	h->sum += value;
+	h->slots[log2_slot(value)]++;
+}
+
+static __always_inline u64 slot_key(u32 tid, enum slot s)
+{
+	return (u64)tid << 2 | s;
+}
+
+static __always_inline void begin(u32 tid, enum slot s, u16 metric, u16 isa, u32 sub, u64 bytes)
+{
+	struct inflight v = { .ts = bpf_ktime_get_ns(), .bytes = bytes, .sub = sub,
+			      .metric = metric, .isa = isa };
+	u64 key = slot_key(tid, s);
+
+	if (bpf_map_update_elem(&inflight, &key, &v, BPF_ANY))
+		bump(P_MAX);
+}
+
+static __always_inline void end(u32 tgid, u32 tid, enum slot s)
+{
+	u64 key = slot_key(tid, s);
+	struct inflight *v = bpf_map_lookup_elem(&inflight, &key);
+
+	if (!v)
+		return;
+	record(tgid, v->metric, v->isa, v->sub, bpf_ktime_get_ns() - v->ts, v->bytes, false);
+	bpf_map_delete_elem(&inflight, &key);
+}
+
+/* ---- reclaim syscalls ---- */
+
+static __always_inline int syscall_enter(u16 metric, enum probe_id probe, u32 sub, u64 bytes)
+{
+	u64 id = bpf_get_current_pid_tgid();
+
+	if (!traced(id >> 32))
+		return 0;
+	bump(probe);
+	begin((u32)id, S_SYSCALL, metric, 0, sub, bytes);
+	return 0;
+}
+
+static __always_inline int syscall_exit(void)
+{
+	u64 id = bpf_get_current_pid_tgid();
+
+	if (traced(id >> 32))
+		end(id >> 32, (u32)id, S_SYSCALL);
+	return 0;
+}
+
+/* Handlers take the tracepoint's record, so tests can feed them recorded ones. */
+static __always_inline int handle_madvise_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	/* madvise(start, len, advice) */
+	return syscall_enter(M_MADVISE, P_MADVISE, (u32)ctx->args[2], ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_enter_madvise")
+int madvise_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return handle_madvise_enter(ctx);
+}
+
+SEC("tp/syscalls/sys_exit_madvise")
+int madvise_exit(void *ctx)
+{
+	return syscall_exit();
+}
+
+static __always_inline int handle_fallocate_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	/* fallocate(fd, mode, offset, len) */
+	return syscall_enter(M_FALLOCATE, P_FALLOCATE, (u32)ctx->args[1], ctx->args[3]);
+}
+
+SEC("tp/syscalls/sys_enter_fallocate")
+int fallocate_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return handle_fallocate_enter(ctx);
+}
+
+SEC("tp/syscalls/sys_exit_fallocate")
+int fallocate_exit(void *ctx)
+{
+	return syscall_exit();
+}
+
+SEC("tp/syscalls/sys_enter_process_madvise")
+int process_madvise_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	/* process_madvise(pidfd, iovec, vlen, advice, flags): bytes are in the iovec */
+	return syscall_enter(M_PROCESS_MADVISE, P_PROCESS_MADVISE, (u32)ctx->args[3], 0);
+}
+
+SEC("tp/syscalls/sys_exit_process_madvise")
+int process_madvise_exit(void *ctx)
+{
+	return syscall_exit();
+}
+
+/* ---- user page faults ---- */
+
+static __always_inline bool in_guest_ram(u32 tgid, u64 addr)
+{
+	unsigned int n = nr_guest_ram;
+
+	for (unsigned int i = 0; i < MAX_RAM_RANGES && i < n; i++) {
+		struct ram_range *r = &guest_ram[i];
+
+		if (r->pid == tgid && addr >= r->start && addr < r->end)
+			return true;
+	}
+	return false;
+}
+
+/* The struct was renamed from x86_exceptions to exceptions in 6.x; CO-RE picks
+ * whichever this kernel has. */
+struct trace_event_raw_x86_exceptions___old {
+	unsigned long address;
+} __attribute__((preserve_access_index));
+
+static __always_inline int handle_user_fault(void *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32;
+	u64 addr;
+
+	if (!traced(tgid))
+		return 0;
+	bump(P_USER_FAULT);
+	if (bpf_core_type_exists(struct trace_event_raw_exceptions))
+		addr = BPF_CORE_READ((struct trace_event_raw_exceptions *)ctx, address);
+	else
+		addr = BPF_CORE_READ((struct trace_event_raw_x86_exceptions___old *)ctx, address);
+	if (fault_latency)
+		begin((u32)id, S_USER_FAULT, M_USER_FAULT, 0, in_guest_ram(tgid, addr), 0);
+	else
+		record(tgid, M_USER_FAULT, 0, in_guest_ram(tgid, addr), 0, 0, true);
+	return 0;
+}
+
+SEC("tp/exceptions/page_fault_user")
+int user_fault(void *ctx)
+{
+	return handle_user_fault(ctx);
+}
+
+/* Load-time upgrade where fexit works: the fault's latency up to its handler's return. */
+SEC("fexit/handle_mm_fault")
+int BPF_PROG(user_fault_done)
+{
+	u64 id = bpf_get_current_pid_tgid();
+
+	if (traced(id >> 32))
+		end(id >> 32, (u32)id, S_USER_FAULT);
+	return 0;
+}
+
+/* ---- KVM ---- */
+
+#define KVM_ISA_VMX 1
+#define PFERR_WRITE_MASK 2
+
+static __always_inline int handle_kvm_exit(struct trace_event_raw_kvm_exit *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u16 isa = KVM_ISA_VMX;
+
+	if (!traced(id >> 32))
+		return 0;
+	bump(P_KVM_EXIT);
+	if (bpf_core_field_exists(ctx->isa))
+		isa = ctx->isa;
+	begin((u32)id, S_KVM_EXIT, M_KVM_EXIT, isa, ctx->exit_reason, 0);
+	return 0;
+}
+
+SEC("tp/kvm/kvm_exit")
+int kvm_exit(struct trace_event_raw_kvm_exit *ctx)
+{
+	return handle_kvm_exit(ctx);
+}
+
+static __always_inline int handle_kvm_page_fault(struct trace_event_raw_kvm_page_fault *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32;
+
+	if (!traced(tgid))
+		return 0;
+	bump(P_KVM_PAGE_FAULT);
+	record(tgid, M_KVM_FAULT_GPA, 0, 0, ctx->fault_address, 0, false);
+	begin((u32)id, S_KVM_FAULT, M_KVM_PAGE_FAULT, 0,
+	      (ctx->error_code & PFERR_WRITE_MASK) ? 1 : 0, 0);
+	return 0;
+}
+
+SEC("tp/kvm/kvm_page_fault")
+int kvm_page_fault(struct trace_event_raw_kvm_page_fault *ctx)
+{
+	return handle_kvm_page_fault(ctx);
+}
+
+static __always_inline int handle_kvm_entry(void *ctx)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	u32 tgid = id >> 32;
+
+	if (!traced(tgid))
+		return 0;
+	bump(P_KVM_ENTRY);
+	end(tgid, (u32)id, S_KVM_FAULT);
+	end(tgid, (u32)id, S_KVM_EXIT);
+	return 0;
+}
+
+SEC("tp/kvm/kvm_entry")
+int kvm_entry(void *ctx)
+{
+	return handle_kvm_entry(ctx);
+}
+
+static __always_inline int handle_kvm_unmap_hva_range(struct trace_event_raw_kvm_unmap_hva_range *ctx)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u64 bytes = ctx->end - ctx->start;
+
+	if (!traced(tgid))
+		return 0;
+	bump(P_KVM_UNMAP_HVA);
+	record(tgid, M_KVM_UNMAP_HVA, 0, 0, bytes, bytes, false);
+	return 0;
+}
+
+SEC("tp/kvm/kvm_unmap_hva_range")
+int kvm_unmap_hva_range(struct trace_event_raw_kvm_unmap_hva_range *ctx)
+{
+	return handle_kvm_unmap_hva_range(ctx);
+}
+
+/* Attached by user space to every kvmmmu tracepoint; the attach cookie names it. */
+SEC("tp")
+int kvmmmu_event(void *ctx)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!traced(tgid))
+		return 0;
+	bump(P_KVMMMU);
+	record(tgid, M_KVMMMU, 0, (u32)bpf_get_attach_cookie(ctx), 0, 0, true);
+	return 0;
+}

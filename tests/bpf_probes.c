@@ -1,0 +1,231 @@
+/* BPF layer: every host program loads into this kernel, and the handlers turn
+ * recorded tracepoint records (fed through BPF_PROG_TEST_RUN) into the right
+ * histograms, counters and footprint events. Needs root. */
+#include "check.h"
+#include "common.h"
+#include "footprint.h"
+#include "hist.h"
+#include "footprint.skel.h"
+#include "footprint_test.skel.h"
+#include "hist.skel.h"
+#include "hist_test.skel.h"
+#include "hostcaps.h"
+#include "kvm_exit.h"
+#include "metric_names.h"
+#include "vmslots.skel.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <string.h>
+#include <unistd.h>
+
+static int ncpus;
+
+static int run(struct bpf_program *prog, const __u64 *args, int nargs)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = args, .ctx_size_in = nargs * sizeof(__u64));
+
+	return bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
+}
+
+/* The summed per-CPU histogram of a key; count 0 if absent. */
+static struct hist lookup(struct hist_test_bpf *skel, unsigned metric, unsigned isa, unsigned sub)
+{
+	struct hist_key key = { .pid = getpid(), .metric = metric, .isa = isa, .sub = sub };
+	struct hist percpu[ncpus], sum = {};
+
+	if (bpf_map__lookup_elem(skel->maps.hists, &key, sizeof(key), percpu, sizeof(percpu), 0))
+		return sum;
+	for (int c = 0; c < ncpus; c++) {
+		sum.count += percpu[c].count;
+		sum.sum += percpu[c].sum;
+		sum.bytes += percpu[c].bytes;
+		for (int s = 0; s < HIST_SLOTS; s++)
+			sum.slots[s] += percpu[c].slots[s];
+	}
+	return sum;
+}
+
+static unsigned long long counter(struct hist_test_bpf *skel, __u32 idx)
+{
+	__u64 vals[ncpus], sum = 0;
+
+	if (!bpf_map__lookup_elem(skel->maps.counters, &idx, sizeof(idx), vals, sizeof(vals), 0))
+		for (int c = 0; c < ncpus; c++)
+			sum += vals[c];
+	return sum;
+}
+
+static void test_load_production(void)
+{
+	struct hist_bpf *hist = hist_bpf__open();
+	struct feature f;
+	bool fexit = feature_fentry("handle_mm_fault", &f);
+	struct footprint_bpf *fp;
+	struct vmslots_bpf *vs;
+
+	if (hist && !fexit)
+		bpf_program__set_autoload(hist->progs.user_fault_done, false);
+	check(hist && !hist_bpf__load(hist), "load hist.bpf.o", "load failed");
+	if (!fexit)
+		skip("load fexit/handle_mm_fault", "%s", f.detail);
+	hist_bpf__destroy(hist);
+	fp = footprint_bpf__open_and_load();
+	check(fp != NULL, "load footprint.bpf.o", "load failed");
+	footprint_bpf__destroy(fp);
+	vs = vmslots_bpf__open_and_load();
+	check(vs != NULL, "load vmslots.bpf.o (iter/task_file memslot walk)", "load failed");
+	vmslots_bpf__destroy(vs);
+}
+
+static void test_handlers(void)
+{
+	struct hist_test_bpf *skel = hist_test_bpf__open();
+	struct hist h;
+	char name[64];
+
+	bpf_program__set_autoload(skel->progs.user_fault_done, false);
+	if (!check(skel && !hist_test_bpf__load(skel), "load hist test object", "load failed"))
+		return;
+
+	/* madvise(addr, 2 MiB, MADV_DONTNEED) */
+	__u64 madv[] = { 0x7f0000000000, 2 << 20, 4 };
+	check(!run(skel->progs.test_madvise, madv, 3), "test-run madvise", "test run failed");
+	h = lookup(skel, M_MADVISE, 0, 4);
+	CHECK_EQ_U64(h.count, 1, "madvise DONTNEED counted once");
+	CHECK_EQ_U64(h.bytes, 2 << 20, "madvise bytes named");
+	CHECK_EQ_U64(counter(skel, P_MADVISE), 1, "madvise probe counter");
+
+	/* fallocate(PUNCH_HOLE | KEEP_SIZE, 4 MiB) */
+	__u64 fall[] = { 3, 4 << 20 };
+	run(skel->progs.test_fallocate, fall, 2);
+	h = lookup(skel, M_FALLOCATE, 0, 3);
+	CHECK_EQ_U64(h.count, 1, "fallocate PUNCH_HOLE|KEEP_SIZE counted");
+	check(!strcmp(fallocate_mode_name(3, name, sizeof(name)), "KEEP_SIZE|PUNCH_HOLE"),
+	      "fallocate mode name", "got %s", name);
+
+	/* user faults inside and outside a registered guest RAM range */
+	skel->bss->guest_ram[0] = (struct ram_range){ .pid = getpid(), .start = 0x100000,
+						      .end = 0x200000 };
+	skel->bss->nr_guest_ram = 1;
+	__u64 in[] = { 0x180000 }, out[] = { 0x200000 };
+	run(skel->progs.test_user_fault, in, 1);
+	run(skel->progs.test_user_fault, out, 1);
+	run(skel->progs.test_user_fault, out, 1);
+	CHECK_EQ_U64(lookup(skel, M_USER_FAULT, 0, 1).count, 1, "fault in guest RAM classified");
+	CHECK_EQ_U64(lookup(skel, M_USER_FAULT, 0, 0).count, 2, "fault outside guest RAM classified");
+
+	/* VMX: EPT violation exit, with the fault it raised, then entry */
+	__u64 vmx_exit[] = { KVM_ISA_VMX, 48 }, fault[] = { 0x12345000, 2 };
+	run(skel->progs.test_kvm_exit, vmx_exit, 2);
+	run(skel->progs.test_kvm_page_fault, fault, 2);
+	usleep(1000);
+	run(skel->progs.test_kvm_entry, NULL, 0);
+	h = lookup(skel, M_KVM_EXIT, KVM_ISA_VMX, 48);
+	CHECK_EQ_U64(h.count, 1, "VMX exit 48 recorded");
+	check(h.sum >= 1000000, "VMX exit-to-entry latency measured", "sum %llu ns", h.sum);
+	check(!strcmp(kvm_exit_name(KVM_ISA_VMX, 48, name, sizeof(name)), "EPT_VIOLATION"),
+	      "VMX reason 48 decodes as EPT_VIOLATION", "got %s", name);
+	CHECK_EQ_U64(lookup(skel, M_KVM_PAGE_FAULT, 0, 1).count, 1, "KVM write fault latency");
+	h = lookup(skel, M_KVM_FAULT_GPA, 0, 0);
+	CHECK_EQ_U64(h.slots[28], 1, "KVM fault GPA lands in log2 bucket 28");
+
+	/* SVM: nested page fault */
+	__u64 svm_exit[] = { KVM_ISA_SVM, 0x400 };
+	run(skel->progs.test_kvm_exit, svm_exit, 2);
+	run(skel->progs.test_kvm_entry, NULL, 0);
+	CHECK_EQ_U64(lookup(skel, M_KVM_EXIT, KVM_ISA_SVM, 0x400).count, 1, "SVM exit 0x400 recorded");
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x400, name, sizeof(name)), "NPF"),
+	      "SVM code 0x400 decodes as NPF", "got %s", name);
+	/* an entry without an exit records nothing */
+	run(skel->progs.test_kvm_entry, NULL, 0);
+	CHECK_EQ_U64(lookup(skel, M_KVM_EXIT, KVM_ISA_SVM, 0x400).count, 1, "unpaired entry ignored");
+
+	__u64 unmap[] = { 0x7f0000000000, 0x7f0000200000 };
+	run(skel->progs.test_kvm_unmap_hva_range, unmap, 2);
+	h = lookup(skel, M_KVM_UNMAP_HVA, 0, 0);
+	CHECK_EQ_U64(h.bytes, 2 << 20, "kvm_unmap_hva_range bytes");
+	CHECK_EQ_U64(h.slots[21], 1, "kvm_unmap_hva_range 2 MiB in bucket 21");
+	CHECK_EQ_U64(counter(skel, P_MAX), 0, "no drops");
+	hist_test_bpf__destroy(skel);
+}
+
+static void test_pid_filter(void)
+{
+	struct hist_test_bpf *skel = hist_test_bpf__open();
+	__u64 madv[] = { 0, 4096, 4 };
+	__u32 other = 1;
+	__u8 one = 1;
+
+	skel->rodata->filter_pids = true;
+	bpf_program__set_autoload(skel->progs.user_fault_done, false);
+	if (hist_test_bpf__load(skel)) {
+		check(false, "load filtered object", "load failed");
+		return;
+	}
+	bpf_map__update_elem(skel->maps.pids, &other, sizeof(other), &one, 1, 0);
+	run(skel->progs.test_madvise, madv, 3);
+	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 0, "untraced PID filtered in BPF");
+	CHECK_EQ_U64(counter(skel, P_MADVISE), 0, "untraced PID not counted");
+	hist_test_bpf__destroy(skel);
+}
+
+static int rb_events;
+static long long rb_last_anon;
+
+static int on_fp_event(void *ctx, void *data, size_t len)
+{
+	const struct fp_event *e = data;
+
+	rb_events++;
+	rb_last_anon = e->bytes[FP_ANON];
+	return 0;
+}
+
+static void test_footprint_coalescing(void)
+{
+	struct footprint_test_bpf *skel = footprint_test_bpf__open();
+	struct ring_buffer *rb;
+	__u32 pid = getpid();
+	__u8 one = 1;
+
+	skel->rodata->step_bytes = 2 << 20;
+	skel->rodata->min_interval_ns = 3600ULL * 1000000000; /* only steps count */
+	if (!check(!footprint_test_bpf__load(skel), "load footprint test object", "load failed"))
+		return;
+	bpf_map__update_elem(skel->maps.pids, &pid, sizeof(pid), &one, 1, 0);
+	rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_fp_event, NULL, NULL);
+	/* 1000 pages, one event each, as 6.18 fires them */
+	for (int i = 1; i <= 1000; i++) {
+		__u64 args[] = { 77, 1, FP_ANON, i * 4096ULL };
+
+		run(skel->progs.test_rss_stat, args, 4);
+	}
+	/* another process's event for an mm never seen from its owner is ignored */
+	__u64 foreign[] = { 99, 0, FP_ANON, 1 << 30 };
+	run(skel->progs.test_rss_stat, foreign, 4);
+	ring_buffer__consume(rb);
+	/* first sight emits (no earlier value), then once per 2 MiB moved */
+	CHECK_EQ_U64(rb_events, 2, "1000 page events coalesced into 2 rows");
+	CHECK_EQ_U64(rb_last_anon, 513 * 4096, "row emitted when RSS moved by the step");
+	CHECK_EQ_U64(skel->bss->seen, 1000, "events of untraced mms not counted");
+	CHECK_EQ_U64(skel->bss->drops, 0, "no ring buffer drops");
+	ring_buffer__free(rb);
+	footprint_test_bpf__destroy(skel);
+}
+
+int main(void)
+{
+	if (geteuid()) {
+		skip("bpf tests", "need root");
+		return 0;
+	}
+	ensure_tracefs();
+	setup_libbpf();
+	ncpus = libbpf_num_possible_cpus();
+	test_load_production();
+	test_handlers();
+	test_pid_filter();
+	test_footprint_coalescing();
+	return check_exit();
+}

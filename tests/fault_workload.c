@@ -1,0 +1,81 @@
+/* A workload with known counts, driven by lines on stdin so a tracer can attach first.
+ *   fault_workload faults PAGES MADVISES  touch PAGES fresh 4 KiB pages, then MADVISES
+ *                                         madvise(MADV_DONTNEED) calls; prints its own
+ *                                         minor-fault delta as JSON.
+ *   fault_workload rss STEP_MIB STEPS MS  grow anon RSS by STEP_MIB every MS ms, then free. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static void wait_go(void)
+{
+	char line[16];
+
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		exit(1);
+}
+
+static long minflt(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_minflt;
+}
+
+static int faults(long pages, long madvises)
+{
+	size_t len = pages * 4096;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	long before;
+
+	if (p == MAP_FAILED || madvise(p, len, MADV_NOHUGEPAGE))
+		return 1;
+	wait_go();
+	before = minflt();
+	for (long i = 0; i < pages; i++)
+		p[i * 4096] = 1;
+	for (long i = 0; i < madvises; i++)
+		madvise(p, len, MADV_DONTNEED);
+	printf("{\"pages\":%ld,\"madvise\":%ld,\"minflt\":%ld}\n", pages, madvises,
+	       minflt() - before);
+	return 0;
+}
+
+static int rss_steps(long step_mib, long steps, long pause_ms)
+{
+	size_t step = step_mib << 20;
+	char *blocks[64];
+
+	if (steps > 64)
+		return 1;
+	wait_go();
+	for (long s = 0; s < steps; s++) {
+		blocks[s] = mmap(NULL, step, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (blocks[s] == MAP_FAILED)
+			return 1;
+		madvise(blocks[s], step, MADV_NOHUGEPAGE);
+		memset(blocks[s], 1, step);
+		usleep(pause_ms * 1000);
+	}
+	for (long s = 0; s < steps; s++)
+		munmap(blocks[s], step);
+	usleep(pause_ms * 1000);
+	printf("{\"steps\":%ld,\"step_bytes\":%zu}\n", steps, step);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && !strcmp(argv[1], "faults"))
+		return faults(atol(argv[2]), atol(argv[3]));
+	if (argc == 5 && !strcmp(argv[1], "rss"))
+		return rss_steps(atol(argv[2]), atol(argv[3]), atol(argv[4]));
+	fprintf(stderr, "usage: %s faults PAGES MADVISES | rss STEP_MIB STEPS PAUSE_MS\n", argv[0]);
+	return 2;
+}

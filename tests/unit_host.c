@@ -1,0 +1,177 @@
+/* Unit tests of the host tool that need no root: histogram maths and
+ * printing, exit-reason decoders, names, output formats, argument parsing. */
+#include "check.h"
+#include "common.h"
+#include "kvm_exit.h"
+#include "log2hist.h"
+#include "metric_names.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_log2_maths(void)
+{
+	CHECK_EQ_U64(log2_bucket(0, 48), 0, "bucket of 0");
+	CHECK_EQ_U64(log2_bucket(1, 48), 0, "bucket of 1");
+	CHECK_EQ_U64(log2_bucket(2, 48), 1, "bucket of 2");
+	CHECK_EQ_U64(log2_bucket(1023, 48), 9, "bucket of 1023");
+	CHECK_EQ_U64(log2_bucket(1024, 48), 10, "bucket of 1024");
+	CHECK_EQ_U64(log2_bucket(~0ULL, 48), 47, "huge values clamp to the last bucket");
+	for (int i = 1; i < 47; i++)
+		if (log2_bucket(log2_bucket_low(i), 48) != i ||
+		    log2_bucket(log2_bucket_high(i), 48) != i) {
+			check(false, "bucket bounds round-trip", "bucket %d", i);
+			return;
+		}
+	check(true, "bucket bounds round-trip", " ");
+	unsigned long long slots[48] = { [3] = 10, [4] = 30, [5] = 60 };
+	CHECK_EQ_U64(log2_hist_quantile(slots, 48, 0.5), 63, "median bucket upper bound");
+	CHECK_EQ_U64(log2_hist_quantile(slots, 48, 0.1), 15, "p10 bucket upper bound");
+}
+
+static void test_print_width(void)
+{
+	unsigned long long slots[48] = { [0] = 1, [20] = 5, [47] = 1000 };
+	char *buf = NULL, *line;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int lines = 0, widest = 0;
+
+	print_log2_hist(f, slots, 48, "nsecs");
+	fclose(f);
+	for (line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		int w = (int)strlen(line);
+
+		widest = w > widest ? w : widest;
+		lines++;
+	}
+	check(widest <= 80, "histogram fits 80 columns", "widest line %d", widest);
+	CHECK_EQ_U64(lines, 49, "header plus every bucket from first to last");
+	free(buf);
+
+	unsigned long long one[48] = { [10] = 7 };
+	f = open_memstream(&buf, &len);
+	print_log2_hist(f, one, 48, "nsecs");
+	fclose(f);
+	check(strstr(buf, "1024 -> 2047") && strstr(buf, ": 7 ") &&
+	      strstr(buf, "|****************************************|"),
+	      "histogram line in print_log2_hist style", "got:\n%s", buf);
+	free(buf);
+}
+
+static void test_hist_json(void)
+{
+	unsigned long long slots[48] = { [2] = 3, [4] = 1 };
+	json_t *arr = log2_hist_json(slots, 48);
+	char *s = json_dumps(arr, JSON_COMPACT);
+
+	check(!strcmp(s, "[{\"low\":4,\"high\":7,\"count\":3},{\"low\":8,\"high\":15,\"count\":0},"
+			 "{\"low\":16,\"high\":31,\"count\":1}]"),
+	      "JSON buckets cover first to last non-empty", "got %s", s);
+	free(s);
+	json_decref(arr);
+}
+
+static void test_json_escaping(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	json_t *back;
+
+	json_println(f, json_pack("{s:s}", "comm", "qemu \"x\"\\\n\t\x01"));
+	fclose(f);
+	check(strstr(buf, "\\\"x\\\"\\\\\\n\\t\\u0001") != NULL, "JSON escapes quotes and controls",
+	      "got %s", buf);
+	back = json_loads(buf, 0, NULL);
+	check(back && !strcmp(json_string_value(json_object_get(back, "comm")),
+			      "qemu \"x\"\\\n\t\x01"),
+	      "JSON line parses back to the same string", "got %s", buf);
+	json_decref(back);
+	free(buf);
+}
+
+static void test_decoders(void)
+{
+	char b[64];
+
+	check(!strcmp(kvm_exit_name(KVM_ISA_VMX, 30, b, sizeof(b)), "IO_INSTRUCTION"), "VMX 30", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_VMX, 0x80000021, b, sizeof(b)),
+		      "INVALID_STATE(ENTRY_FAIL)"), "VMX failed entry flag", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_VMX, 49 | 0x10000, b, sizeof(b)), "EPT_MISCONFIG"),
+	      "VMX reason uses the low 16 bits", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_VMX, 200, b, sizeof(b)), "VMX_200"), "VMX unknown", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x10, b, sizeof(b)), "CR0_WRITE"), "SVM CR0 write", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x2f, b, sizeof(b)), "DR15_READ"), "SVM DR15 read", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x4e, b, sizeof(b)), "EXCP_14"), "SVM #PF", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x78, b, sizeof(b)), "HLT"), "SVM HLT", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x7b, b, sizeof(b)), "IOIO"), "SVM IOIO", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x403, b, sizeof(b)), "VMGEXIT"), "SVM VMGEXIT", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0xffffffff, b, sizeof(b)), "ERR"), "SVM error", "%s", b);
+	check(!strcmp(kvm_exit_name(KVM_ISA_SVM, 0x300, b, sizeof(b)), "SVM_0x300"), "SVM unknown", "%s", b);
+	check(!strcmp(madvise_advice_name(23, b, sizeof(b)), "POPULATE_WRITE"), "advice 23", "%s", b);
+	check(!strcmp(madvise_advice_name(7, b, sizeof(b)), "ADVICE_7"), "unknown advice", "%s", b);
+	check(!strcmp(fallocate_mode_name(0, b, sizeof(b)), "ALLOCATE"), "mode 0", "%s", b);
+	check(!strcmp(fallocate_mode_name(0x10 | 0x1000, b, sizeof(b)), "ZERO_RANGE|0x1000"),
+	      "mode with unknown bit", "%s", b);
+}
+
+static void test_parsing(void)
+{
+	uint64_t v = 0;
+	enum out_fmt fmt;
+
+	check(parse_u64("interval", "-1", 1, 100, &v) < 0, "negative interval refused", " ");
+	check(parse_u64("interval", "99999999999999999999999", 1, ~0ULL, &v) < 0,
+	      "overflowing interval refused", " ");
+	check(parse_u64("interval", "5x", 1, 100, &v) < 0, "trailing junk refused", " ");
+	check(parse_u64("interval", "", 1, 100, &v) < 0, "empty refused", " ");
+	check(parse_u64("interval", "0", 1, 100, &v) < 0, "below minimum refused", " ");
+	check(!parse_u64("interval", "42", 1, 100, &v) && v == 42, "42 parsed", "v=%llu",
+	      (unsigned long long)v);
+	check(!parse_size("--mem", "2G", &v) && v == 2ULL << 30, "2G", "v=%llu", (unsigned long long)v);
+	check(!parse_size("--mem", "512M", &v) && v == 512ULL << 20, "512M", " ");
+	check(!parse_size("--mem", "64KB", &v) && v == 64ULL << 10, "64KB", " ");
+	check(parse_size("--mem", "20000000000T", &v) < 0, "size overflow refused", " ");
+	check(parse_size("--mem", "G", &v) < 0, "bare unit refused", " ");
+	check(parse_size("--mem", "1.5G", &v) < 0, "fractional size refused", " ");
+	check(!parse_seconds_ns("-d", "1.5", 0, ~0ULL, &v) && v == 1500000000ULL, "1.5 s", " ");
+	check(parse_seconds_ns("-d", "-3", 0, ~0ULL, &v) < 0, "negative duration refused", " ");
+	check(parse_seconds_ns("-d", "nan", 0, ~0ULL, &v) < 0, "nan duration refused", " ");
+	check(parse_out_fmt("yaml", 1 << OUT_TEXT | 1 << OUT_JSON, &fmt) < 0, "bad -o refused", " ");
+	check(parse_out_fmt("csv", 1 << OUT_TEXT | 1 << OUT_JSON, &fmt) < 0,
+	      "-o not offered by this command refused", " ");
+	check(!parse_out_fmt("json", 1 << OUT_TEXT | 1 << OUT_JSON, &fmt) && fmt == OUT_JSON, "-o json", " ");
+}
+
+static void test_out_file(void)
+{
+	char dir[] = "/tmp/ht-unit-XXXXXX", path[64];
+	struct out_file of;
+
+	if (!mkdtemp(dir))
+		return;
+	snprintf(path, sizeof(path), "%s/out.csv", dir);
+	out_file_open(&of, path);
+	fprintf(of.f, "partial");
+	out_file_abort(&of);
+	check(access(path, F_OK) != 0, "aborted output leaves no file", " ");
+	out_file_open(&of, path);
+	fprintf(of.f, "done\n");
+	check(!out_file_commit(&of) && access(path, F_OK) == 0, "committed output exists", " ");
+	unlink(path);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	test_log2_maths();
+	test_print_width();
+	test_hist_json();
+	test_json_escaping();
+	test_decoders();
+	test_parsing();
+	test_out_file();
+	return check_exit();
+}

@@ -1,0 +1,93 @@
+/* hatrace doctor: what this host supports, probed rather than assumed. */
+#include "cmds.h"
+#include "common.h"
+#include "hostcaps.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Every tracepoint some hatrace probe uses. */
+static const char *const tracepoints[][2] = {
+	{ "syscalls", "sys_enter_madvise" },  { "syscalls", "sys_enter_fallocate" },
+	{ "syscalls", "sys_enter_process_madvise" }, { "exceptions", "page_fault_user" },
+	{ "kvm", "kvm_exit" },                { "kvm", "kvm_entry" },
+	{ "kvm", "kvm_page_fault" },          { "kvm", "kvm_unmap_hva_range" },
+	{ "kvmmmu", "kvm_mmu_set_spte" },     { "kvmmmu", "kvm_tdp_mmu_spte_changed" },
+	{ "kmem", "rss_stat" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: hatrace doctor [-o text|json]\n\n"
+		   "Probes what this host supports: BTF, every tracepoint hatrace uses, tp_btf,\n"
+		   "fentry/fexit, kprobes, uprobes/USDT, ring buffer, /dev/kvm (VMX, SVM, PVM or\n"
+		   "none) and QEMU TCG. Needs root for the BPF probes.\n");
+}
+
+int cmd_doctor(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{},
+	};
+	enum out_fmt fmt = OUT_TEXT;
+	struct feature fs[32];
+	int n = 0, c, failed = 0;
+
+	while ((c = getopt_long(argc, argv, "o:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			if (parse_out_fmt(optarg, 1 << OUT_TEXT | 1 << OUT_JSON, &fmt))
+				return -1;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		ht_err("unexpected argument '%s'", argv[optind]);
+		return -1;
+	}
+	if (require_root("hatrace doctor") || ensure_tracefs())
+		return -1;
+	setup_libbpf();
+
+	feature_btf(&fs[n++]);
+	for (size_t i = 0; i < ARRAY_SIZE(tracepoints); i++)
+		feature_tracepoint(tracepoints[i][0], tracepoints[i][1], &fs[n++]);
+	feature_tp_btf(&fs[n++]);
+	feature_fentry("handle_mm_fault", &fs[n++]);
+	feature_kprobe(&fs[n++]);
+	feature_uprobe(&fs[n++]);
+	feature_ringbuf(&fs[n++]);
+	feature_attach_cookie(&fs[n++]);
+	feature_task_file_iter(&fs[n++]);
+	feature_kvm(&fs[n++]);
+	feature_tcg(&fs[n++]);
+
+	if (fmt == OUT_JSON) {
+		json_t *arr = json_array();
+
+		for (int i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:s,s:b,s:s}", "name", fs[i].name, "ok",
+							     fs[i].ok, "detail", fs[i].detail));
+		json_println(stdout, json_pack("{s:o}", "features", arr));
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		printf("%-34s %-4s %s\n", fs[i].name, fs[i].ok ? "yes" : "no", fs[i].detail);
+		failed += !fs[i].ok;
+	}
+	printf("\n%d of %d features available\n", n - failed, n);
+	return 0;
+}

@@ -1,0 +1,330 @@
+/* hatrace hist: live log2 latency histograms of reclaim syscalls, user faults,
+ * KVM faults, exits and MMU activity, per process. */
+#include "cmds.h"
+#include "common.h"
+#include "hostprobes.h"
+#include "log2hist.h"
+#include "metric_names.h"
+#include "vmfind.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct hist_opts {
+	int pids[MAX_PIDS];
+	int npids;
+	struct vm_info vms[MAX_PIDS]; /* from --vm, and any VM among -p */
+	int nvms;
+	enum out_fmt fmt;
+	uint64_t duration_ns, interval_s, count;
+	bool timestamp;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: hatrace hist [-p PID]... [--vm NAME]... [-o text|json] [-d SECONDS] [-T]\n"
+		"                    [interval [count]]\n\n"
+		"Live log2 histograms of what memory reclamation costs a process or VM:\n"
+		"madvise/fallocate/process_madvise latency by advice or mode, user page faults\n"
+		"(those in guest RAM apart), KVM page faults (latency and GPA), KVM exits by\n"
+		"reason with exit-to-entry latency, kvm_unmap_hva_range sizes and kvmmmu events.\n\n"
+		"  -p, --pid PID      trace only this process (repeatable; default: all)\n"
+		"      --vm NAME      trace this VM, by name or PID (repeatable)\n"
+		"  -o, --output FMT   text (default) or json (one object per line)\n"
+		"  -d, --duration S   stop after S seconds\n"
+		"  -T, --timestamp    print a timestamp with each interval\n"
+		"  interval [count]   print (and reset) every interval seconds, count times\n\n"
+		"Without an interval, histograms are printed once at the end (-d or Ctrl-C).\n"
+		"Examples:\n"
+		"  hatrace hist --vm guest0 1          # every second, for one VM\n"
+		"  hatrace hist -p 1234 -o json 5 3    # three 5-second JSON snapshots\n");
+}
+
+static int add_pid(struct hist_opts *o, int pid)
+{
+	for (int i = 0; i < o->npids; i++)
+		if (o->pids[i] == pid)
+			return 0;
+	if (o->npids == MAX_PIDS) {
+		ht_err("at most %d processes can be traced at once", MAX_PIDS);
+		return -E2BIG;
+	}
+	o->pids[o->npids++] = pid;
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct hist_opts *o)
+{
+	static const struct option longopts[] = {
+		{ "pid", required_argument, NULL, 'p' },  { "vm", required_argument, NULL, 'V' },
+		{ "output", required_argument, NULL, 'o' }, { "duration", required_argument, NULL, 'd' },
+		{ "timestamp", no_argument, NULL, 'T' },  { "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },       {},
+	};
+	int c, pid;
+
+	while ((c = getopt_long(argc, argv, "p:o:d:Tvh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_pid(optarg, &pid) || add_pid(o, pid))
+				return -EINVAL;
+			break;
+		case 'V':
+			if (o->nvms == MAX_PIDS || vm_lookup(optarg, &o->vms[o->nvms]))
+				return -EINVAL;
+			if (add_pid(o, o->vms[o->nvms++].pid))
+				return -EINVAL;
+			break;
+		case 'o':
+			if (parse_out_fmt(optarg, 1 << OUT_TEXT | 1 << OUT_JSON, &o->fmt))
+				return -EINVAL;
+			break;
+		case 'd':
+			if (parse_seconds_ns("-d", optarg, 1000000, 86400ULL * 1000000000, &o->duration_ns))
+				return -EINVAL;
+			break;
+		case 'T':
+			o->timestamp = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	return parse_interval_count(argc, argv, optind, &o->interval_s, &o->count);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct hist_entry *)a)->key, &((const struct hist_entry *)b)->key,
+		      sizeof(struct hist_key));
+}
+
+/* cur -= prev, entry by entry; both sorted by key. */
+static void subtract(struct hist_entry *cur, int ncur, const struct hist_entry *prev, int nprev)
+{
+	for (int i = 0, j = 0; i < ncur && j < nprev;) {
+		int d = key_cmp(&cur[i], &prev[j]);
+
+		if (d < 0) {
+			i++;
+		} else if (d > 0) {
+			j++;
+		} else {
+			for (int s = 0; s < HIST_SLOTS; s++)
+				cur[i].val.slots[s] -= prev[j].val.slots[s];
+			cur[i].val.count -= prev[j].val.count;
+			cur[i].val.sum -= prev[j].val.sum;
+			cur[i].val.bytes -= prev[j].val.bytes;
+			i++, j++;
+		}
+	}
+}
+
+static const char *vm_name_of(const struct hist_opts *o, int pid)
+{
+	for (int i = 0; i < o->nvms; i++)
+		if (o->vms[i].pid == pid)
+			return o->vms[i].name;
+	return NULL;
+}
+
+static void print_text_entry(struct host_probes *hp, const struct hist_opts *o,
+			     const struct hist_entry *e, unsigned *last_pid)
+{
+	const char *unit = metric_unit(e->key.metric, host_probes_fault_latency(hp));
+	const char *vm = vm_name_of(o, e->key.pid);
+	char name[128], comm[16] = "?";
+
+	if (e->key.pid != *last_pid) {
+		read_comm(e->key.pid, comm, sizeof(comm));
+		printf("\npid %u (%s)%s%s\n", e->key.pid, comm, vm ? " vm " : "", vm ? vm : "");
+		*last_pid = e->key.pid;
+	}
+	hist_name(&e->key, host_probes_kvmmmu_name(hp, e->key.sub), name, sizeof(name));
+	if (!strcmp(unit, "events")) {
+		printf("%-40s %llu events\n", name, e->val.count);
+		return;
+	}
+	printf("%s: count %llu", name, e->val.count);
+	if (!strcmp(unit, "ns"))
+		printf(", avg %.1f us", e->val.count ? e->val.sum / 1e3 / e->val.count : 0.0);
+	if (e->val.bytes)
+		printf(", %.1f MiB named", e->val.bytes / 1048576.0);
+	putchar('\n');
+	print_log2_hist(stdout, e->val.slots, HIST_SLOTS, !strcmp(unit, "ns") ? "nsecs" : unit);
+}
+
+static json_t *entry_json(struct host_probes *hp, const struct hist_opts *o,
+			  const struct hist_entry *e)
+{
+	const char *unit = metric_unit(e->key.metric, host_probes_fault_latency(hp));
+	const char *vm = vm_name_of(o, e->key.pid);
+	char name[128];
+
+	hist_name(&e->key, host_probes_kvmmmu_name(hp, e->key.sub), name, sizeof(name));
+	if (!strcmp(unit, "events"))
+		return json_pack("{s:s,s:s,s:i,s:o,s:I}", "type", "count", "name", name, "pid",
+				 (int)e->key.pid, "vm", vm ? json_string(vm) : json_null(), "count",
+				 (json_int_t)e->val.count);
+	return json_pack("{s:s,s:s,s:s,s:i,s:o,s:I,s:I,s:I,s:o}", "type", "hist", "name", name,
+			 "unit", unit, "pid", (int)e->key.pid, "vm",
+			 vm ? json_string(vm) : json_null(), "count", (json_int_t)e->val.count,
+			 "sum", (json_int_t)e->val.sum, "bytes", (json_int_t)e->val.bytes,
+			 "buckets", log2_hist_json(e->val.slots, HIST_SLOTS));
+}
+
+static void print_probes(struct host_probes *hp, enum out_fmt fmt)
+{
+	const struct probe_status *st;
+	int n = host_probes_status(hp, &st);
+
+	if (fmt == OUT_TEXT)
+		printf("\nprobes:\n");
+	for (int i = 0; i < n; i++) {
+		if (fmt == OUT_JSON) {
+			json_println(stdout, json_pack("{s:s,s:s,s:b,s:I,s:s?}", "type", "probe", "name",
+						       st[i].name, "attached", st[i].attached,
+						       "events", (json_int_t)st[i].events, "reason",
+						       st[i].attached ? NULL : st[i].reason));
+		} else if (!st[i].attached) {
+			printf("  %-20s not attached: %s\n", st[i].name, st[i].reason);
+		} else if (!st[i].events) {
+			printf("  %-20s attached, no events yet\n", st[i].name);
+		} else {
+			printf("  %-20s %llu events\n", st[i].name, (unsigned long long)st[i].events);
+		}
+	}
+	if (fmt == OUT_TEXT && !host_probes_fault_latency(hp))
+		printf("  (user faults are counted without latency: fexit/handle_mm_fault unavailable)\n");
+}
+
+static int print_interval(struct host_probes *hp, const struct hist_opts *o,
+			  struct hist_entry **prev, int *nprev)
+{
+	struct hist_entry *cur;
+	unsigned last_pid = 0;
+	int n = host_probes_read(hp, &cur);
+
+	if (n < 0)
+		return n;
+	qsort(cur, n, sizeof(*cur), key_cmp);
+	/* keep the cumulative snapshot, print the difference */
+	struct hist_entry *snap = malloc(sizeof(*cur) * (n ? n : 1));
+	if (!snap) {
+		free(cur);
+		return -ENOMEM;
+	}
+	memcpy(snap, cur, sizeof(*cur) * n);
+	subtract(cur, n, *prev, *nprev);
+	free(*prev);
+	*prev = snap;
+	*nprev = n;
+
+	if (o->fmt == OUT_TEXT && o->interval_s && isatty(STDOUT_FILENO))
+		printf("\033[H\033[J"); /* redraw in place */
+	if (o->timestamp && o->fmt == OUT_TEXT) {
+		time_t t = time(NULL);
+		char ts[16];
+
+		strftime(ts, sizeof(ts), "%H:%M:%S", localtime(&t));
+		printf("%s\n", ts);
+	}
+	for (int i = 0; i < n; i++) {
+		if (!cur[i].val.count)
+			continue;
+		if (o->fmt == OUT_JSON)
+			json_println(stdout, entry_json(hp, o, &cur[i]));
+		else
+			print_text_entry(hp, o, &cur[i], &last_pid);
+	}
+	print_probes(hp, o->fmt);
+	fflush(stdout);
+	free(cur);
+	return 0;
+}
+
+int cmd_hist(int argc, char **argv)
+{
+	struct hist_opts o = { .fmt = OUT_TEXT };
+	struct ram_range ram[MAX_RAM_RANGES];
+	struct host_probes *hp = NULL;
+	struct hist_entry *prev = NULL;
+	struct vm_info *all = NULL;
+	int nprev = 0, nall, nram, err;
+	uint64_t start, next, printed = 0;
+
+	if (parse_args(argc, argv, &o))
+		return -EINVAL;
+	if ((err = require_root("hatrace hist")))
+		return err;
+	setup_libbpf();
+
+	/* guest RAM ranges tell faults in guest RAM apart */
+	nall = vm_scan(&all);
+	if (nall > 0)
+		vm_read_memslots(all, nall);
+	for (int i = 0; i < nall; i++)
+		for (int k = 0; k < o.npids; k++)
+			if (all[i].pid == o.pids[k] && !vm_name_of(&o, all[i].pid) && o.nvms < MAX_PIDS)
+				o.vms[o.nvms++] = all[i];
+	nram = vm_info_ram_ranges(all, nall > 0 ? nall : 0, ram, MAX_RAM_RANGES);
+	free(all);
+
+	err = host_probes_start(&hp, o.pids, o.npids, ram, nram);
+	if (err)
+		goto cleanup;
+	install_signal_handlers();
+	if (o.fmt == OUT_TEXT)
+		printf("Tracing%s... %s\n", o.npids ? "" : " all processes",
+		       o.interval_s ? "" : "Hit Ctrl-C to end.");
+	start = now_ns();
+	next = start + o.interval_s * 1000000000ULL;
+	while (!exiting) {
+		uint64_t now;
+
+		usleep(50000);
+		now = now_ns();
+		if (o.duration_ns && now - start >= o.duration_ns)
+			break;
+		for (int i = 0; i < o.npids; i++)
+			if (!pid_alive(o.pids[i])) {
+				ht_warn("process %d exited", o.pids[i]);
+				o.pids[i] = o.pids[--o.npids];
+				if (!o.npids)
+					exiting = 1;
+			}
+		if (o.interval_s && now >= next) {
+			if ((err = print_interval(hp, &o, &prev, &nprev)))
+				goto cleanup;
+			next += o.interval_s * 1000000000ULL;
+			if (o.count && ++printed >= o.count)
+				goto cleanup;
+		}
+	}
+	err = print_interval(hp, &o, &prev, &nprev);
+cleanup:
+	if (hp) {
+		uint64_t drops = host_probes_drops(hp);
+
+		if (o.fmt == OUT_JSON)
+			json_println(stdout, json_pack("{s:s,s:I}", "type", "summary", "drops",
+						       (json_int_t)drops));
+		else
+			printf("drops: %llu\n", (unsigned long long)drops);
+	}
+	free(prev);
+	host_probes_stop(hp);
+	return err;
+}

@@ -1,0 +1,31 @@
+/* Probes of what this host supports, shared by `doctor` and the loaders. */
+#ifndef HATRACE_HOSTCAPS_H
+#define HATRACE_HOSTCAPS_H
+
+#include <stdbool.h>
+
+struct feature {
+	char name[48];
+	bool ok;
+	char detail[160];
+};
+
+/* A tracepoint's tracefs directory exists. */
+bool feature_tracepoint(const char *category, const char *name, struct feature *f);
+bool feature_btf(struct feature *f);
+/* Loads and attaches a minimal program of the kind: the only real test, since
+ * a kernel may accept the load and refuse the attach (EPERM on this host). */
+bool feature_fentry(const char *func, struct feature *f);
+bool feature_tp_btf(struct feature *f);
+bool feature_kprobe(struct feature *f);
+bool feature_uprobe(struct feature *f);
+bool feature_ringbuf(struct feature *f);
+bool feature_attach_cookie(struct feature *f);
+bool feature_task_file_iter(struct feature *f);
+
+enum kvm_kind { KVM_NONE, KVM_VMX, KVM_SVM, KVM_PVM, KVM_OTHER };
+enum kvm_kind kvm_kind(void);
+bool feature_kvm(struct feature *f);
+bool feature_tcg(struct feature *f);
+
+#endif

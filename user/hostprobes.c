@@ -1,0 +1,264 @@
+#include "hostprobes.h"
+#include "common.h"
+#include "hostcaps.h"
+#include "hist.skel.h"
+
+#include <bpf/bpf.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_KVMMMU 32
+
+struct host_probes {
+	struct hist_bpf *skel;
+	struct bpf_link *kvmmmu_links[MAX_KVMMMU];
+	char kvmmmu_names[MAX_KVMMMU][64];
+	unsigned nr_kvmmmu;
+	int ncpus;
+	bool fault_latency;
+	struct probe_status status[P_MAX];
+};
+
+/* Each probe's programs and the tracepoint that must exist for them. */
+static const struct {
+	enum probe_id id;
+	const char *name, *category, *event;
+	const char *progs[2];
+} probe_table[] = {
+	{ P_MADVISE, "madvise", "syscalls", "sys_enter_madvise", { "madvise_enter", "madvise_exit" } },
+	{ P_FALLOCATE, "fallocate", "syscalls", "sys_enter_fallocate",
+	  { "fallocate_enter", "fallocate_exit" } },
+	{ P_PROCESS_MADVISE, "process_madvise", "syscalls", "sys_enter_process_madvise",
+	  { "process_madvise_enter", "process_madvise_exit" } },
+	{ P_USER_FAULT, "user_fault", "exceptions", "page_fault_user", { "user_fault" } },
+	{ P_KVM_PAGE_FAULT, "kvm_page_fault", "kvm", "kvm_page_fault", { "kvm_page_fault" } },
+	{ P_KVM_EXIT, "kvm_exit", "kvm", "kvm_exit", { "kvm_exit" } },
+	{ P_KVM_ENTRY, "kvm_entry", "kvm", "kvm_entry", { "kvm_entry" } },
+	{ P_KVM_UNMAP_HVA, "kvm_unmap_hva_range", "kvm", "kvm_unmap_hva_range",
+	  { "kvm_unmap_hva_range" } },
+	{ P_KVMMMU, "kvmmmu", "kvmmmu", NULL, { "kvmmmu_event" } },
+};
+
+static void set_status(struct host_probes *hp, enum probe_id id, const char *name, bool ok,
+		       const char *reason)
+{
+	hp->status[id].name = name;
+	hp->status[id].attached = ok;
+	snprintf(hp->status[id].reason, sizeof(hp->status[id].reason), "%s", reason);
+}
+
+static void list_kvmmmu(struct host_probes *hp)
+{
+	DIR *d = opendir("/sys/kernel/tracing/events/kvmmmu");
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) && hp->nr_kvmmmu < MAX_KVMMMU) {
+		if (e->d_type != DT_DIR || e->d_name[0] == '.')
+			continue;
+		snprintf(hp->kvmmmu_names[hp->nr_kvmmmu++], sizeof(hp->kvmmmu_names[0]), "%.63s",
+			 e->d_name);
+	}
+	closedir(d);
+}
+
+/* Disables the programs of probes whose tracepoints this kernel lacks, so the
+ * rest still load; records why. */
+static void select_programs(struct host_probes *hp)
+{
+	struct bpf_object *obj = hp->skel->obj;
+	struct feature f;
+
+	for (size_t i = 0; i < ARRAY_SIZE(probe_table); i++) {
+		bool present = probe_table[i].event ?
+			tracepoint_exists(probe_table[i].category, probe_table[i].event) :
+			hp->nr_kvmmmu > 0;
+
+		set_status(hp, probe_table[i].id, probe_table[i].name, present,
+			   present ? "" : "tracepoint not available in this kernel");
+		for (int p = 0; p < 2 && probe_table[i].progs[p]; p++)
+			bpf_program__set_autoload(
+				bpf_object__find_program_by_name(obj, probe_table[i].progs[p]),
+				present);
+	}
+	hp->fault_latency = hp->status[P_USER_FAULT].attached &&
+			    feature_fentry("handle_mm_fault", &f);
+	bpf_program__set_autoload(hp->skel->progs.user_fault_done, hp->fault_latency);
+	hp->skel->rodata->fault_latency = hp->fault_latency;
+}
+
+static void attach_all(struct host_probes *hp)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(probe_table); i++) {
+		struct probe_status *st = &hp->status[probe_table[i].id];
+
+		if (!st->attached || probe_table[i].id == P_KVMMMU)
+			continue;
+		for (int p = 0; p < 2 && probe_table[i].progs[p]; p++) {
+			struct bpf_program *prog =
+				bpf_object__find_program_by_name(hp->skel->obj, probe_table[i].progs[p]);
+
+			if (!bpf_program__attach(prog)) {
+				set_status(hp, probe_table[i].id, probe_table[i].name, false,
+					   strerror(errno));
+				break;
+			}
+		}
+	}
+	if (hp->fault_latency && !bpf_program__attach(hp->skel->progs.user_fault_done))
+		hp->fault_latency = false;
+
+	for (unsigned k = 0; k < hp->nr_kvmmmu; k++) {
+		LIBBPF_OPTS(bpf_tracepoint_opts, opts, .bpf_cookie = k);
+
+		hp->kvmmmu_links[k] = bpf_program__attach_tracepoint_opts(
+			hp->skel->progs.kvmmmu_event, "kvmmmu", hp->kvmmmu_names[k], &opts);
+		if (!hp->kvmmmu_links[k])
+			set_status(hp, P_KVMMMU, "kvmmmu", false, strerror(errno));
+	}
+}
+
+int host_probes_start(struct host_probes **out, const int *pids, int npids,
+		      const struct ram_range *ram, int nram)
+{
+	struct host_probes *hp;
+	int err;
+
+	if (npids > MAX_PIDS) {
+		ht_err("at most %d processes can be traced at once", MAX_PIDS);
+		return -E2BIG;
+	}
+	if ((err = ensure_tracefs()))
+		return err;
+	hp = calloc(1, sizeof(*hp));
+	if (!hp)
+		return -ENOMEM;
+	hp->ncpus = libbpf_num_possible_cpus();
+	hp->skel = hist_bpf__open();
+	if (!hp->skel) {
+		err = -errno;
+		ht_err("cannot open the host BPF programs: %s", strerror(errno));
+		goto fail;
+	}
+	hp->skel->rodata->filter_pids = npids > 0;
+	list_kvmmmu(hp);
+	select_programs(hp);
+	err = hist_bpf__load(hp->skel);
+	if (err) {
+		ht_err("cannot load the host BPF programs: %s (run with -v for the verifier log)",
+		       strerror(-err));
+		goto fail;
+	}
+	for (int i = 0; i < npids; i++) {
+		__u32 pid = pids[i];
+		__u8 one = 1;
+
+		bpf_map__update_elem(hp->skel->maps.pids, &pid, sizeof(pid), &one, sizeof(one), 0);
+	}
+	host_probes_set_ram(hp, ram, nram);
+	attach_all(hp);
+	*out = hp;
+	return 0;
+fail:
+	host_probes_stop(hp);
+	return err;
+}
+
+int host_probes_set_ram(struct host_probes *hp, const struct ram_range *ram, int nram)
+{
+	if (nram > MAX_RAM_RANGES) {
+		ht_warn("only the first %d of %d guest RAM ranges are classified", MAX_RAM_RANGES,
+			nram);
+		nram = MAX_RAM_RANGES;
+	}
+	hp->skel->bss->nr_guest_ram = 0;
+	if (nram > 0)
+		memcpy(hp->skel->bss->guest_ram, ram, nram * sizeof(*ram));
+	hp->skel->bss->nr_guest_ram = nram;
+	return 0;
+}
+
+static uint64_t read_counter(struct host_probes *hp, __u32 idx)
+{
+	uint64_t vals[hp->ncpus], sum = 0;
+
+	if (bpf_map__lookup_elem(hp->skel->maps.counters, &idx, sizeof(idx), vals, sizeof(vals), 0))
+		return 0;
+	for (int c = 0; c < hp->ncpus; c++)
+		sum += vals[c];
+	return sum;
+}
+
+int host_probes_read(struct host_probes *hp, struct hist_entry **out)
+{
+	struct bpf_map *map = hp->skel->maps.hists;
+	struct hist *percpu = calloc(hp->ncpus, sizeof(*percpu));
+	struct hist_entry *entries = calloc(MAX_HIST_ENTRIES, sizeof(*entries));
+	struct hist_key key, next, *prev = NULL;
+	int n = 0;
+
+	if (!percpu || !entries) {
+		free(percpu);
+		free(entries);
+		return -ENOMEM;
+	}
+	while (n < MAX_HIST_ENTRIES &&
+	       !bpf_map__get_next_key(map, prev, &next, sizeof(next))) {
+		key = next;
+		prev = &key;
+		if (bpf_map__lookup_elem(map, &key, sizeof(key), percpu,
+					 sizeof(*percpu) * hp->ncpus, 0))
+			continue;
+		entries[n].key = key;
+		memset(&entries[n].val, 0, sizeof(entries[n].val));
+		for (int c = 0; c < hp->ncpus; c++) {
+			struct hist *h = &percpu[c];
+
+			for (int s = 0; s < HIST_SLOTS; s++)
+				entries[n].val.slots[s] += h->slots[s];
+			entries[n].val.count += h->count;
+			entries[n].val.sum += h->sum;
+			entries[n].val.bytes += h->bytes;
+		}
+		n++;
+	}
+	free(percpu);
+	*out = entries;
+	return n;
+}
+
+int host_probes_status(struct host_probes *hp, const struct probe_status **st)
+{
+	for (int i = 0; i < P_MAX; i++)
+		hp->status[i].events = read_counter(hp, i);
+	*st = hp->status;
+	return P_MAX;
+}
+
+uint64_t host_probes_drops(struct host_probes *hp)
+{
+	return read_counter(hp, P_MAX);
+}
+
+const char *host_probes_kvmmmu_name(struct host_probes *hp, unsigned idx)
+{
+	return idx < hp->nr_kvmmmu ? hp->kvmmmu_names[idx] : "?";
+}
+
+bool host_probes_fault_latency(struct host_probes *hp)
+{
+	return hp->fault_latency;
+}
+
+void host_probes_stop(struct host_probes *hp)
+{
+	if (!hp)
+		return;
+	for (unsigned k = 0; k < hp->nr_kvmmmu; k++)
+		bpf_link__destroy(hp->kvmmmu_links[k]);
+	hist_bpf__destroy(hp->skel);
+	free(hp);
+}
