@@ -1,0 +1,24 @@
+# inflate: QEMU harness, QMP and agent clients, statistics; their tests.
+
+GIT_REV := $(shell git -C $(CURDIR) describe --always --dirty 2>/dev/null || echo unknown)
+$(BUILD)/user/inflate.o: CPPFLAGS += -DHATRACE_GIT_REV='"$(GIT_REV)"'
+# Rebuild inflate.o when the revision changes.
+$(BUILD)/user/inflate.o: $(BUILD)/user/git-rev
+$(BUILD)/user/git-rev: FORCE | $(BUILD)/user
+	$(Q)echo '$(GIT_REV)' | cmp -s - $@ || echo '$(GIT_REV)' > $@
+.PHONY: FORCE
+FORCE:
+
+$(BUILD)/tests/inflate_stats: tests/inflate_stats.c user/stats.c user/stats.h tests/check.h | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) -iquote user -iquote tests $(CFLAGS) $< user/stats.c -o $@ -lm
+
+ALL_TARGETS += $(BUILD)/tests/inflate_stats
+UNIT_TESTS  += $(BUILD)/tests/inflate_stats
+
+$(BUILD)/tests/vm_harness: tests/vm_harness.c $(BUILD)/libhatrace.a tests/check.h | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) -iquote tests $(CFLAGS) $< $(BUILD)/libhatrace.a -o $@ $(LDLIBS)
+
+ALL_TARGETS += $(BUILD)/tests/vm_harness
+VM_TESTS    += $(BUILD)/tests/vm_harness

@@ -1,0 +1,1554 @@
+/* hatrace inflate: the HyperAlloc paper's inflate benchmark on the stock
+ * techniques. Each iteration boots a fresh VM: [shrink_untouched, grow,]
+ * touch, shrink, grow, install, touch2. Wall times are seen by the host; host
+ * BPF probes and the guest agent's trace counters break each phase down. */
+#include "agent.h"
+#include "cmds.h"
+#include "common.h"
+#include "hostprobes.h"
+#include "log2hist.h"
+#include "qmp.h"
+#include "stats.h"
+#include "vm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef HATRACE_GIT_REV
+#define HATRACE_GIT_REV "unknown"
+#endif
+
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+#define SEC 1000000000ull
+#define POLL_NS (5 * 1000000ull)
+#define RSS_SAMPLE_NS (100 * 1000000ull)
+#define PHASE_TIMEOUT_NS (1200 * SEC)
+#define VMEM_PATH "/machine/peripheral/vmem0"
+
+enum kind { K_BALLOON, K_FPR, K_VMEM };
+
+static const struct technique {
+	const char *name;
+	enum kind kind;
+} techniques[] = {
+	{ "virtio-balloon", K_BALLOON },
+	{ "fpr", K_FPR },
+	{ "virtio-mem", K_VMEM },
+};
+#define NTECH ARRAY_SIZE(techniques)
+
+enum phase { PH_BOOT, PH_SHRINK_UNTOUCHED, PH_GROW_UNTOUCHED, PH_TOUCH, PH_SHRINK, PH_GROW,
+	     PH_INSTALL, PH_TOUCH2, PH_MAX };
+static const char *const phase_names[PH_MAX] = {
+	"boot", "shrink_untouched", "grow_untouched", "touch", "shrink", "grow", "install", "touch2",
+};
+/* The phases of summary.json, in report order. */
+static const enum phase summary_phases[] = { PH_SHRINK, PH_GROW, PH_INSTALL, PH_TOUCH2,
+					     PH_SHRINK_UNTOUCHED };
+
+/* Host totals of the QEMU process, cumulative; phases difference them. */
+struct host_totals {
+	uint64_t madvise_n, madvise_ns, fallocate_n, fallocate_ns, discard_bytes;
+	uint64_t ram_faults, kvm_exits, kvm_page_faults;
+};
+
+struct phase_result {
+	bool done;
+	uint64_t t0, t1;      /* host CLOCK_MONOTONIC */
+	uint64_t wall_ns;     /* t1 - t0, or the guest's time of one pass */
+	uint64_t host_ns;     /* install: the host's view of the whole run */
+	uint64_t bytes;       /* memory the phase moves */
+	uint64_t rss0, rss1;
+	struct host_totals host;
+	uint64_t guest_ns;    /* sum of the guest trace events' time */
+	json_t *guest;        /* {"event": {"count":N,"sum_ns":N}} deltas */
+};
+
+struct iteration {
+	struct phase_result ph[PH_MAX];
+	char guest_kernel[128];
+};
+
+struct rss_sample {
+	uint64_t t;
+	uint64_t rss;
+	unsigned tech, iter;
+	enum phase phase;
+};
+
+struct opts {
+	bool tech[NTECH];
+	uint64_t mem, shrink_to;
+	unsigned vcpus, iterations;
+	bool untouched, live;
+	enum accel accel;
+	char accel_why[160];
+	const char *out_dir;
+	char *qemu, *kernel, *initrd;
+	const char *append;
+	uint64_t boot_timeout_ns;
+	bool progress; /* stderr is a terminal */
+};
+
+/* Everything about the VM being measured right now. */
+struct run {
+	const struct opts *o;
+	const struct technique *t;
+	unsigned tech_idx, iter;
+	struct vm *vm;
+	struct host_probes *hp;
+	bool host_ok, guest_trace_ok;
+	struct host_totals host_prev;
+	json_t *guest_prev;        /* last trace_read events */
+	int64_t clock_offset;      /* host - guest monotonic */
+	uint64_t vmem_boot;        /* virtio-mem: boot memory outside the device */
+	enum phase phase;
+	uint64_t live_last;
+	struct hist_entry *live_base;
+	int nlive_base;
+	pthread_t sampler;
+	bool sampling;
+};
+
+/* RSS sampler: a thread that reads /proc/PID/status while a VM runs. */
+static struct {
+	pthread_mutex_t lock;
+	struct rss_sample *s;
+	size_t n, cap;
+	unsigned tech, iter;
+	enum phase phase;
+	bool stop;
+} rss = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void rss_record(uint64_t t, uint64_t v)
+{
+	pthread_mutex_lock(&rss.lock);
+	if (rss.n == rss.cap) {
+		size_t cap = rss.cap ? rss.cap * 2 : 4096;
+		struct rss_sample *s = realloc(rss.s, cap * sizeof(*s));
+
+		if (s) {
+			rss.s = s;
+			rss.cap = cap;
+		}
+	}
+	if (rss.n < rss.cap)
+		rss.s[rss.n++] = (struct rss_sample){ t, v, rss.tech, rss.iter, rss.phase };
+	pthread_mutex_unlock(&rss.lock);
+}
+
+static void *rss_thread(void *arg)
+{
+	struct vm *vm = arg;
+
+	for (;;) {
+		pthread_mutex_lock(&rss.lock);
+		bool stop = rss.stop;
+		pthread_mutex_unlock(&rss.lock);
+		if (stop)
+			break;
+		uint64_t v = vm_rss(vm);
+		if (v)
+			rss_record(now_ns(), v);
+		usleep(RSS_SAMPLE_NS / 1000);
+	}
+	return NULL;
+}
+
+static void set_phase(struct run *r, enum phase p)
+{
+	r->phase = p;
+	pthread_mutex_lock(&rss.lock);
+	rss.phase = p;
+	pthread_mutex_unlock(&rss.lock);
+}
+
+/* ---- host and guest breakdown ---- */
+
+static bool discards(const struct hist_key *k)
+{
+	if (k->metric == M_MADVISE || k->metric == M_PROCESS_MADVISE)
+		return k->sub == 4 /* DONTNEED */ || k->sub == 8 /* FREE */ ||
+		       k->sub == 9 /* REMOVE */;
+	return k->metric == M_FALLOCATE && (k->sub & 0x02) /* PUNCH_HOLE */;
+}
+
+static int host_read(struct run *r, struct host_totals *t)
+{
+	struct hist_entry *e;
+	int n;
+
+	memset(t, 0, sizeof(*t));
+	if (!r->host_ok)
+		return 0;
+	n = host_probes_read(r->hp, &e);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		const struct hist_key *k = &e[i].key;
+		const struct hist *h = &e[i].val;
+
+		if ((int)k->pid != r->vm->pid)
+			continue;
+		switch (k->metric) {
+		case M_MADVISE:
+		case M_PROCESS_MADVISE:
+			t->madvise_n += h->count;
+			t->madvise_ns += h->sum;
+			break;
+		case M_FALLOCATE:
+			t->fallocate_n += h->count;
+			t->fallocate_ns += h->sum;
+			break;
+		case M_USER_FAULT:
+			if (k->sub == 1)
+				t->ram_faults += h->count;
+			break;
+		case M_KVM_EXIT:
+			t->kvm_exits += h->count;
+			break;
+		case M_KVM_PAGE_FAULT:
+			t->kvm_page_faults += h->count;
+			break;
+		}
+		if (discards(k))
+			t->discard_bytes += h->bytes;
+	}
+	free(e);
+	return 0;
+}
+
+static void host_delta(const struct host_totals *a, const struct host_totals *b,
+		       struct host_totals *d)
+{
+	d->madvise_n = b->madvise_n - a->madvise_n;
+	d->madvise_ns = b->madvise_ns - a->madvise_ns;
+	d->fallocate_n = b->fallocate_n - a->fallocate_n;
+	d->fallocate_ns = b->fallocate_ns - a->fallocate_ns;
+	d->discard_bytes = b->discard_bytes - a->discard_bytes;
+	d->ram_faults = b->ram_faults - a->ram_faults;
+	d->kvm_exits = b->kvm_exits - a->kvm_exits;
+	d->kvm_page_faults = b->kvm_page_faults - a->kvm_page_faults;
+}
+
+/* Guest trace counters (cumulative) as {"name": {"count","sum_ns","first_ns","last_ns"}}. */
+static int guest_read(struct run *r, json_t **out)
+{
+	json_t *reply, *events, *ev, *res;
+	size_t i;
+	int err;
+
+	*out = NULL;
+	if (!r->guest_trace_ok)
+		return 0;
+	err = agent_call(r->vm->agent, json_pack("{s:s}", "cmd", "trace_read"), 30 * SEC, &reply);
+	if (err) {
+		json_decref(reply);
+		return err;
+	}
+	res = json_object();
+	events = json_object_get(reply, "events");
+	json_array_foreach(events, i, ev) {
+		const char *name = json_string_value(json_object_get(ev, "name"));
+		json_t *c = json_object_get(ev, "count"), *s = json_object_get(ev, "sum_ns");
+
+		if (!name || !json_is_integer(c) || !json_is_integer(s))
+			continue; /* guest data: skip what does not parse */
+		json_object_set_new(res, name,
+				    json_pack("{s:O, s:O, s:O, s:O}", "count", c, "sum_ns", s,
+					      "first_ns", json_object_get(ev, "first_ns") ?: json_null(),
+					      "last_ns", json_object_get(ev, "last_ns") ?: json_null()));
+	}
+	json_decref(reply);
+	*out = res;
+	return 0;
+}
+
+static json_int_t jint(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+static json_t *guest_delta(json_t *prev, json_t *cur, uint64_t *sum_ns)
+{
+	json_t *d = json_object(), *v;
+	const char *name;
+
+	*sum_ns = 0;
+	json_object_foreach(cur, name, v) {
+		json_t *p = json_object_get(prev, name);
+		json_int_t dc = jint(v, "count") - jint(p, "count");
+		json_int_t ds = jint(v, "sum_ns") - jint(p, "sum_ns");
+
+		if (dc <= 0)
+			continue;
+		json_object_set_new(d, name,
+				    json_pack("{s:I, s:I, s:I, s:I}", "count", dc, "sum_ns", ds,
+					      "first_ns", jint(v, "first_ns"), "last_ns",
+					      jint(v, "last_ns")));
+		if (ds > 0)
+			*sum_ns += ds;
+	}
+	return d;
+}
+
+/* ---- phases ---- */
+
+static void progress(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(const struct run *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!r->o->progress)
+		return;
+	fprintf(stderr, "\r\033[K[%s %u/%u] %s: ", r->t->name, r->iter + 1, r->o->iterations,
+		phase_names[r->phase]);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fflush(stderr);
+}
+
+static int vm_gone(struct run *r)
+{
+	char why[96];
+
+	if (exiting)
+		return -EINTR;
+	if (vm_alive(r->vm))
+		return 0;
+	ht_err("QEMU died during %s, iteration %u, phase %s: %s", r->t->name, r->iter + 1,
+	       phase_names[r->phase], vm_exit_reason(r->vm, why, sizeof(why)));
+	vm_print_console_tail(r->vm, stderr, 15);
+	return -EPIPE;
+}
+
+/* --live: log2 histograms of the reclaim syscalls and faults of this phase. */
+static void live_print(struct run *r)
+{
+	struct hist_entry *e;
+	int n;
+
+	if (!r->o->live || !r->host_ok || now_ns() - r->live_last < SEC)
+		return;
+	r->live_last = now_ns();
+	n = host_probes_read(r->hp, &e);
+	if (n < 0)
+		return;
+	fprintf(stderr, "\n--- %s %s, since the phase began ---\n", r->t->name,
+		phase_names[r->phase]);
+	for (int i = 0; i < n; i++) {
+		const struct hist_key *k = &e[i].key;
+		struct hist h = e[i].val;
+		const char *what = k->metric == M_MADVISE	   ? "madvise ns"
+				   : k->metric == M_FALLOCATE	   ? "fallocate ns"
+				   : k->metric == M_USER_FAULT && k->sub ? "guest-RAM faults"
+				   : k->metric == M_KVM_EXIT	   ? "kvm_exit ns"
+								   : NULL;
+
+		if ((int)k->pid != r->vm->pid || !what)
+			continue;
+		for (int j = 0; j < r->nlive_base; j++) {
+			const struct hist_entry *b = &r->live_base[j];
+
+			if (memcmp(&b->key, k, sizeof(*k)))
+				continue;
+			for (int s = 0; s < HIST_SLOTS; s++)
+				h.slots[s] -= b->val.slots[s];
+			h.count -= b->val.count;
+		}
+		if (!h.count)
+			continue;
+		fprintf(stderr, "%s (sub %u): %llu events\n", what, k->sub, h.count);
+		print_log2_hist(stderr, h.slots, HIST_SLOTS,
+				k->metric == M_USER_FAULT ? "events" : "nsecs");
+	}
+	free(e);
+}
+
+static int phase_begin(struct run *r, enum phase p, struct phase_result *pr)
+{
+	int err;
+
+	set_phase(r, p);
+	memset(pr, 0, sizeof(*pr));
+	if ((err = host_read(r, &r->host_prev)))
+		return err;
+	if (r->o->live && r->host_ok) {
+		free(r->live_base);
+		r->nlive_base = host_probes_read(r->hp, &r->live_base);
+		if (r->nlive_base < 0)
+			r->nlive_base = 0;
+		r->live_last = now_ns();
+	}
+	pr->rss0 = vm_rss(r->vm);
+	pr->t0 = now_ns();
+	return 0;
+}
+
+static int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
+{
+	struct host_totals now;
+	json_t *g;
+	int err;
+
+	pr->t1 = t1 ? t1 : now_ns();
+	if (!pr->wall_ns)
+		pr->wall_ns = pr->t1 - pr->t0;
+	pr->rss1 = vm_rss(r->vm);
+	if ((err = host_read(r, &now)))
+		return err;
+	host_delta(&r->host_prev, &now, &pr->host);
+	if ((err = guest_read(r, &g)))
+		return err;
+	if (g) {
+		pr->guest = guest_delta(r->guest_prev, g, &pr->guest_ns);
+		json_decref(r->guest_prev);
+		r->guest_prev = g;
+	}
+	pr->done = true;
+	if (r->o->progress)
+		fprintf(stderr, "\r\033[K");
+	if (r->phase == PH_INSTALL)
+		return 0; /* reported with touch2 */
+	fprintf(stderr, "[%s %u/%u] %-16s %9.3f s", r->t->name, r->iter + 1, r->o->iterations,
+		phase_names[r->phase], pr->wall_ns / 1e9);
+	if (pr->bytes)
+		fprintf(stderr, "  %7.3f GiB/s", pr->wall_ns ?
+			pr->bytes / (double)GiB / (pr->wall_ns / 1e9) : 0);
+	fprintf(stderr, "  RSS %6.0f -> %6.0f MiB\n", pr->rss0 / (double)MiB, pr->rss1 / (double)MiB);
+	return 0;
+}
+
+/* Runs a guest workload; the phase is the host's view of the whole request. */
+static int phase_workload(struct run *r, enum phase p, struct phase_result *pr,
+			  const char *const *argv, uint64_t bytes, json_t **result)
+{
+	int err;
+
+	if ((err = phase_begin(r, p, pr)))
+		return err;
+	pr->bytes = bytes;
+	progress(r, "running %s in the guest", argv[0]);
+	err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, result, NULL);
+	if (err)
+		return vm_gone(r) ?: err;
+	return phase_end(r, pr, 0);
+}
+
+/* A guest-reported duration; guest data, so checked. */
+static int result_ns(json_t *result, const char *key, uint64_t *ns)
+{
+	json_t *v = json_object_get(result, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+		ht_err("guest workload result lacks a positive '%s'", key);
+		return -EPROTO;
+	}
+	*ns = json_integer_value(v);
+	return 0;
+}
+
+/* ht-alloc-install writes every page twice in one run: the first pass is
+ * install, the second touch2. The host sees only the whole request (kept as
+ * the install phase's window and breakdown), so each phase's time is the
+ * guest's time of its pass. */
+static int phase_install_touch2(struct run *r, struct iteration *it, const char *const *argv,
+				uint64_t bytes)
+{
+	struct phase_result *in = &it->ph[PH_INSTALL], *t2 = &it->ph[PH_TOUCH2];
+	json_t *result = NULL;
+	uint64_t install_ns, touch2_ns;
+	int err;
+
+	err = phase_workload(r, PH_INSTALL, in, argv, bytes, &result);
+	if (!err)
+		err = result_ns(result, "install_ns", &install_ns) ?:
+		      result_ns(result, "touch2_ns", &touch2_ns);
+	json_decref(result);
+	if (err)
+		return err;
+	in->host_ns = in->wall_ns;
+	in->wall_ns = install_ns;
+	*t2 = (struct phase_result){
+		.done = true, .bytes = bytes, .wall_ns = touch2_ns, .rss0 = in->rss1,
+		.rss1 = in->rss1, .t0 = in->t0 + install_ns, .t1 = in->t0 + install_ns + touch2_ns,
+	};
+	fprintf(stderr, "[%s %u/%u] %-16s %9.3f s  %7.3f GiB/s  (guest-timed passes of one %.3f s run)\n",
+		r->t->name, r->iter + 1, r->o->iterations, "install/touch2", install_ns / 1e9,
+		bytes / (double)GiB / (install_ns / 1e9), in->host_ns / 1e9);
+	return 0;
+}
+
+/* The guest's memory as the technique sees it: balloon "actual", or boot
+ * memory plus the virtio-mem device's plugged size. */
+static int current_size(struct run *r, uint64_t *size)
+{
+	uint64_t plugged;
+	int err;
+
+	if (r->t->kind != K_VMEM)
+		return qmp_balloon_actual(r->vm->qmp, size);
+	err = qmp_qom_get_u64(r->vm->qmp, VMEM_PATH, "size", &plugged);
+	*size = r->vmem_boot + plugged;
+	return err;
+}
+
+static int request_size(struct run *r, uint64_t target)
+{
+	if (r->t->kind == K_VMEM)
+		return qmp_qom_set_u64(r->vm->qmp, VMEM_PATH, "requested-size",
+				       target - r->vmem_boot);
+	return qmp_call(r->vm->qmp, "balloon", json_pack("{s:I}", "value", (json_int_t)target),
+			NULL, 10 * SEC);
+}
+
+/* Polls until the technique reports target; *t_done is when it first did. */
+static int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
+{
+	uint64_t deadline = now_ns() + PHASE_TIMEOUT_NS, size = 0, last_print = 0;
+	int err;
+
+	for (;;) {
+		if ((err = vm_gone(r)))
+			return err;
+		if ((err = current_size(r, &size)))
+			return vm_gone(r) ?: err;
+		if (size == target) {
+			*t_done = now_ns();
+			return 0;
+		}
+		if (now_ns() > deadline) {
+			ht_err("%s: the guest did not reach %llu MiB within %llu s (at %llu MiB)",
+			       r->t->name, (unsigned long long)(target / MiB),
+			       (unsigned long long)(PHASE_TIMEOUT_NS / SEC),
+			       (unsigned long long)(size / MiB));
+			return -ETIMEDOUT;
+		}
+		if (now_ns() - last_print > 200 * 1000000ull) {
+			last_print = now_ns();
+			progress(r, "%llu -> %llu MiB, RSS %llu MiB", (unsigned long long)(size / MiB),
+				 (unsigned long long)(target / MiB),
+				 (unsigned long long)(vm_rss(r->vm) / MiB));
+		}
+		live_print(r);
+		usleep(POLL_NS / 1000);
+	}
+}
+
+/* Waits until QEMU's RSS stops falling for quiet_ns; returns the time of the
+ * last fall (a fall is a new minimum at least 8 MiB below the previous one). */
+static int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t *t_last)
+{
+	uint64_t deadline = now_ns() + PHASE_TIMEOUT_NS, min = vm_rss(r->vm);
+	int err;
+
+	*t_last = since;
+	for (;;) {
+		uint64_t v = vm_rss(r->vm), t = now_ns();
+
+		if ((err = vm_gone(r)))
+			return err;
+		if (v + 8 * MiB <= min) {
+			min = v;
+			*t_last = t;
+		}
+		if (t - (*t_last > since ? *t_last : since) >= quiet_ns || t > deadline)
+			return 0;
+		progress(r, "waiting for QEMU's RSS to settle: %llu MiB",
+			 (unsigned long long)(v / MiB));
+		live_print(r);
+		usleep(20 * 1000);
+	}
+}
+
+static int phase_resize(struct run *r, enum phase p, struct phase_result *pr, uint64_t target)
+{
+	uint64_t from, t_size, t_rss;
+	int err;
+
+	if ((err = current_size(r, &from)))
+		return vm_gone(r) ?: err;
+	if ((err = phase_begin(r, p, pr)))
+		return err;
+	pr->bytes = from > target ? from - target : target - from;
+	if ((err = request_size(r, target)) || (err = wait_size(r, target, &t_size)))
+		return vm_gone(r) ?: err;
+	/* The discards can trail the guest's report: wait for the host to see them. */
+	if (target < from) {
+		if ((err = wait_rss_settled(r, t_size, 500 * 1000000ull, &t_rss)))
+			return err;
+		if (t_rss > t_size)
+			t_size = t_rss;
+	}
+	return phase_end(r, pr, t_size);
+}
+
+/* FPR: the guest frees the memory (the touch workload did) and reports it
+ * once it has been free for 2 s; the phase ends at the last fall of RSS. */
+static int phase_fpr_shrink(struct run *r, enum phase p, struct phase_result *pr,
+			    uint64_t since)
+{
+	uint64_t t_last;
+	int err;
+
+	if ((err = phase_begin(r, p, pr)))
+		return err;
+	if (since)
+		pr->t0 = since;
+	if ((err = wait_rss_settled(r, pr->t0, 5 * SEC, &t_last)))
+		return err;
+	pr->bytes = pr->rss0 > vm_rss(r->vm) ? pr->rss0 - vm_rss(r->vm) : 0;
+	return phase_end(r, pr, t_last);
+}
+
+/* FPR has nothing to grow: reported pages come back on the guest's next touch. */
+static int phase_noop(struct run *r, enum phase p, struct phase_result *pr)
+{
+	int err;
+
+	if ((err = phase_begin(r, p, pr)))
+		return err;
+	return phase_end(r, pr, pr->t0);
+}
+
+/* ---- one VM, one iteration ---- */
+
+static int start_probes(struct run *r)
+{
+	uint64_t s[MAX_RAM_RANGES], e[MAX_RAM_RANGES];
+	struct ram_range ram[MAX_RAM_RANGES];
+	int n, pid = r->vm->pid;
+
+	if (geteuid() != 0) {
+		if (r->tech_idx == 0 && r->iter == 0)
+			ht_warn("not root: no host breakdown (BPF needs CAP_BPF and CAP_PERFMON)");
+		return 0;
+	}
+	n = vm_ram_ranges(r->vm, 64 * MiB, s, e, MAX_RAM_RANGES);
+	for (int i = 0; i < n; i++)
+		ram[i] = (struct ram_range){ .pid = pid, .start = s[i], .end = e[i] };
+	if (host_probes_start(&r->hp, &pid, 1, ram, n > 0 ? n : 0)) {
+		ht_warn("host probes unavailable: no host breakdown");
+		return 0;
+	}
+	r->host_ok = true;
+	return 0;
+}
+
+static int start_guest_trace(struct run *r)
+{
+	json_t *reply;
+	int err = agent_call(r->vm->agent, json_pack("{s:s}", "cmd", "trace_start"), 60 * SEC,
+			     &reply);
+
+	json_decref(reply);
+	if (err == -EREMOTEIO) {
+		ht_warn("guest tracing unavailable: no guest breakdown");
+		return 0;
+	}
+	if (err)
+		return err;
+	r->guest_trace_ok = true;
+	return guest_read(r, &r->guest_prev);
+}
+
+static void vmem_sizes(const struct opts *o, uint64_t *boot)
+{
+	/* A small boot memory and the rest in the device, never more than the target. */
+	*boot = o->shrink_to < 512 * MiB ? o->shrink_to : 512 * MiB;
+}
+
+static int boot_vm(struct run *r, struct iteration *it)
+{
+	const struct opts *o = r->o;
+	char dev[256], obj[128];
+	const char *devices[8] = { 0 };
+	struct vm_config cfg = {
+		.qemu = o->qemu, .kernel = o->kernel, .initrd = o->initrd, .append = o->append,
+		.accel = o->accel, .vcpus = o->vcpus, .mem = o->mem, .agent = true,
+	};
+	uint64_t t0 = now_ns(), guest_rtt;
+	int err;
+
+	switch (r->t->kind) {
+	case K_BALLOON:
+	case K_FPR:
+		snprintf(dev, sizeof(dev), "virtio-balloon-pci,id=balloon0%s",
+			 r->t->kind == K_FPR ? ",free-page-reporting=on" : "");
+		devices[0] = "-device";
+		devices[1] = dev;
+		break;
+	case K_VMEM:
+		vmem_sizes(o, &r->vmem_boot);
+		cfg.mem = r->vmem_boot;
+		cfg.maxmem = o->mem;
+		snprintf(obj, sizeof(obj), "memory-backend-ram,id=vmem0mem,size=%lluM",
+			 (unsigned long long)((o->mem - r->vmem_boot) / MiB));
+		snprintf(dev, sizeof(dev), "virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=%lluM",
+			 (unsigned long long)((o->mem - r->vmem_boot) / MiB));
+		devices[0] = "-object";
+		devices[1] = obj;
+		devices[2] = "-device";
+		devices[3] = dev;
+		break;
+	}
+	cfg.devices = devices;
+	set_phase(r, PH_BOOT);
+	progress(r, "booting");
+	if ((err = vm_start(&r->vm, &cfg)))
+		return err;
+	pthread_mutex_lock(&rss.lock);
+	rss.tech = r->tech_idx;
+	rss.iter = r->iter;
+	rss.stop = false;
+	pthread_mutex_unlock(&rss.lock);
+	r->sampling = !pthread_create(&r->sampler, NULL, rss_thread, r->vm);
+	if ((err = vm_wait_ready(r->vm, o->boot_timeout_ns, it->guest_kernel,
+				 sizeof(it->guest_kernel))))
+		return err;
+	if (r->t->kind == K_VMEM) {
+		uint64_t t;
+
+		/* The guest plugs the device's memory while it boots. */
+		if ((err = wait_size(r, o->mem, &t)))
+			return err;
+	}
+	if ((err = agent_clock_offset(r->vm->agent, 5, &r->clock_offset, &guest_rtt)))
+		return vm_gone(r) ?: err;
+	if (verbose)
+		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
+			(unsigned long long)guest_rtt);
+	if ((err = start_probes(r)) || (err = start_guest_trace(r)))
+		return vm_gone(r) ?: err;
+	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
+						 .rss1 = vm_rss(r->vm) };
+	it->ph[PH_BOOT].wall_ns = it->ph[PH_BOOT].t1 - t0;
+	fprintf(stderr, "%s[%s %u/%u] %-16s %9.3f s\n", r->o->progress ? "\r\033[K" : "",
+		r->t->name, r->iter + 1, r->o->iterations, "boot", it->ph[PH_BOOT].wall_ns / 1e9);
+	return 0;
+}
+
+static void end_vm(struct run *r, bool clean)
+{
+	pthread_mutex_lock(&rss.lock);
+	rss.stop = true;
+	pthread_mutex_unlock(&rss.lock);
+	if (r->sampling)
+		pthread_join(r->sampler, NULL);
+	r->sampling = false;
+	host_probes_stop(r->hp);
+	r->hp = NULL;
+	r->host_ok = r->guest_trace_ok = false;
+	json_decref(r->guest_prev);
+	r->guest_prev = NULL;
+	free(r->live_base);
+	r->live_base = NULL;
+	r->nlive_base = 0;
+	if (r->vm) {
+		if (clean)
+			vm_shutdown(r->vm, 30 * SEC);
+		else
+			vm_destroy(r->vm);
+	}
+	r->vm = NULL;
+}
+
+static int workload_bytes(struct run *r, uint64_t *bytes)
+{
+	uint64_t avail;
+	int err = agent_meminfo(r->vm->agent, "MemAvailable", &avail);
+
+	if (err)
+		return vm_gone(r) ?: err;
+	/* "Most of RAM": what the guest can give without swapping or OOM. */
+	*bytes = avail > 160 * MiB ? (avail - 128 * MiB) & ~(2 * MiB - 1) : avail / 2;
+	return 0;
+}
+
+static int run_iteration(struct run *r, struct iteration *it)
+{
+	const struct opts *o = r->o;
+	char bytes_s[32], threads_s[16];
+	uint64_t bytes;
+	int err;
+
+	if ((err = boot_vm(r, it)))
+		return err;
+	if (o->untouched) {
+		if (r->t->kind == K_FPR)
+			err = phase_fpr_shrink(r, PH_SHRINK_UNTOUCHED, &it->ph[PH_SHRINK_UNTOUCHED], 0) ?:
+			      phase_noop(r, PH_GROW_UNTOUCHED, &it->ph[PH_GROW_UNTOUCHED]);
+		else
+			err = phase_resize(r, PH_SHRINK_UNTOUCHED, &it->ph[PH_SHRINK_UNTOUCHED],
+					   o->shrink_to) ?:
+			      phase_resize(r, PH_GROW_UNTOUCHED, &it->ph[PH_GROW_UNTOUCHED], o->mem);
+		if (err)
+			return err;
+	}
+	if ((err = workload_bytes(r, &bytes)))
+		return err;
+	snprintf(bytes_s, sizeof(bytes_s), "%llu", (unsigned long long)bytes);
+	snprintf(threads_s, sizeof(threads_s), "%u", o->vcpus);
+	const char *touch[] = { "ht-touch", "--bytes", bytes_s, "--threads", threads_s, NULL };
+	const char *install[] = { "ht-alloc-install", "--bytes", bytes_s, "--threads", threads_s,
+				  NULL };
+
+	if ((err = phase_workload(r, PH_TOUCH, &it->ph[PH_TOUCH], touch, bytes, NULL)))
+		return err;
+	if (r->t->kind == K_FPR)
+		err = phase_fpr_shrink(r, PH_SHRINK, &it->ph[PH_SHRINK], it->ph[PH_TOUCH].t1) ?:
+		      phase_noop(r, PH_GROW, &it->ph[PH_GROW]);
+	else
+		err = phase_resize(r, PH_SHRINK, &it->ph[PH_SHRINK], o->shrink_to) ?:
+		      phase_resize(r, PH_GROW, &it->ph[PH_GROW], o->mem);
+	if (err)
+		return err;
+	/* install: first allocation of every page after the grow; touch2: again. */
+	return phase_install_touch2(r, it, install, bytes);
+}
+
+/* ---- results ---- */
+
+static json_t *meta_json(const struct opts *o, int argc, char **argv, const char *guest_kernel)
+{
+	struct utsname u;
+	char thp[128] = "unknown", line[4096] = "";
+	char *qv = qemu_version(o->qemu), *cmd = NULL;
+	size_t len = 0;
+	FILE *f;
+	json_t *m;
+
+	uname(&u);
+	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	if (f) {
+		if (fgets(line, sizeof(line), f)) {
+			char *a = strchr(line, '['), *b = a ? strchr(a, ']') : NULL;
+
+			if (a && b)
+				snprintf(thp, sizeof(thp), "%.*s", (int)(b - a - 1), a + 1);
+		}
+		fclose(f);
+	}
+	for (int i = 0; i < argc; i++) {
+		char *n;
+
+		if (asprintf(&n, "%s%s%s", cmd ? cmd : "", i ? " " : "", argv[i]) < 0)
+			break;
+		free(cmd);
+		cmd = n;
+	}
+	f = fopen("/proc/cmdline", "r");
+	line[0] = 0;
+	if (f) {
+		if (!fgets(line, sizeof(line), f))
+			line[0] = 0;
+		fclose(f);
+	}
+	line[strcspn(line, "\n")] = 0;
+	len = strlen(line);
+	m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+		      "host", u.nodename, "kernel", u.release, "machine", u.machine, "cmdline",
+		      cmd ? cmd : "", "host_cmdline", line, "thp", thp, "accel",
+		      accel_name(o->accel), "accel_reason", o->accel_why, "qemu", o->qemu,
+		      "qemu_version", qv, "guest_kernel", guest_kernel, "guest_kernel_image",
+		      o->kernel, "guest_initrd", o->initrd, "hatrace_revision", HATRACE_GIT_REV);
+	json_object_set_new(m, "params",
+			    json_pack("{s:I, s:I, s:i, s:i, s:b, s:s}", "mem_bytes",
+				      (json_int_t)o->mem, "shrink_to_bytes", (json_int_t)o->shrink_to,
+				      "vcpus", (int)o->vcpus, "iterations", (int)o->iterations,
+				      "untouched", o->untouched, "guest_append", o->append));
+	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+	json_object_set_new(m, "host_mem_bytes",
+			    json_integer((json_int_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)));
+	(void)len;
+	free(qv);
+	free(cmd);
+	return m;
+}
+
+static int write_json(const char *dir, const char *name, json_t *doc)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	if (json_dumpf(doc, of.f, JSON_INDENT(1) | JSON_REAL_PRECISION(10))) {
+		out_file_abort(&of);
+		return -EIO;
+	}
+	fputc('\n', of.f);
+	return out_file_commit(&of);
+}
+
+static uint64_t wall(const struct phase_result *p)
+{
+	return p->wall_ns;
+}
+
+static int write_csv(const char *dir, struct iteration *res[NTECH], const struct opts *o)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/iterations.csv", dir);
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	fprintf(of.f, "technique,iteration,guest_kernel");
+	for (int p = 0; p < PH_MAX; p++)
+		fprintf(of.f,
+			",%1$s_ns,%1$s_host_ns,%1$s_bytes,%1$s_rss_before,%1$s_rss_after,%1$s_host_madvise_n,"
+			"%1$s_host_madvise_ns,%1$s_host_fallocate_n,%1$s_host_fallocate_ns,"
+			"%1$s_host_discard_bytes,%1$s_host_ram_faults,%1$s_host_kvm_exits,"
+			"%1$s_host_kvm_page_faults,%1$s_guest_trace_ns",
+			phase_names[p]);
+	fputc('\n', of.f);
+	for (unsigned t = 0; t < NTECH; t++) {
+		for (unsigned i = 0; res[t] && i < o->iterations; i++) {
+			const struct iteration *it = &res[t][i];
+
+			fprintf(of.f, "%s,%u,%s", techniques[t].name, i + 1, it->guest_kernel);
+			for (int p = 0; p < PH_MAX; p++) {
+				const struct phase_result *r = &it->ph[p];
+
+				if (!r->done) {
+					fprintf(of.f, ",,,,,,,,,,,,,,");
+					continue;
+				}
+				fprintf(of.f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu",
+					(unsigned long long)wall(r),
+					(unsigned long long)(r->host_ns ? r->host_ns : r->t1 - r->t0),
+					(unsigned long long)r->bytes,
+					(unsigned long long)r->rss0, (unsigned long long)r->rss1,
+					(unsigned long long)r->host.madvise_n,
+					(unsigned long long)r->host.madvise_ns,
+					(unsigned long long)r->host.fallocate_n,
+					(unsigned long long)r->host.fallocate_ns,
+					(unsigned long long)r->host.discard_bytes,
+					(unsigned long long)r->host.ram_faults,
+					(unsigned long long)r->host.kvm_exits,
+					(unsigned long long)r->host.kvm_page_faults,
+					(unsigned long long)r->guest_ns);
+			}
+			fputc('\n', of.f);
+		}
+	}
+	return out_file_commit(&of);
+}
+
+static int write_rss_csv(const char *dir)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/rss.csv", dir);
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	fprintf(of.f, "technique,iteration,phase,t_ns,rss_bytes\n");
+	pthread_mutex_lock(&rss.lock);
+	for (size_t i = 0; i < rss.n; i++)
+		fprintf(of.f, "%s,%u,%s,%llu,%llu\n", techniques[rss.s[i].tech].name,
+			rss.s[i].iter + 1, phase_names[rss.s[i].phase],
+			(unsigned long long)rss.s[i].t, (unsigned long long)rss.s[i].rss);
+	pthread_mutex_unlock(&rss.lock);
+	return out_file_commit(&of);
+}
+
+static double median_u64(uint64_t *v, unsigned n)
+{
+	struct median_ci ci;
+
+	return median_ci95(v, n, &ci) ? 0 : ci.median;
+}
+
+static json_t *summary_json(struct iteration *res[NTECH], const struct opts *o)
+{
+	json_t *s = json_object();
+	uint64_t v[o->iterations], w[o->iterations];
+
+	for (unsigned t = 0; t < NTECH; t++) {
+		json_t *tj;
+
+		if (!res[t])
+			continue;
+		tj = json_object();
+		for (unsigned pi = 0; pi < ARRAY_SIZE(summary_phases); pi++) {
+			enum phase p = summary_phases[pi];
+			json_t *samples = json_array(), *pj;
+			struct median_ci ci;
+			unsigned n = 0;
+
+			for (unsigned i = 0; i < o->iterations; i++) {
+				const struct phase_result *r = &res[t][i].ph[p];
+
+				if (!r->done)
+					continue;
+				json_array_append_new(samples, json_integer(wall(r)));
+				v[n] = wall(r);
+				w[n++] = r->bytes;
+			}
+			if (!n) {
+				json_decref(samples);
+				continue;
+			}
+			median_ci95(v, n, &ci);
+			pj = json_pack("{s:o, s:f, s:[I,I], s:f, s:f}", "samples_ns", samples,
+				       "median_ns", ci.median, "ci95_ns", (json_int_t)ci.lo,
+				       (json_int_t)ci.hi, "ci_coverage", ci.coverage, "bytes_median",
+				       median_u64(w, n));
+			if (techniques[t].kind == K_FPR && (p == PH_GROW))
+				json_object_set_new(pj, "note",
+						    json_string("free-page reporting has no grow step"));
+			if (p == PH_SHRINK || p == PH_SHRINK_UNTOUCHED) {
+				json_t *drops = json_array();
+				double pct[o->iterations];
+				unsigned m = 0;
+
+				for (unsigned i = 0; i < o->iterations; i++) {
+					const struct phase_result *r = &res[t][i].ph[p];
+
+					if (!r->done)
+						continue;
+					/* RSS drop relative to the requested shrink. */
+					pct[m] = 100.0 * ((double)r->rss0 - (double)r->rss1) /
+						 (double)(o->mem - o->shrink_to);
+					json_array_append_new(drops, json_real(pct[m]));
+					m++;
+				}
+				json_object_set_new(pj, "rss_drop_pct_of_request", drops);
+			}
+			json_object_set_new(tj, phase_names[p], pj);
+		}
+		json_object_set_new(s, techniques[t].name, tj);
+	}
+	return s;
+}
+
+/* Chrome trace: each technique's first iteration, host phases and guest events
+ * on the host clock. */
+static void trace_add_iteration(json_t *events, unsigned tech, const struct iteration *it,
+				int64_t offset)
+{
+	int pid = tech + 1;
+
+	json_array_append_new(events, json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name",
+						"process_name", "ph", "M", "pid", pid, "tid", 0,
+						"args", "name", techniques[tech].name));
+	json_array_append_new(events, json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name",
+						"thread_name", "ph", "M", "pid", pid, "tid", 1, "args",
+						"name", "host: phases"));
+	json_array_append_new(events, json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name",
+						"thread_name", "ph", "M", "pid", pid, "tid", 2, "args",
+						"name", "guest: trace events"));
+	for (int p = 0; p < PH_MAX; p++) {
+		const struct phase_result *r = &it->ph[p];
+		const char *name;
+		json_t *v;
+
+		if (!r->done)
+			continue;
+		json_array_append_new(
+			events,
+			json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
+				  "name", phase_names[p], "cat", "host", "ph", "X", "ts", r->t0 / 1e3,
+				  "dur", (r->t1 - r->t0) / 1e3, "pid", pid, "tid", 1, "args", "bytes",
+				  (json_int_t)r->bytes, "rss_before", (json_int_t)r->rss0,
+				  "rss_after", (json_int_t)r->rss1, "madvise_n",
+				  (json_int_t)r->host.madvise_n, "madvise_ns",
+				  (json_int_t)r->host.madvise_ns, "fallocate_n",
+				  (json_int_t)r->host.fallocate_n, "discard_bytes",
+				  (json_int_t)r->host.discard_bytes, "guest_ram_faults",
+				  (json_int_t)r->host.ram_faults, "kvm_exits",
+				  (json_int_t)r->host.kvm_exits, "guest_trace_ns",
+				  (json_int_t)r->guest_ns));
+		json_object_foreach(r->guest, name, v) {
+			json_int_t first = jint(v, "first_ns"), last = jint(v, "last_ns");
+			double ts = (double)(first + offset) / 1e3;
+
+			/* Clip to the phase: first_ns is cumulative since trace_start. */
+			if (first + offset < (json_int_t)r->t0)
+				ts = r->t0 / 1e3;
+			if (last + offset < ts * 1e3)
+				continue;
+			json_array_append_new(
+				events, json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:s, s:I, s:I}}",
+						  "name", name, "cat", "guest", "ph", "X", "ts", ts,
+						  "dur", (last + offset) / 1e3 - ts, "pid", pid, "tid",
+						  2, "args", "phase", phase_names[p], "count",
+						  jint(v, "count"), "sum_ns", jint(v, "sum_ns")));
+		}
+	}
+	pthread_mutex_lock(&rss.lock);
+	for (size_t i = 0; i < rss.n; i++) {
+		if (rss.s[i].tech != tech || rss.s[i].iter != 0)
+			continue;
+		json_array_append_new(events, json_pack("{s:s, s:s, s:f, s:i, s:{s:f}}", "name",
+							"QEMU RSS", "ph", "C", "ts",
+							rss.s[i].t / 1e3, "pid", pid, "args", "MiB",
+							rss.s[i].rss / (double)MiB));
+	}
+	pthread_mutex_unlock(&rss.lock);
+}
+
+static void print_table(struct iteration *res[NTECH], const struct opts *o)
+{
+	printf("\n%-15s %-17s %12s %25s %9s\n", "technique", "phase", "median", "95% CI",
+	       "GiB/s");
+	for (unsigned t = 0; t < NTECH; t++) {
+		for (unsigned pi = 0; res[t] && pi < ARRAY_SIZE(summary_phases); pi++) {
+			enum phase p = summary_phases[pi];
+			uint64_t v[o->iterations], b[o->iterations];
+			struct median_ci ci;
+			unsigned n = 0;
+			char cis[64];
+
+			for (unsigned i = 0; i < o->iterations; i++) {
+				if (!res[t][i].ph[p].done)
+					continue;
+				b[n] = res[t][i].ph[p].bytes;
+				v[n++] = wall(&res[t][i].ph[p]);
+			}
+			if (!n)
+				continue;
+			median_ci95(v, n, &ci);
+			snprintf(cis, sizeof(cis), "[%.3f, %.3f] s%s", ci.lo / 1e9, ci.hi / 1e9,
+				 ci.coverage < 0.95 ? "*" : "");
+			printf("%-15s %-17s %10.3f s %25s %9.3f\n", techniques[t].name, phase_names[p],
+			       ci.median / 1e9, cis,
+			       ci.median > 0 ? median_u64(b, n) / (double)GiB / (ci.median / 1e9) : 0);
+		}
+	}
+	if (o->iterations < 6)
+		printf("* fewer than 6 samples: [min, max], coverage %.1f%%\n",
+		       100 * (1 - 2 * binom_half_cdf(o->iterations, 0)));
+}
+
+static char *exe_relative(const char *rel)
+{
+	char exe[PATH_MAX], *p, *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	if (slash)
+		*slash = 0;
+	if (asprintf(&p, "%s/%s", exe, rel) < 0)
+		return NULL;
+	return p;
+}
+
+static int run_plots(const char *dir)
+{
+	char *script = getenv("HATRACE_ANALYSIS") ? strdup(getenv("HATRACE_ANALYSIS"))
+						    : exe_relative("../analysis/inflate_plots.py");
+	const char *py = getenv("HATRACE_PYTHON") ?: "/usr/bin/python3";
+	int status = -1;
+	pid_t pid;
+
+	if (!script || access(script, R_OK)) {
+		ht_err("plot script not found: %s", script ? script : "(none)");
+		free(script);
+		return -ENOENT;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		execl(py, py, script, dir, (char *)NULL);
+		fprintf(stderr, "hatrace: cannot run %s: %s\n", py, strerror(errno));
+		_exit(127);
+	}
+	free(script);
+	if (pid < 0)
+		return -errno;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		ht_err("plotting failed (%s)", py);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Results go to DIR.tmp-* and replace DIR only when everything is written. */
+static int commit_dir(const char *tmp, const char *dir)
+{
+	char old[PATH_MAX];
+	struct stat st;
+
+	snprintf(old, sizeof(old), "%s.old-%d", dir, (int)getpid());
+	if (!stat(dir, &st) && rename(dir, old)) {
+		ht_err("cannot replace %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	if (rename(tmp, dir)) {
+		ht_err("cannot rename %s to %s: %s", tmp, dir, strerror(errno));
+		return -errno;
+	}
+	if (!stat(old, &st)) {
+		char *cmd;
+
+		if (asprintf(&cmd, "rm -rf '%s'", old) >= 0) {
+			if (system(cmd))
+				ht_warn("could not remove %s", old);
+			free(cmd);
+		}
+	}
+	return 0;
+}
+
+static void remove_tmp_dir(const char *tmp)
+{
+	char *cmd;
+
+	if (asprintf(&cmd, "rm -rf '%s'", tmp) >= 0) {
+		if (system(cmd))
+			ht_warn("could not remove %s", tmp);
+		free(cmd);
+	}
+}
+
+/* ---- command line ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: hatrace inflate [OPTIONS]\n\n"
+		"The inflate benchmark: per iteration a fresh VM touches most of its RAM and frees\n"
+		"it, is shrunk to --shrink-to, grown back, and allocates its memory again twice\n"
+		"(install, touch2). Reports the host's wall time per phase, a host (BPF) and guest\n"
+		"(agent trace) breakdown, and medians with a distribution-free 95%% CI.\n\n"
+		"  -t, --technique LIST  virtio-balloon,fpr,virtio-mem or all (default all)\n"
+		"  -m, --mem SIZE        VM memory (default 2G)\n"
+		"  -s, --shrink-to SIZE  shrink target (default 512M)\n"
+		"  -c, --vcpus N         vCPUs and workload threads (default 2)\n"
+		"  -n, --iterations N    iterations per technique (default 3: the default run\n"
+		"                        takes about 15 minutes under TCG on 2 cores; 5 would\n"
+		"                        take 25)\n"
+		"  -u, --untouched       also shrink each fresh VM before it is touched\n"
+		"                        (phase shrink_untouched)\n"
+		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
+		"                        a stock guest, TCG on PVM hosts; TCG is multi-threaded)\n"
+		"  -l, --live            live log2 histograms of reclaim syscalls and faults\n"
+		"  -o, --output DIR      results directory (default results/inflate)\n"
+		"      --qemu PATH       QEMU binary (default $HATRACE_QEMU or qemu-system-x86_64)\n"
+		"      --kernel PATH     guest kernel (default build/guest/bzImage)\n"
+		"      --initrd PATH     guest initramfs (default build/guest/initramfs.cpio.gz)\n"
+		"      --append ARGS     guest kernel command line (default build/guest/cmdline)\n"
+		"      --boot-timeout S  seconds to wait for the guest agent (default 300)\n\n"
+		"DIR gets meta.json, iterations.csv, rss.csv, summary.json, trace.json,\n"
+		"consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
+}
+
+static int parse_techniques(const char *s, bool *sel)
+{
+	char *copy = strdup(s), *tok, *save = NULL;
+	int err = 0;
+
+	memset(sel, 0, NTECH * sizeof(*sel));
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		bool found = false;
+
+		for (unsigned t = 0; t < NTECH; t++) {
+			if (!strcmp(tok, "all") || !strcmp(tok, techniques[t].name)) {
+				sel[t] = true;
+				found = true;
+			}
+		}
+		if (!found) {
+			ht_err("--technique: unknown technique '%s' (expected virtio-balloon, fpr, "
+			       "virtio-mem or all)", tok);
+			err = -EINVAL;
+			break;
+		}
+	}
+	free(copy);
+	return err;
+}
+
+static char *default_file(const char *opt, const char *rel, const char *alt)
+{
+	char *p = exe_relative(rel);
+
+	if (p && !access(p, R_OK))
+		return p;
+	free(p);
+	p = exe_relative(alt);
+	if (p && !access(p, R_OK))
+		return p;
+	free(p);
+	p = exe_relative(rel);
+	ht_err("%s: %s not found (build the guest with 'make', or pass %s PATH)", opt,
+	       p ? p : rel, opt);
+	free(p);
+	return NULL;
+}
+
+/* The guest build's kernel command line (build/guest/cmdline), else its default. */
+static const char *guest_cmdline(void)
+{
+	static char line[1024];
+	char *path = exe_relative("guest/cmdline");
+	FILE *f = path ? fopen(path, "r") : NULL;
+
+	free(path);
+	snprintf(line, sizeof(line), "console=ttyS0 memhp_default_state=online_movable panic=-1");
+	if (f) {
+		if (!fgets(line, sizeof(line), f))
+			line[0] = 0;
+		fclose(f);
+		line[strcspn(line, "\n")] = 0;
+	}
+	return line;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT };
+	static const struct option longopts[] = {
+		{ "technique", required_argument, NULL, 't' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "shrink-to", required_argument, NULL, 's' },
+		{ "vcpus", required_argument, NULL, 'c' },
+		{ "iterations", required_argument, NULL, 'n' },
+		{ "untouched", no_argument, NULL, 'u' },
+		{ "accel", required_argument, NULL, 'a' },
+		{ "live", no_argument, NULL, 'l' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "qemu", required_argument, NULL, O_QEMU },
+		{ "kernel", required_argument, NULL, O_KERNEL },
+		{ "initrd", required_argument, NULL, O_INITRD },
+		{ "append", required_argument, NULL, O_APPEND },
+		{ "boot-timeout", required_argument, NULL, O_BOOT_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *qemu = NULL, *kernel = NULL, *initrd = NULL;
+	uint64_t v;
+	int c;
+
+	for (unsigned t = 0; t < NTECH; t++)
+		o->tech[t] = true;
+	o->mem = 2 * GiB;
+	o->shrink_to = 512 * MiB;
+	o->vcpus = 2;
+	o->iterations = 3;
+	o->out_dir = "results/inflate";
+	o->boot_timeout_ns = 300 * SEC;
+	o->append = NULL;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:m:s:c:n:ua:lo:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			if (parse_techniques(optarg, o->tech))
+				return -EINVAL;
+			break;
+		case 'm':
+			if (parse_size("--mem", optarg, &o->mem))
+				return -EINVAL;
+			break;
+		case 's':
+			if (parse_size("--shrink-to", optarg, &o->shrink_to))
+				return -EINVAL;
+			break;
+		case 'c':
+			if (parse_u64("--vcpus", optarg, 1, 64, &v))
+				return -EINVAL;
+			o->vcpus = v;
+			break;
+		case 'n':
+			if (parse_u64("--iterations", optarg, 1, 1000, &v))
+				return -EINVAL;
+			o->iterations = v;
+			break;
+		case 'u':
+			o->untouched = true;
+			break;
+		case 'a':
+			if (parse_accel(optarg, &o->accel))
+				return -EINVAL;
+			break;
+		case 'l':
+			o->live = true;
+			break;
+		case 'o':
+			o->out_dir = optarg;
+			break;
+		case O_QEMU:
+			qemu = optarg;
+			break;
+		case O_KERNEL:
+			kernel = optarg;
+			break;
+		case O_INITRD:
+			initrd = optarg;
+			break;
+		case O_APPEND:
+			o->append = optarg;
+			break;
+		case O_BOOT_TIMEOUT:
+			if (parse_seconds_ns("--boot-timeout", optarg, SEC, 3600 * SEC,
+					     &o->boot_timeout_ns))
+				return -EINVAL;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		ht_err("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (o->mem % (128 * MiB) || o->mem < 256 * MiB) {
+		ht_err("--mem: %llu MiB is not a multiple of 128 MiB of at least 256 MiB",
+		       (unsigned long long)(o->mem / MiB));
+		return -EINVAL;
+	}
+	if (o->shrink_to % (2 * MiB) || o->shrink_to < 128 * MiB) {
+		ht_err("--shrink-to: must be a multiple of 2 MiB and at least 128 MiB");
+		return -EINVAL;
+	}
+	if (o->shrink_to >= o->mem) {
+		ht_err("--shrink-to (%llu MiB) must be smaller than --mem (%llu MiB)",
+		       (unsigned long long)(o->shrink_to / MiB), (unsigned long long)(o->mem / MiB));
+		return -EINVAL;
+	}
+	if (o->tech[2] && o->shrink_to % (128 * MiB) && o->shrink_to < 512 * MiB) {
+		ht_err("--shrink-to: virtio-mem boots with the target as its boot memory below "
+		       "512 MiB, so it must be a multiple of 128 MiB");
+		return -EINVAL;
+	}
+	o->accel = accel_resolve(o->accel, o->accel_why, sizeof(o->accel_why));
+	if (!(o->qemu = qemu_find(qemu)))
+		return -ENOENT;
+	o->kernel = kernel ? realpath(kernel, NULL) : default_file("--kernel", "guest/bzImage",
+								   "guest/bzImage-baseline");
+	if (!o->kernel) {
+		if (kernel)
+			ht_err("--kernel: %s: %s", kernel, strerror(errno));
+		return -ENOENT;
+	}
+	o->initrd = initrd ? realpath(initrd, NULL)
+			   : default_file("--initrd", "guest/initramfs.cpio.gz",
+					  "guest/initramfs.cpio.gz");
+	if (!o->initrd) {
+		if (initrd)
+			ht_err("--initrd: %s: %s", initrd, strerror(errno));
+		return -ENOENT;
+	}
+	if (!o->append)
+		o->append = guest_cmdline();
+	o->progress = isatty(2);
+	return 0;
+}
+
+int cmd_inflate(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	struct iteration *res[NTECH] = { 0 };
+	int64_t offsets[NTECH] = { 0 };
+	char tmp[2048], guest_kernel[128] = "unknown", path[PATH_MAX];
+	json_t *events = NULL;
+	int err = 0;
+
+	if (parse_args(argc, argv, &o))
+		return 1;
+	install_signal_handlers();
+	setup_libbpf();
+	fprintf(stderr, "hatrace inflate: %s (%s); %llu MiB VM -> %llu MiB, %u vCPUs, %u iterations\n",
+		accel_name(o.accel), o.accel_why, (unsigned long long)(o.mem / MiB),
+		(unsigned long long)(o.shrink_to / MiB), o.vcpus, o.iterations);
+	snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", o.out_dir);
+	{
+		char *slash = strrchr(tmp, '/');
+
+		if (slash) {
+			*slash = 0;
+			mkdir(tmp, 0755); /* parent, e.g. results/ */
+			*slash = '/';
+		}
+	}
+	if (!mkdtemp(tmp)) {
+		ht_err("cannot create %s: %s", tmp, strerror(errno));
+		return 1;
+	}
+	chmod(tmp, 0755);
+	snprintf(path, sizeof(path), "%s/consoles", tmp);
+	mkdir(path, 0755);
+
+	for (unsigned t = 0; t < NTECH && !err; t++) {
+		struct run r = { .o = &o, .t = &techniques[t], .tech_idx = t };
+
+		if (!o.tech[t])
+			continue;
+		res[t] = calloc(o.iterations, sizeof(**res));
+		for (unsigned i = 0; i < o.iterations && !err; i++) {
+			r.iter = i;
+			err = run_iteration(&r, &res[t][i]);
+			if (!err) {
+				snprintf(path, sizeof(path), "%s/consoles/%s-%u.log", tmp,
+					 techniques[t].name, i + 1);
+				vm_save_console(r.vm, path);
+				snprintf(guest_kernel, sizeof(guest_kernel), "%s", res[t][i].guest_kernel);
+				if (i == 0)
+					offsets[t] = r.clock_offset;
+			}
+			end_vm(&r, !err);
+			if (err == -EINTR)
+				ht_err("interrupted");
+		}
+	}
+	if (!err) {
+		json_t *trace = json_object();
+
+		events = json_array();
+		for (unsigned t = 0; t < NTECH; t++)
+			if (res[t])
+				trace_add_iteration(events, t, &res[t][0], offsets[t]);
+		json_object_set_new(trace, "traceEvents", events);
+		json_object_set_new(trace, "displayTimeUnit", json_string("ms"));
+		err = write_json(tmp, "meta.json", meta_json(&o, argc, argv, guest_kernel)) ?:
+		      write_json(tmp, "summary.json", summary_json(res, &o)) ?:
+		      write_json(tmp, "trace.json", trace) ?: write_csv(tmp, res, &o) ?:
+		      write_rss_csv(tmp) ?: run_plots(tmp) ?: commit_dir(tmp, o.out_dir);
+		json_decref(trace);
+		if (!err) {
+			print_table(res, &o);
+			printf("results are in %s\n", o.out_dir);
+		}
+	}
+	if (err)
+		remove_tmp_dir(tmp);
+	for (unsigned t = 0; t < NTECH; t++) {
+		for (unsigned i = 0; res[t] && i < o.iterations; i++)
+			for (int p = 0; p < PH_MAX; p++)
+				json_decref(res[t][i].ph[p].guest);
+		free(res[t]);
+	}
+	free(o.qemu);
+	free(o.kernel);
+	free(o.initrd);
+	return err ? 1 : 0;
+}
