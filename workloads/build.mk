@@ -65,6 +65,6 @@ $(GUEST_DIR) $(GUEST_DIR)/obj $(GUEST_DIR)/bin:
 .PHONY: FORCE
 FORCE:
 ALL_TARGETS += $(GUEST_INITRAMFS) $(GUEST_DIR)/cmdline
-UNIT_TESTS  += tests/guest_workloads.sh tests/guest_agent.sh
-BPF_TESTS   += tests/guest_agent_bpf.sh
+UNIT_TESTS  += tests/guest_workloads.py tests/guest_agent.py
+BPF_TESTS   += tests/guest_agent_bpf.py
 VM_TESTS    += tests/guest_vm.py

@@ -1,0 +1,66 @@
+#!/usr/bin/python3
+"""BPF test of the guest agent's probes, run on the host (root): the CO-RE object
+loads, the page allocator tracepoints count a workload's pages, and every probe
+that cannot attach here (no fentry, no kprobes on this host) says why."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from guest_lib import GUEST, Agent, check, die_with_parent, finish, skip  # noqa: E402
+
+AGENT = os.path.join(GUEST, "bin", "hatrace-guest")
+
+
+def main():
+    if os.geteuid() != 0:
+        skip("guest agent bpf", "needs root")
+        finish()
+    if not os.path.exists(AGENT):
+        skip("guest agent bpf", f"{AGENT} is not built (run make)")
+        finish()
+    env = dict(os.environ, PATH=os.path.join(GUEST, "bin") + ":/usr/bin:/bin")
+    proc = subprocess.Popen([AGENT, "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=env, preexec_fn=die_with_parent)
+    a = Agent(proc.stdout.fileno(), proc.stdin.fileno())
+    try:
+        a.wait_event("ready", 10)
+        test(a)
+    finally:
+        proc.kill()
+        proc.wait()
+    finish()
+
+
+def test(a):
+    started = a.req("trace_start", timeout=120)
+    if not check(started.get("ok"), "trace_start loads the guest BPF object", str(started)):
+        return
+    probes = started["probes"]
+    for p in probes:
+        print(f"# probe {p['name']:24} {p['mode']:10} {p.get('reason', '')}")
+    names = [p["name"] for p in probes]
+    check(names[:2] == ["mm_page_alloc", "mm_page_free"] and len(set(names)) == len(names) > 2,
+          "probe list names each probe once", str(names))
+    check(all(p["mode"] == "tracepoint" for p in probes[:2]),
+          "page allocator tracepoints attach", str(probes[:2]))
+    check(all(p["attached"] or p.get("reason") for p in probes),
+          "every probe is attached or says why not",
+          str([p for p in probes if not p["attached"] and not p.get("reason")]))
+
+    run = a.req("run", argv=["ht-touch", "--bytes", "16M"])
+    check(run.get("exit") == 0, "ht-touch runs under tracing", str(run))
+    rd = a.req("trace_read")
+    ev = {e["name"]: e for e in rd.get("events", [])}
+    alloc = ev.get("mm_page_alloc", {})
+    check(alloc.get("count", 0) > 0 and alloc.get("pages", 0) >= 4096 and
+          0 < alloc["first_ns"] <= alloc["last_ns"] <= rd["mono_ns"],
+          "mm_page_alloc counts at least the workload's 4096 pages", str(alloc))
+    check(set(ev) == {p["name"] for p in probes if p["attached"]},
+          "trace_read reports exactly the attached probes", str(sorted(ev)))
+    check(a.req("trace_start").get("ok"), "trace_start again restarts tracing", "")
+    check(a.req("trace_stop").get("ok"), "trace_stop", "")
+
+
+if __name__ == "__main__":
+    main()
