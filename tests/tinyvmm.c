@@ -1,7 +1,8 @@
 /* A tiny KVM VMM: one vCPU in real mode, 2 MiB of guest RAM at GPA 0. The guest
  * writes one byte per 4 KiB page from 64 KiB to 640 KiB, then reports with an
  * OUT to port 0x10 and starts over. Driven by lines on stdin:
- *   start: runs one round and prints "ready PID HVA"
+ *   start: prints "started PID"; the first line creates the VM, runs one round
+ *   and prints "ready PID HVA"
  *   each line: discards the data pages (madvise DONTNEED), runs ROUNDS rounds so
  *   the guest faults them back in, prints a JSON line; EOF ends the VM. */
 #include <fcntl.h>
@@ -66,6 +67,10 @@ int main(int argc, char **argv)
 	int kvm, vm, vcpu, size;
 	char *ram;
 
+	printf("started %d\n", getpid());
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0)
 		return die("/dev/kvm");

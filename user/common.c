@@ -171,12 +171,25 @@ int require_root(const char *what)
 	return -EPERM;
 }
 
+const char *tracefs_dir(void)
+{
+	const char *dir = getenv("HATRACE_TRACEFS");
+
+	return dir && *dir ? dir : "/sys/kernel/tracing";
+}
+
 int ensure_tracefs(void)
 {
+	char events[512];
 	struct stat st;
 
-	if (stat("/sys/kernel/tracing/events", &st) == 0)
+	snprintf(events, sizeof(events), "%s/events", tracefs_dir());
+	if (stat(events, &st) == 0)
 		return 0;
+	if (getenv("HATRACE_TRACEFS")) {
+		ht_err("HATRACE_TRACEFS=%s has no events directory", tracefs_dir());
+		return -ENOENT;
+	}
 	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) && errno != EBUSY) {
 		ht_err("tracefs is not mounted and mounting it failed: %s", strerror(errno));
 		return -errno;
@@ -186,9 +199,9 @@ int ensure_tracefs(void)
 
 bool tracepoint_exists(const char *category, const char *name)
 {
-	char path[256];
+	char path[512];
 
-	snprintf(path, sizeof(path), "/sys/kernel/tracing/events/%s/%s", category, name);
+	snprintf(path, sizeof(path), "%s/events/%s/%s", tracefs_dir(), category, name);
 	return access(path, F_OK) == 0;
 }
 

@@ -33,6 +33,8 @@ int parse_interval_count(int argc, char **argv, int optind, uint64_t *interval_s
 			 uint64_t *count);
 
 int require_root(const char *what);
+/* tracefs mount point: $HATRACE_TRACEFS, else /sys/kernel/tracing (mounted if needed). */
+const char *tracefs_dir(void);
 int ensure_tracefs(void);
 bool tracepoint_exists(const char *category, const char *name);
 void setup_libbpf(void);

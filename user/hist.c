@@ -68,6 +68,7 @@ static int parse_args(int argc, char **argv, struct hist_opts *o)
 	};
 	int c, pid;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "p:o:d:Tvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
@@ -98,7 +99,12 @@ static int parse_args(int argc, char **argv, struct hist_opts *o)
 			usage(stdout);
 			exit(0);
 		default:
-			usage(stderr);
+			if (optopt >= '0' && optopt <= '9')
+				ht_err("interval: '%s' is not a positive number of seconds",
+				       argv[optind - 1]);
+			else
+				ht_err("unknown option '%s' (see 'hatrace hist --help')",
+				       argv[optind - 1]);
 			return -EINVAL;
 		}
 	}
@@ -289,6 +295,10 @@ int cmd_hist(int argc, char **argv)
 	if (o.fmt == OUT_TEXT)
 		printf("Tracing%s... %s\n", o.npids ? "" : " all processes",
 		       o.interval_s ? "" : "Hit Ctrl-C to end.");
+	else
+		json_println(stdout, json_pack("{s:s,s:I}", "type", "start", "time_ns",
+					       (json_int_t)now_ns()));
+	fflush(stdout);
 	start = now_ns();
 	next = start + o.interval_s * 1000000000ULL;
 	while (!exiting) {

@@ -33,7 +33,7 @@ bool feature_tracepoint(const char *category, const char *name, struct feature *
 	snprintf(full, sizeof(full), "%s:%s", category, name);
 	if (tracepoint_exists(category, name))
 		return set(f, full, true, "present");
-	return set(f, full, false, "not in /sys/kernel/tracing/events");
+	return set(f, full, false, "not in %s/events", tracefs_dir());
 }
 
 bool feature_btf(struct feature *f)

@@ -51,9 +51,12 @@ static void set_status(struct host_probes *hp, enum probe_id id, const char *nam
 
 static void list_kvmmmu(struct host_probes *hp)
 {
-	DIR *d = opendir("/sys/kernel/tracing/events/kvmmmu");
+	char path[512];
 	struct dirent *e;
+	DIR *d;
 
+	snprintf(path, sizeof(path), "%s/events/kvmmmu", tracefs_dir());
+	d = opendir(path);
 	if (!d)
 		return;
 	while ((e = readdir(d)) && hp->nr_kvmmmu < MAX_KVMMMU) {
@@ -88,6 +91,14 @@ static void select_programs(struct host_probes *hp)
 			    feature_fentry("handle_mm_fault", &f);
 	bpf_program__set_autoload(hp->skel->progs.user_fault_done, hp->fault_latency);
 	hp->skel->rodata->fault_latency = hp->fault_latency;
+}
+
+static bool any_attachable(const struct host_probes *hp)
+{
+	for (int i = 0; i < P_MAX; i++)
+		if (hp->status[i].attached)
+			return true;
+	return false;
 }
 
 static void attach_all(struct host_probes *hp)
@@ -146,6 +157,12 @@ int host_probes_start(struct host_probes **out, const int *pids, int npids,
 	hp->skel->rodata->filter_pids = npids > 0;
 	list_kvmmmu(hp);
 	select_programs(hp);
+	if (!any_attachable(hp)) {
+		ht_err("none of the tracepoints hatrace hist uses exists under %s/events",
+		       tracefs_dir());
+		err = -ENOENT;
+		goto fail;
+	}
 	err = hist_bpf__load(hp->skel);
 	if (err) {
 		ht_err("cannot load the host BPF programs: %s (run with -v for the verifier log)",

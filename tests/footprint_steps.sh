@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# hatrace footprint shows each step of a workload that grows its anon RSS by
+# 64 MiB four times and then frees it, in every output format.
+cd "$(dirname "$0")/.." && . tests/lib.sh
+need_root "footprint steps" || finish
+tmp=$(mktemp -d); trap 'kill $wl 2>/dev/null; rm -rf "$tmp"' EXIT
+STEP=$((64 << 20)) STEPS=4
+
+run_format() { # FORMAT FILE
+	mkfifo "$tmp/go.$1"
+	build/tests/fault_workload rss 64 $STEPS 400 <"$tmp/go.$1" >/dev/null & wl=$!
+	exec 3>"$tmp/go.$1"
+	$HATRACE footprint -p $wl -o "$1" -w "$2" 2>"$tmp/err.$1" & local tr=$!
+	sleep 1 # attach
+	echo go >&3; exec 3>&-
+	wait $wl; wait $tr
+}
+
+run_format csv "$tmp/fp.csv"
+expect "csv header" test "$(head -1 "$tmp/fp.csv")" = "time_ns,pid,comm,anon_bytes,file_bytes,shmem_bytes,rss_bytes"
+base=$(awk -F, 'NR == 2 { print $4 }' "$tmp/fp.csv")
+for k in $(seq $STEPS); do
+	want=$((base + k * STEP * 95 / 100))
+	awk -F, -v w=$want 'NR > 1 && $4 >= w { found = 1 } END { exit !found }' "$tmp/fp.csv" &&
+		ok "step $k visible (anon >= base + $k x 64 MiB)" || fail "step $k" "no row with anon >= $want"
+done
+last=$(tail -1 "$tmp/fp.csv" | cut -d, -f4)
+[ "$last" -lt $((base + STEP)) ] && ok "free visible at the end" || fail "free" "last anon $last"
+sorted=$(awk -F, 'NR > 2 && $1 < prev { bad = 1 } { prev = $1 } END { print !bad }' "$tmp/fp.csv")
+expect "rows in time order" test "$sorted" = 1
+rows=$(($(wc -l <"$tmp/fp.csv") - 1))
+[ $rows -lt 2000 ] && ok "coalesced: $rows rows for 256 MiB of page-by-page growth" || fail "coalescing" "$rows rows"
+grep -q ' 0 dropped' "$tmp/err.csv" && ok "no drops" || fail "drops" "$(cat "$tmp/err.csv")"
+
+run_format json "$tmp/fp.json"
+max=$(jq -s 'map(.anon_bytes) | max' "$tmp/fp.json")
+[ "$max" -ge $((STEPS * STEP * 95 / 100)) ] && ok "json rows reach the peak" || fail "json peak" "$max"
+
+run_format perfetto "$tmp/fp.trace.json"
+n=$(jq '[.traceEvents[] | select(.ph == "C")] | length' "$tmp/fp.trace.json")
+[ "$n" -gt $STEPS ] && ok "perfetto trace has $n counter events" || fail "perfetto" "$n counter events"
+expect "perfetto trace names the process track" \
+	test "$(jq -r '[.traceEvents[] | select(.ph == "M")][0].args.name' "$tmp/fp.trace.json")" = fault_workload
+finish
