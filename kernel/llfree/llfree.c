@@ -504,15 +504,20 @@ int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flag
 			tree_give(self, tree, free, true);
 		}
 	}
-	/* Every tree with room is reserved: take from their shared counters. */
+	/* Every tree with room is reserved: take from this core's other
+	 * reservations and from the shared counters. */
 	for (uint64_t i = 0; i < trees; i++) {
 		uint64_t tree = (start + i) % trees;
+		unsigned own = local_kind_of(l, tree);
 
-		if (!tree_take(self, tree, n))
+		if (own < LLFREE_KINDS ? !local_take(self, l, own, n) : !tree_take(self, tree, n))
 			continue;
 		if (tree_alloc(self, tree, order, out))
 			return 0;
-		tree_give(self, tree, n, false);
+		if (own < LLFREE_KINDS)
+			llfree_store(&l->free[own], llfree_load(&l->free[own]) + n);
+		else
+			tree_give(self, tree, n, false);
 	}
 	return LLFREE_ENOMEM;
 }

@@ -32,10 +32,11 @@ enum llfree_init_mode {
 	LLFREE_INIT_RECOVER, /* keep the bitfields, rebuild counters, drop reservations */
 };
 
+/* Private per-core state, a cache line each. */
 struct llfree_local {
 	uint32_t tree[LLFREE_KINDS]; /* reserved tree, or LLFREE_NONE */
 	uint32_t free[LLFREE_KINDS]; /* frames taken from that tree's counter */
-};
+} __attribute__((aligned(64)));
 #define LLFREE_NONE UINT32_MAX
 
 struct llfree {

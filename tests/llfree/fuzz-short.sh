@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Bounded libFuzzer run of the allocator core (guest and host operations plus
+# metadata corruption).  FUZZ_SECONDS (default 25) and FUZZ_CORPUS (default
+# build/llfree/corpus) set the length and the corpus kept between runs.
+cd "$(dirname "$0")/../.." || exit 1
+fuzz=build/llfree/fuzz
+secs=${FUZZ_SECONDS:-25}
+corpus=${FUZZ_CORPUS:-build/llfree/corpus}
+log=build/llfree/fuzz-last.log
+name="llfree fuzz ${secs}s"
+if [ ! -x "$fuzz" ]; then
+	echo "not ok - $name: $fuzz is not built"
+	exit 1
+fi
+mkdir -p "$corpus"
+"$fuzz" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	-artifact_prefix=build/llfree/ "$corpus" >"$log" 2>&1
+rc=$?
+execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
+cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+rate=$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$last")
+if [ "$rc" = 0 ] && [ -n "$execs" ]; then
+	echo "ok - $name: $execs execs ($rate/s), cov $cov, ft $ft, corpus $(ls "$corpus" | wc -l)"
+else
+	echo "not ok - $name: libFuzzer exited with $rc, see $log"
+	grep -E 'invariant broken|ERROR|SUMMARY|artifact' "$log" | head -n 5
+	exit 1
+fi
