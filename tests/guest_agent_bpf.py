@@ -58,7 +58,18 @@ def test(a):
           "mm_page_alloc counts at least the workload's 4096 pages", str(alloc))
     check(set(ev) == {p["name"] for p in probes if p["attached"]},
           "trace_read reports exactly the attached probes", str(sorted(ev)))
-    check(a.req("trace_start").get("ok"), "trace_start again restarts tracing", "")
+    sel = a.req("trace_start", probes=["mm_page_free"])
+    modes = {p["name"]: (p["attached"], p.get("reason")) for p in sel.get("probes", [])}
+    check(sel.get("ok") and modes.get("mm_page_free") == (True, None) and
+          modes.get("mm_page_alloc") == (False, "not requested"),
+          "trace_start with a probe selection attaches only those", str(modes))
+    rd = a.req("trace_read")
+    check([e["name"] for e in rd.get("events", [])] == ["mm_page_free"],
+          "trace_read after a selection reports only the selected probe", str(rd)[:300])
+    for bad in (["no_such_probe"], "mm_page_alloc", [3]):
+        r = a.req("trace_start", probes=bad)
+        check(r.get("ok") is False and "trace_start" in r.get("error", ""),
+              f"trace_start rejects the selection {bad!r}", str(r))
     check(a.req("trace_stop").get("ok"), "trace_stop", "")
 
 

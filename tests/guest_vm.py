@@ -78,7 +78,11 @@ def test(vm):
     check(info.get("ok") and 900 * MiB < info.get("MemTotal", 0) <= 1024 * MiB and
           0 < info.get("MemFree", 0) <= info["MemTotal"], "meminfo is sane", str(info))
 
-    started = agent.req("trace_start")
+    default = {p["name"]: p for p in agent.req("trace_start").get("probes", [])}
+    check(default.get("alloc_pages", {}).get("reason") == "not requested (opt-in probe)" and
+          default.get("balloon_size_work", {}).get("attached"),
+          "trace_start without a selection leaves out the opt-in alloc_pages", str(default)[:300])
+    started = agent.req("trace_start", probes=list(default))
     probes = {p["name"]: p for p in started.get("probes", [])}
     for p in probes.values():
         print(f"# probe {p['name']:24} {p['mode']:10} {p.get('reason', '')}")
