@@ -20,12 +20,15 @@
  *       line (absent if it printed none); "stderr" holds its tail on failure.
  *   {"id":3,"cmd":"meminfo"}
  *       -> {"id":3,"ok":true,"MemTotal":bytes,"MemFree":bytes,"MemAvailable":bytes}
- *   {"id":4,"cmd":"trace_start"}
+ *   {"id":4,"cmd":"trace_start"[,"probes":["mm_page_alloc",...]]}
  *       -> {"id":4,"ok":true,"probes":[{"name":..,"attached":bool,"reason":..}]}
+ *       Without "probes", all but opt-in probes (alloc_pages) attach. A probe
+ *       with "within":P is timed inside probe P: sum only those without it.
  *   {"id":5,"cmd":"trace_read"}
  *       -> {"id":5,"ok":true,"mono_ns":N,"events":[{"name":"mm_page_alloc",
  *            "count":N,"sum_ns":N,"first_ns":N,"last_ns":N}, ...]}
  *       Counters are cumulative since trace_start; times are guest monotonic.
+ *       Tracepoint events add "pages", function events "drops" (and "within").
  *   {"id":6,"cmd":"trace_stop"}  -> {"id":6,"ok":true}
  *   {"id":7,"cmd":"poweroff"}    -> {"id":7,"ok":true}, then the guest powers off.
  */
