@@ -22,3 +22,6 @@ $(BUILD)/tests/vm_harness: tests/vm_harness.c $(BUILD)/libhatrace.a tests/check.
 
 ALL_TARGETS += $(BUILD)/tests/vm_harness
 VM_TESTS    += $(BUILD)/tests/vm_harness
+
+VM_TESTS    += tests/vm_inflate.sh
+E2E_TESTS   += tests/inflate_errors.sh

@@ -76,6 +76,7 @@ struct phase_result {
 struct iteration {
 	struct phase_result ph[PH_MAX];
 	char guest_kernel[128];
+	int64_t integrity_pages, integrity_bad; /* -1: not checked */
 };
 
 struct rss_sample {
@@ -87,7 +88,7 @@ struct rss_sample {
 
 struct opts {
 	bool tech[NTECH];
-	uint64_t mem, shrink_to;
+	uint64_t mem, shrink_to, integrity;
 	unsigned vcpus, iterations;
 	bool untouched, live;
 	enum accel accel;
@@ -117,6 +118,7 @@ struct run {
 	int nlive_base;
 	pthread_t sampler;
 	bool sampling;
+	bool death_reported;
 };
 
 /* RSS sampler: a thread that reads /proc/PID/status while a VM runs. */
@@ -326,10 +328,21 @@ static int vm_gone(struct run *r)
 		return -EINTR;
 	if (vm_alive(r->vm))
 		return 0;
+	if (r->death_reported)
+		return -EPIPE;
+	r->death_reported = true;
 	ht_err("QEMU died during %s, iteration %u, phase %s: %s", r->t->name, r->iter + 1,
 	       phase_names[r->phase], vm_exit_reason(r->vm, why, sizeof(why)));
 	vm_print_console_tail(r->vm, stderr, 15);
 	return -EPIPE;
+}
+
+/* After a failed call: if QEMU is dying, say so rather than the call's error. */
+static int failed(struct run *r, int err)
+{
+	if (err != -EINTR && vm_alive(r->vm))
+		vm_wait_exit(r->vm, 2 * SEC);
+	return vm_gone(r) ?: err;
 }
 
 /* --live: log2 histograms of the reclaim syscalls and faults of this phase. */
@@ -409,7 +422,7 @@ static int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 		return err;
 	host_delta(&r->host_prev, &now, &pr->host);
 	if ((err = guest_read(r, &g)))
-		return err;
+		return failed(r, err);
 	if (g) {
 		pr->guest = guest_delta(r->guest_prev, g, &pr->guest_ns);
 		json_decref(r->guest_prev);
@@ -441,7 +454,7 @@ static int phase_workload(struct run *r, enum phase p, struct phase_result *pr,
 	progress(r, "running %s in the guest", argv[0]);
 	err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, result, NULL);
 	if (err)
-		return vm_gone(r) ?: err;
+		return failed(r, err);
 	return phase_end(r, pr, 0);
 }
 
@@ -522,7 +535,7 @@ static int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
 		if ((err = vm_gone(r)))
 			return err;
 		if ((err = current_size(r, &size)))
-			return vm_gone(r) ?: err;
+			return failed(r, err);
 		if (size == target) {
 			*t_done = now_ns();
 			return 0;
@@ -577,12 +590,12 @@ static int phase_resize(struct run *r, enum phase p, struct phase_result *pr, ui
 	int err;
 
 	if ((err = current_size(r, &from)))
-		return vm_gone(r) ?: err;
+		return failed(r, err);
 	if ((err = phase_begin(r, p, pr)))
 		return err;
 	pr->bytes = from > target ? from - target : target - from;
 	if ((err = request_size(r, target)) || (err = wait_size(r, target, &t_size)))
-		return vm_gone(r) ?: err;
+		return failed(r, err);
 	/* The discards can trail the guest's report: wait for the host to see them. */
 	if (target < from) {
 		if ((err = wait_rss_settled(r, t_size, 500 * 1000000ull, &t_rss)))
@@ -724,12 +737,12 @@ static int boot_vm(struct run *r, struct iteration *it)
 			return err;
 	}
 	if ((err = agent_clock_offset(r->vm->agent, 5, &r->clock_offset, &guest_rtt)))
-		return vm_gone(r) ?: err;
+		return failed(r, err);
 	if (verbose)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
 	if ((err = start_probes(r)) || (err = start_guest_trace(r)))
-		return vm_gone(r) ?: err;
+		return failed(r, err);
 	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
 						 .rss1 = vm_rss(r->vm) };
 	it->ph[PH_BOOT].wall_ns = it->ph[PH_BOOT].t1 - t0;
@@ -769,9 +782,56 @@ static int workload_bytes(struct run *r, uint64_t *bytes)
 	int err = agent_meminfo(r->vm->agent, "MemAvailable", &avail);
 
 	if (err)
-		return vm_gone(r) ?: err;
+		return failed(r, err);
 	/* "Most of RAM": what the guest can give without swapping or OOM. */
 	*bytes = avail > 160 * MiB ? (avail - 128 * MiB) & ~(2 * MiB - 1) : avail / 2;
+	return 0;
+}
+
+/* --integrity: a daemon in the guest holds a patterned buffer through every
+ * phase; at the end it checks that no page was lost or mixed up. */
+static int integrity_fill(struct run *r)
+{
+	char bytes_s[32];
+	const char *argv[] = { "ht-integrity", "fill", "--bytes", bytes_s, NULL };
+
+	snprintf(bytes_s, sizeof(bytes_s), "%llu", (unsigned long long)r->o->integrity);
+	progress(r, "integrity: filling %llu MiB", (unsigned long long)(r->o->integrity / MiB));
+	int err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, NULL, NULL);
+
+	return err ? failed(r, err) : 0;
+}
+
+static int integrity_check(struct run *r, struct iteration *it)
+{
+	const char *argv[] = { "ht-integrity", "stop", NULL };
+	json_t *res = NULL, *pages, *bad;
+	int err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, &res, NULL);
+
+	if (err) {
+		json_decref(res);
+		if (!vm_gone(r))
+			ht_err("%s: guest memory was corrupted across shrink/grow (see above)",
+			       r->t->name);
+		return failed(r, err);
+	}
+	pages = json_object_get(res, "pages");
+	bad = json_object_get(res, "bad_pages");
+	if (!json_is_integer(pages) || !json_is_integer(bad)) {
+		ht_err("ht-integrity stop: result lacks pages/bad_pages");
+		json_decref(res);
+		return -EPROTO;
+	}
+	it->integrity_pages = json_integer_value(pages);
+	it->integrity_bad = json_integer_value(bad);
+	json_decref(res);
+	fprintf(stderr, "[%s %u/%u] integrity        %lld pages verified, %lld bad\n", r->t->name,
+		r->iter + 1, r->o->iterations, (long long)it->integrity_pages,
+		(long long)it->integrity_bad);
+	if (it->integrity_bad) {
+		ht_err("%s: %lld guest pages corrupted", r->t->name, (long long)it->integrity_bad);
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -779,7 +839,7 @@ static int run_iteration(struct run *r, struct iteration *it)
 {
 	const struct opts *o = r->o;
 	char bytes_s[32], threads_s[16];
-	uint64_t bytes;
+	uint64_t bytes = 0;
 	int err;
 
 	if ((err = boot_vm(r, it)))
@@ -795,6 +855,8 @@ static int run_iteration(struct run *r, struct iteration *it)
 		if (err)
 			return err;
 	}
+	if (o->integrity && (err = integrity_fill(r)))
+		return err;
 	if ((err = workload_bytes(r, &bytes)))
 		return err;
 	snprintf(bytes_s, sizeof(bytes_s), "%llu", (unsigned long long)bytes);
@@ -814,7 +876,9 @@ static int run_iteration(struct run *r, struct iteration *it)
 	if (err)
 		return err;
 	/* install: first allocation of every page after the grow; touch2: again. */
-	return phase_install_touch2(r, it, install, bytes);
+	if ((err = phase_install_touch2(r, it, install, bytes)))
+		return err;
+	return o->integrity ? integrity_check(r, it) : 0;
 }
 
 /* ---- results ---- */
@@ -863,10 +927,11 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 		      "qemu_version", qv, "guest_kernel", guest_kernel, "guest_kernel_image",
 		      o->kernel, "guest_initrd", o->initrd, "hatrace_revision", HATRACE_GIT_REV);
 	json_object_set_new(m, "params",
-			    json_pack("{s:I, s:I, s:i, s:i, s:b, s:s}", "mem_bytes",
+			    json_pack("{s:I, s:I, s:i, s:i, s:b, s:s, s:I}", "mem_bytes",
 				      (json_int_t)o->mem, "shrink_to_bytes", (json_int_t)o->shrink_to,
 				      "vcpus", (int)o->vcpus, "iterations", (int)o->iterations,
-				      "untouched", o->untouched, "guest_append", o->append));
+				      "untouched", o->untouched, "guest_append", o->append,
+				      "integrity_bytes", (json_int_t)o->integrity));
 	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 	json_object_set_new(m, "host_mem_bytes",
 			    json_integer((json_int_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)));
@@ -909,7 +974,7 @@ static int write_csv(const char *dir, struct iteration *res[NTECH], const struct
 	if ((err = out_file_open(&of, path)))
 		return err;
 	fchmod(fileno(of.f), 0644);
-	fprintf(of.f, "technique,iteration,guest_kernel");
+	fprintf(of.f, "technique,iteration,guest_kernel,integrity_pages,integrity_bad_pages");
 	for (int p = 0; p < PH_MAX; p++)
 		fprintf(of.f,
 			",%1$s_ns,%1$s_host_ns,%1$s_bytes,%1$s_rss_before,%1$s_rss_after,%1$s_host_madvise_n,"
@@ -922,7 +987,12 @@ static int write_csv(const char *dir, struct iteration *res[NTECH], const struct
 		for (unsigned i = 0; res[t] && i < o->iterations; i++) {
 			const struct iteration *it = &res[t][i];
 
-			fprintf(of.f, "%s,%u,%s", techniques[t].name, i + 1, it->guest_kernel);
+			fprintf(of.f, "%s,%u,%s,", techniques[t].name, i + 1, it->guest_kernel);
+			if (it->integrity_pages >= 0)
+				fprintf(of.f, "%lld,%lld", (long long)it->integrity_pages,
+					(long long)it->integrity_bad);
+			else
+				fprintf(of.f, ",");
 			for (int p = 0; p < PH_MAX; p++) {
 				const struct phase_result *r = &it->ph[p];
 
@@ -1253,7 +1323,9 @@ static void usage(FILE *f)
 		"      --kernel PATH     guest kernel (default build/guest/bzImage)\n"
 		"      --initrd PATH     guest initramfs (default build/guest/initramfs.cpio.gz)\n"
 		"      --append ARGS     guest kernel command line (default build/guest/cmdline)\n"
-		"      --boot-timeout S  seconds to wait for the guest agent (default 300)\n\n"
+		"      --boot-timeout S  seconds to wait for the guest agent (default 300)\n"
+		"      --integrity SIZE  keep SIZE of patterned memory in the guest through all\n"
+		"                        phases and fail if any page of it changed\n\n"
 		"DIR gets meta.json, iterations.csv, rss.csv, summary.json, trace.json,\n"
 		"consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
 }
@@ -1322,7 +1394,7 @@ static const char *guest_cmdline(void)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT };
+	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -1338,6 +1410,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "initrd", required_argument, NULL, O_INITRD },
 		{ "append", required_argument, NULL, O_APPEND },
 		{ "boot-timeout", required_argument, NULL, O_BOOT_TIMEOUT },
+		{ "integrity", required_argument, NULL, O_INTEGRITY },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -1409,6 +1482,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 					     &o->boot_timeout_ns))
 				return -EINVAL;
 			break;
+		case O_INTEGRITY:
+			if (parse_size("--integrity", optarg, &o->integrity))
+				return -EINVAL;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1438,6 +1515,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->tech[2] && o->shrink_to % (128 * MiB) && o->shrink_to < 512 * MiB) {
 		ht_err("--shrink-to: virtio-mem boots with the target as its boot memory below "
 		       "512 MiB, so it must be a multiple of 128 MiB");
+		return -EINVAL;
+	}
+	if (o->integrity > o->shrink_to / 4) {
+		ht_err("--integrity: at most a quarter of --shrink-to (%llu MiB), or the shrink "
+		       "cannot reach its target", (unsigned long long)(o->shrink_to / 4 / MiB));
 		return -EINVAL;
 	}
 	o->accel = accel_resolve(o->accel, o->accel_why, sizeof(o->accel_why));
@@ -1504,6 +1586,8 @@ int cmd_inflate(int argc, char **argv)
 		if (!o.tech[t])
 			continue;
 		res[t] = calloc(o.iterations, sizeof(**res));
+		for (unsigned i = 0; i < o.iterations; i++)
+			res[t][i].integrity_pages = res[t][i].integrity_bad = -1;
 		for (unsigned i = 0; i < o.iterations && !err; i++) {
 			r.iter = i;
 			err = run_iteration(&r, &res[t][i]);

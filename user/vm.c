@@ -361,7 +361,7 @@ const char *vm_exit_reason(struct vm *vm, char *buf, size_t len)
 	return buf;
 }
 
-static bool wait_exit(struct vm *vm, uint64_t timeout_ns)
+bool vm_wait_exit(struct vm *vm, uint64_t timeout_ns)
 {
 	uint64_t deadline = now_ns() + timeout_ns;
 
@@ -453,7 +453,7 @@ int vm_start(struct vm **out, const struct vm_config *cfg)
 
 		if (err != -EINTR) {
 			if (err == -EPIPE || err == -ESRCH)
-				wait_exit(vm, 1000000000ull);
+				vm_wait_exit(vm, 1000000000ull);
 			ht_err("QEMU did not come up (%s)",
 			       vm_alive(vm) ? strerror(-err) : vm_exit_reason(vm, why, sizeof(why)));
 			print_file_tail(vm->qemu_log_path, "QEMU's output", stderr, 15);
@@ -473,6 +473,8 @@ int vm_wait_ready(struct vm *vm, uint64_t timeout_ns, char *kernel, size_t len)
 	vm->ready = !err;
 	if (!err || err == -EINTR)
 		return err;
+	if (err != -ETIMEDOUT)
+		vm_wait_exit(vm, 2000000000ull); /* a closed socket runs ahead of the exit */
 	if (err == -ETIMEDOUT)
 		ht_err("the guest did not boot: no agent within %.0f s", timeout_ns / 1e9);
 	else if (!vm_alive(vm))
@@ -560,10 +562,10 @@ int vm_shutdown(struct vm *vm, uint64_t timeout_ns)
 
 	if (vm_alive(vm)) {
 		if (vm->ready && !agent_poweroff(vm->agent))
-			clean = wait_exit(vm, timeout_ns);
+			clean = vm_wait_exit(vm, timeout_ns);
 		if (!clean && vm_alive(vm) && vm->qmp &&
 		    !qmp_call(vm->qmp, "quit", NULL, NULL, 5000000000ull))
-			clean = wait_exit(vm, 5000000000ull);
+			clean = vm_wait_exit(vm, 5000000000ull);
 	}
 	vm_destroy(vm);
 	return clean ? 0 : -ETIMEDOUT;

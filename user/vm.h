@@ -56,6 +56,8 @@ int vm_start(struct vm **vm, const struct vm_config *cfg);
 /* Waits for the guest agent's ready event; on failure prints the console tail. */
 int vm_wait_ready(struct vm *vm, uint64_t timeout_ns, char *kernel, size_t len);
 bool vm_alive(struct vm *vm);
+/* Waits up to timeout_ns for QEMU to exit; true if it did. */
+bool vm_wait_exit(struct vm *vm, uint64_t timeout_ns);
 /* A one-line description of how QEMU ended, e.g. "killed by signal 9". */
 const char *vm_exit_reason(struct vm *vm, char *buf, size_t len);
 void vm_print_console_tail(struct vm *vm, FILE *f, int lines);

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# hatrace inflate on bad input and failures: each is one clear error, a non-zero
+# exit, no output directory and no QEMU, socket or temp dir left behind.
+cd "$(dirname "$0")/.." && . tests/lib.sh
+out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+before_dirs=$(ls -d /tmp/hatrace-vm.* 2>/dev/null | sort)
+
+no_leftovers() { # NAME: no QEMU of ours, no temp dir, no results
+	local left
+	left=$(pgrep -af 'hatrace-vm\.' ; ls -d /tmp/hatrace-vm.* 2>/dev/null | sort |
+		comm -13 <(echo "$before_dirs") -; ls -d "$out"/r "$out"/r.* 2>/dev/null)
+	[ -z "$left" ] && ok "$1_clean" || fail "$1_clean" "left behind: $(echo $left)"
+}
+
+# expect_error NAME PATTERN ARGS...: non-zero exit, PATTERN on stderr
+expect_error() {
+	local name=$1 pat=$2 rc
+	shift 2
+	timeout 600 "$HATRACE" inflate -o "$out/r" "$@" >"$out/stdout" 2>"$out/stderr"
+	rc=$?
+	if [ $rc != 0 ] && [ $rc != 124 ] && grep -q -- "$pat" "$out/stderr"; then
+		ok "$name"
+	else
+		fail "$name" "exit $rc, stderr: $(head -c 300 "$out/stderr" | tr '\n' ' ')"
+	fi
+	no_leftovers "$name"
+}
+
+expect_error inflate_shrink_above_mem "must be smaller than --mem" --mem 1G --shrink-to 2G
+expect_error inflate_unknown_technique "unknown technique 'balloonz'" -t virtio-balloon,balloonz
+expect_error inflate_bad_size "is not a" --mem lots
+expect_error inflate_bad_accel "unknown accelerator" --accel xen
+expect_error inflate_qemu_missing "QEMU not found" --qemu /nonexistent/qemu-system-x86_64
+HATRACE_QEMU=no-such-qemu expect_error inflate_qemu_env_missing "QEMU not found: no no-such-qemu"
+
+if [ ! -r build/guest/bzImage ]; then
+	skip inflate_vm_errors "guest image not built (make)"
+	finish
+fi
+# A guest that never boots: no root filesystem, the kernel panics and waits.
+: >"$out/empty.cpio"
+expect_error inflate_never_boots "did not boot" -t virtio-balloon --mem 512M --shrink-to 256M \
+	-n 1 --initrd "$out/empty.cpio" --append "console=ttyS0 panic=0" --boot-timeout 20
+grep -q 'Kernel panic\|VFS' "$out/stderr" && ok inflate_never_boots_console ||
+	fail inflate_never_boots_console "no console tail on stderr"
+# The same guest with panic=-1: QEMU exits, and the error says so.
+expect_error inflate_qemu_exits_at_boot "QEMU died while the guest booted" -t virtio-balloon \
+	--mem 512M --shrink-to 256M -n 1 --initrd "$out/empty.cpio" \
+	--append "console=ttyS0 panic=-1" --boot-timeout 60
+
+# run_and_signal NAME WHEN SIGNAL TARGET: start a run, wait for WHEN on its
+# stderr, send SIGNAL to QEMU or hatrace.
+run_and_signal() {
+	local name=$1 when=$2 sig=$3 target=$4 pid qpid rc i
+	"$HATRACE" inflate -o "$out/r" -t virtio-balloon --mem 1G --shrink-to 512M -n 1 \
+		>"$out/stdout" 2>"$out/stderr" &
+	pid=$!
+	for ((i = 0; i < 600; i++)); do
+		grep -q "$when" "$out/stderr" && break
+		sleep 0.2
+	done
+	qpid=$(pgrep -P $pid -f qemu-system)
+	if [ "$target" = qemu ]; then kill -"$sig" $qpid; else kill -"$sig" $pid; fi
+	wait $pid
+	rc=$?
+	echo "$name: exit $rc" >&2
+	cat "$out/stderr" >&2
+	[ $rc != 0 ] && ok "${name}_fails" || fail "${name}_fails" "exit $rc"
+	no_leftovers "$name"
+}
+run_and_signal inflate_qemu_killed "\] touch" KILL qemu
+grep -q "QEMU died during virtio-balloon, iteration 1, phase \(touch\|shrink\)" "$out/stderr" &&
+	grep -q "killed by signal 9" "$out/stderr" && ok inflate_qemu_killed_message ||
+	fail inflate_qemu_killed_message "$(grep hatrace: "$out/stderr" | head -3 | tr '\n' ' ')"
+run_and_signal inflate_ctrl_c "\] boot" INT hatrace
+grep -q "interrupted" "$out/stderr" && ok inflate_ctrl_c_message ||
+	fail inflate_ctrl_c_message "$(tail -n 3 "$out/stderr" | tr '\n' ' ')"
+finish
