@@ -86,7 +86,7 @@ static int bits_take(struct llfree_bitfield *bf, unsigned order)
 			continue;
 		}
 		for (uint64_t runs; (runs = free_runs(w, order));) {
-			unsigned bit = (unsigned)__builtin_ctzll(runs);
+			unsigned bit = (unsigned)llfree_ctz(runs);
 
 			if (llfree_cas(&bf->words[i], &w, w | run_mask(order) << bit))
 				return (int)(i * 64 + bit);
@@ -302,36 +302,45 @@ static uint32_t tree_reserve(struct llfree *self, uint64_t tree, unsigned kind, 
 
 /* ---- allocation inside one tree ---- */
 
+/* Installed children first: memory from reclaimed ones costs an install. */
 static bool tree_alloc(struct llfree *self, uint64_t tree, unsigned order,
 		       struct llfree_alloc *out)
 {
 	uint64_t first = tree * LLFREE_TREE_CHILDREN;
 
-	for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN; c++) {
-		uint32_t *pw = &self->pairs[c / 2];
-		unsigned half = c & 1;
-		uint16_t before;
-		int frame = 0;
+	for (unsigned pass = 0; pass < 2; pass++) {
+		for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN; c++) {
+			uint32_t *pw = &self->pairs[c / 2];
+			unsigned half = c & 1;
+			uint32_t pair = llfree_load(pw);
+			bool reclaimed = order == LLFREE_MAX_ORDER ?
+						 pair & (LLFREE_CHILD_RECLAIMED * 0x10001u) :
+						 llfree_pair_get(pair, half) & LLFREE_CHILD_RECLAIMED;
+			uint16_t before;
+			int frame = 0;
 
-		if (order == LLFREE_MAX_ORDER) {
-			if (half || !pair_take(pw, &out->install))
+			if ((order == LLFREE_MAX_ORDER && half) || reclaimed != (pass == 1))
 				continue;
-		} else if (order == LLFREE_CHILD_ORDER) {
-			if (!huge_take(pw, half, &before))
-				continue;
-			out->install = !!(before & LLFREE_CHILD_RECLAIMED);
-		} else {
-			if (!child_take(pw, half, 1u << order, &before))
-				continue;
-			frame = bits_take(&self->bitfields[c], order);
-			if (frame < 0) {
-				child_give(pw, half, 1u << order);
-				continue;
+			if (order == LLFREE_MAX_ORDER) {
+				if (!pair_take(pw, &out->install))
+					continue;
+			} else if (order == LLFREE_CHILD_ORDER) {
+				if (!huge_take(pw, half, &before))
+					continue;
+				out->install = !!(before & LLFREE_CHILD_RECLAIMED);
+			} else {
+				if (!child_take(pw, half, 1u << order, &before))
+					continue;
+				frame = bits_take(&self->bitfields[c], order);
+				if (frame < 0) {
+					child_give(pw, half, 1u << order);
+					continue;
+				}
+				out->install = !!(before & LLFREE_CHILD_RECLAIMED);
 			}
-			out->install = !!(before & LLFREE_CHILD_RECLAIMED);
+			out->pfn = self->base + c * LLFREE_CHILD_FRAMES + (unsigned)frame;
+			return true;
 		}
-		out->pfn = self->base + c * LLFREE_CHILD_FRAMES + (unsigned)frame;
-		return true;
 	}
 	return false;
 }
@@ -435,7 +444,7 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
 					uint32_t used = 0;
 
 					for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++)
-						used += (uint32_t)__builtin_popcountll(
+						used += (uint32_t)llfree_popcount(
 							llfree_load(&words[w]));
 					child |= (uint16_t)(LLFREE_CHILD_FRAMES - used);
 				}
@@ -688,7 +697,7 @@ int llfree_validate(const struct llfree *self)
 			for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++) {
 				uint64_t bits = llfree_load(&self->bitfields[c].words[w]);
 
-				used += (uint32_t)__builtin_popcountll(bits);
+				used += (uint32_t)llfree_popcount(bits);
 				outside |= outside_bits(l, c, w) & ~bits;
 			}
 			if (free > llfree_child_capacity(l, c))

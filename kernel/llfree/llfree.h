@@ -37,7 +37,7 @@ struct llfree_local {
 	uint32_t tree[LLFREE_KINDS]; /* reserved tree, or LLFREE_NONE */
 	uint32_t free[LLFREE_KINDS]; /* frames taken from that tree's counter */
 } __attribute__((aligned(64)));
-#define LLFREE_NONE UINT32_MAX
+#define LLFREE_NONE ((uint32_t)~0u)
 
 struct llfree {
 	struct llfree_layout layout;

@@ -9,6 +9,8 @@
  *   llfree_assert(c)       internal invariants of the guest side only; the host
  *                          side never asserts on what it reads from metadata
  *   llfree_log(fmt, ...)   one line of diagnostic output
+ *   llfree_popcount(x)     set bits of a u64
+ *   llfree_ctz(x)          trailing zero bits of a non-zero u64
  */
 #ifndef LLFREE_PLATFORM_H
 #define LLFREE_PLATFORM_H
@@ -18,17 +20,21 @@
 #include <linux/atomic.h>
 #include <linux/bug.h>
 #include <linux/printk.h>
+#include <linux/bitops.h>
 
 #define llfree_load(p) READ_ONCE(*(p))
 #define llfree_store(p, v) WRITE_ONCE(*(p), (v))
 #define llfree_cas(p, old, v) try_cmpxchg((p), (old), (v))
 #define llfree_assert(c) WARN_ON_ONCE(!(c))
 #define llfree_log(...) pr_info("llfree: " __VA_ARGS__)
+#define llfree_popcount(x) hweight64(x)
+#define llfree_ctz(x) __ffs64(x)
 
 #elif defined(HATRACE_QEMU)
 #include "qemu/osdep.h"
 #include "qemu/atomic.h"
 #include "qemu/log.h"
+#include "qemu/host-utils.h"
 
 #define llfree_load(p) qatomic_read(p)
 #define llfree_store(p, v) qatomic_set((p), (v))
@@ -41,6 +47,8 @@
 	})
 #define llfree_assert(c) assert(c)
 #define llfree_log(...) qemu_log("llfree: " __VA_ARGS__)
+#define llfree_popcount(x) ctpop64(x)
+#define llfree_ctz(x) ctz64(x)
 
 #else
 #include <assert.h>
@@ -55,6 +63,8 @@
 	__atomic_compare_exchange_n((p), (old), (v), false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
 #define llfree_assert(c) assert(c)
 #define llfree_log(...) printf("llfree: " __VA_ARGS__)
+#define llfree_popcount(x) __builtin_popcountll(x)
+#define llfree_ctz(x) __builtin_ctzll(x)
 #endif
 
 #endif

@@ -475,6 +475,29 @@ static void test_host_untrusted(void)
 	zone_free(&z);
 }
 
+/* The guest prefers installed children; reclaimed ones are used last. */
+static void test_prefer_installed(void)
+{
+	struct zone z;
+	struct llfree_alloc a;
+	uint64_t child;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 16 * MIB, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 7; i++)
+		EXPECT(!llfree_host_reclaim(&z.host, false, &child, &already), "soft %u", i);
+	for (unsigned order = 0; order < LLFREE_CHILD_ORDER; order += 2) {
+		EXPECT(!llfree_get(&z.ll, 0, order, 0, &a) && !a.install &&
+			       llfree_child_of(&z.ll, a.pfn) == 7,
+		       "order %u from child %lu, install %u", order, llfree_child_of(&z.ll, a.pfn),
+		       a.install);
+	}
+	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a) && a.install == 1, "order 9 without install");
+	check(!*why, "installed children are used before reclaimed ones", "%s", why);
+	zone_free(&z);
+}
+
 int main(void)
 {
 	test_layout();
@@ -489,6 +512,7 @@ int main(void)
 	test_host_hard();
 	test_host_order10();
 	test_host_soft();
+	test_prefer_installed();
 	test_host_reserved_and_bulk();
 	test_host_untrusted();
 	return check_exit();
