@@ -143,7 +143,8 @@ class GuestVM:
             mem += f",maxmem={mem_mib + vmem_max_mib}M"
             dev += ["-object", f"memory-backend-ram,id=vmem0mem,size={vmem_max_mib}M",
                     "-device", "virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=0"]
-        argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-smp", str(smp),
+        argv = ["qemu-system-x86_64", "-nodefaults", "-no-user-config",
+                "-accel", "tcg,thread=multi", "-smp", str(smp),
                 "-m", mem, "-nographic", "-no-reboot", "-monitor", "none",
                 "-kernel", os.path.join(GUEST, "bzImage"),
                 "-initrd", os.path.join(GUEST, "initramfs.cpio.gz"),

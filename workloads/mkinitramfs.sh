@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the guest initramfs reproducibly: busybox (all applets as symlinks),
-# workloads/init as /init, and the given static binaries in /bin.
+# workloads/init as /init, and the given static binaries (stripped) in /bin.
 # usage: workloads/mkinitramfs.sh OUT.cpio.gz INIT BINARY...
 set -euo pipefail
 out=$1 init=$2
@@ -18,7 +18,7 @@ for applet in $("$busybox" --list); do
 done
 install -m 0755 "$init" "$stage/init"
 for bin in "$@"; do
-	install -m 0755 "$bin" "$stage/bin/${bin##*/}"
+	install -s -m 0755 "$bin" "$stage/bin/${bin##*/}"
 done
 find "$stage" -exec touch -h -d @0 {} +
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
