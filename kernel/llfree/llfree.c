@@ -60,9 +60,13 @@ static bool words_take(uint64_t *words, unsigned count)
 	return true;
 }
 
-/* Clears count whole words that must all be ~0. */
+/* Clears count whole words that must all be ~0; checks before it clears. */
 static bool words_put(uint64_t *words, unsigned count)
 {
+	for (unsigned i = 0; i < count; i++) {
+		if (llfree_load(&words[i]) != ~0ull)
+			return false;
+	}
 	for (unsigned i = 0; i < count; i++) {
 		uint64_t full = ~0ull;
 
