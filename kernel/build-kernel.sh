@@ -3,9 +3,12 @@
 # caches it outside the clone:
 #   ~/.cache/hatrace/kernel/<flavour>-<hash>/{bzImage,vmlinux,config,build.log}
 # <hash> covers the source package version, the toolchain, kernel/configs/base.config,
-# kernel/configs/<flavour>.config (optional) and kernel/patches/<flavour>/*.patch
-# (applied in name order with patch -p1). A new flavour needs only its name in
-# KERNEL_FLAVOURS (kernel/build.mk) plus its fragment and/or patches.
+# kernel/configs/<flavour>.config (optional), kernel/patches/<flavour>/*.patch
+# (applied in name order with patch -p1) and the files named in
+# kernel/patches/<flavour>/files (non-blank lines "REPO_PATH TREE_PATH", e.g.
+# "kernel/llfree/llfree.c mm/llfree.c": copied into the tree after the patches, so
+# that sources shared with QEMU and tests stay single). A new flavour needs only
+# its name in KERNEL_FLAVOURS (kernel/build.mk) plus its fragment, patches, files.
 #
 # usage: kernel/build-kernel.sh FLAVOUR [OUT_DIR]
 #   Prints the cache directory; with OUT_DIR, copies bzImage and links vmlinux
@@ -19,6 +22,7 @@ SRC_TAR=${KERNEL_SRC_TAR:-/usr/src/linux-source-6.1.tar.xz}
 CACHE=${HATRACE_CACHE:-$HOME/.cache/hatrace}/kernel
 JOBS=${KERNEL_JOBS:-$(nproc)}
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
 
 die() { echo "build-kernel: $*" >&2; exit 1; }
 [ $# -ge 1 ] || die "usage: $0 FLAVOUR [OUT_DIR]"
@@ -32,6 +36,17 @@ fragments=("$here/configs/base.config")
 shopt -s nullglob
 patches=("$here/patches/$flavour"/*.patch)
 shopt -u nullglob
+files_list=$here/patches/$flavour/files
+copies=() # pairs: repo path, tree path
+if [ -f "$files_list" ]; then
+	while read -r src dst rest; do
+		[ -z "$src" ] && continue
+		[[ -n $dst && -z $rest && $dst != /* && $dst != *..* ]] ||
+			die "$files_list: expected 'REPO_PATH TREE_PATH' lines, got '$src $dst $rest'"
+		[ -f "$root/$src" ] || die "$files_list: $src does not exist"
+		copies+=("$src" "$dst")
+	done <"$files_list"
+fi
 
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null ||
 	stat -c '%s %Y' "$SRC_TAR")
@@ -42,6 +57,10 @@ hash=$( {
 	for f in "${fragments[@]}" "${patches[@]}"; do
 		echo "== ${f#"$here"/}"
 		cat "$f"
+	done
+	for ((i = 0; i < ${#copies[@]}; i += 2)); do
+		echo "== ${copies[i]} -> ${copies[i + 1]}"
+		cat "$root/${copies[i]}"
 	done
 } | sha256sum | cut -c1-16)
 dest=$CACHE/$flavour-$hash
@@ -85,6 +104,10 @@ if [ ! -f "$work/.patched" ]; then
 		echo "== applying ${p#"$here"/}" >>"$log"
 		patch -d "$work/src" -p1 --forward --batch <"$p" >>"$log" 2>&1 ||
 			fail "patch ${p#"$here"/} does not apply"
+	done
+	for ((i = 0; i < ${#copies[@]}; i += 2)); do
+		echo "== copying ${copies[i]} to ${copies[i + 1]}" >>"$log"
+		install -D -m 0644 "$root/${copies[i]}" "$work/src/${copies[i + 1]}"
 	done
 	touch "$work/.patched"
 fi
