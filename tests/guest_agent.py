@@ -65,6 +65,10 @@ def test(a):
     check(r.get("ok") and r.get("exit") == 3 and "oops" in r.get("stderr", "") and
           r.get("result") == {"x": 1}, "a failing workload returns exit, stderr and result", str(r))
 
+    r = a.req("run", argv=["sh", "-c", "printf 'bad \\377\\001 bytes' >&2; exit 1"])
+    check(r.get("ok") and r.get("exit") == 1 and r.get("stderr") == "bad ?? bytes",
+          "stderr that is not UTF-8 is made printable", str(r))
+
     r = a.req("run", argv=["sh", "-c", "echo not json"])
     check(r.get("ok") and r.get("exit") == 0 and "result" not in r,
           "no result when the last line is not a JSON object", str(r))

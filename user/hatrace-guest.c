@@ -60,6 +60,15 @@ static void send_doc(json_t *doc)
 	free(s);
 }
 
+/* Text from workloads or errors goes into JSON strings, which must be UTF-8:
+ * keep printable ASCII, newlines and tabs, replace the rest. */
+static void make_printable(char *s)
+{
+	for (unsigned char *c = (unsigned char *)s; *c; c++)
+		if ((*c < 0x20 && *c != '\n' && *c != '\t') || *c >= 0x7f)
+			*c = '?';
+}
+
 static json_t *reply_ok(json_t *id)
 {
 	return json_pack("{s:O,s:b}", "id", id ? id : json_null(), "ok", 1);
@@ -73,6 +82,7 @@ static void send_error(json_t *id, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	make_printable(msg);
 	send_doc(json_pack("{s:O,s:b,s:s}", "id", id ? id : json_null(), "ok", 0, "error", msg));
 }
 
@@ -181,7 +191,8 @@ static void finish_run(struct run *r)
 		json_object_set_new(reply, "result", result);
 	if (si.si_code != CLD_EXITED || si.si_status != 0) {
 		r->err[r->err_len] = 0;
-		json_object_set_new(reply, "stderr", json_string_nocheck(r->err));
+		make_printable(r->err);
+		json_object_set_new(reply, "stderr", json_string(r->err));
 	}
 	send_doc(reply);
 	json_decref(r->id);
