@@ -6,7 +6,8 @@ LLFREE_HDRS   := $(wildcard kernel/llfree/*.h tests/llfree/*.h) tests/check.h
 LLFREE_OUT    := $(BUILD)/llfree
 # The core is freestanding C11; tests add threads, sanitizers and libFuzzer.
 LLFREE_STRICT := -std=c11 -ffreestanding -Wpedantic -Wall -Wextra -Werror -O2 -g
-LLFREE_TFLAGS := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror -g -Ikernel/llfree -Itests -Itests/llfree
+LLFREE_TFLAGS := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror -g \
+		 -Ikernel/llfree -Itests -Itests/llfree
 LLFREE_SAN    := -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
 LLFREE_OBJS   := $(patsubst kernel/llfree/%.c,$(LLFREE_OUT)/%.o,$(LLFREE_SRCS))
 LLFREE_BINS   := $(addprefix $(LLFREE_OUT)/,unit stress stress-tsan stress-asan fuzz bench)
@@ -56,7 +57,18 @@ bench-alloc: $(LLFREE_OUT)/bench
 	$(Q)mkdir -p results
 	$(Q)$(LLFREE_OUT)/bench results/bench-alloc.json
 
-# Longer fuzzing run; the corpus stays in build/ between runs.
+$(LLFREE_OUT)/fuzz-cov: tests/llfree/fuzz.c $(LLFREE_SRCS) $(LLFREE_HDRS) | $(LLFREE_OUT)
+	$(call msg,CLANG,$@)
+	$(Q)$(CLANG) $(LLFREE_TFLAGS) -O1 -fsanitize=fuzzer -fprofile-instr-generate \
+		-fcoverage-mapping tests/llfree/fuzz.c $(LLFREE_SRCS) -o $@
+
+# Longer fuzzing run; the corpus stays in build/ between runs.  Then the line
+# coverage of the core that the corpus reaches.
 LLFREE_FUZZ_SECONDS ?= 300
-fuzz: $(LLFREE_OUT)/fuzz
+fuzz: $(LLFREE_OUT)/fuzz $(LLFREE_OUT)/fuzz-cov
 	$(Q)FUZZ_SECONDS=$(LLFREE_FUZZ_SECONDS) FUZZ_CORPUS=$(LLFREE_OUT)/corpus tests/llfree/fuzz-short.sh
+	$(Q)LLVM_PROFILE_FILE=$(LLFREE_OUT)/fuzz.profraw $(LLFREE_OUT)/fuzz-cov -runs=0 \
+		$(LLFREE_OUT)/corpus >/dev/null 2>&1
+	$(Q)llvm-profdata merge -o $(LLFREE_OUT)/fuzz.profdata $(LLFREE_OUT)/fuzz.profraw
+	$(Q)llvm-cov report $(LLFREE_OUT)/fuzz-cov -instr-profile=$(LLFREE_OUT)/fuzz.profdata \
+		$(LLFREE_SRCS)

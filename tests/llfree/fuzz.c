@@ -101,10 +101,12 @@ static void guest_got(const struct llfree_alloc *a, unsigned order)
 			w.discarded[c] = false;
 		}
 	}
-	if (w.nblocks < MAX_BLOCKS)
+	if (w.nblocks < MAX_BLOCKS) {
 		w.blocks[w.nblocks++] = (struct block){ a->pfn, order };
-	else
-		fuzz_check(!llfree_put(&w.ll, 0, a->pfn, order), "put of an untracked block");
+		return;
+	}
+	memset(&w.owned[a->pfn - w.start], 0, n); /* no room to track it */
+	fuzz_check(!llfree_put(&w.ll, 0, a->pfn, order), "put of an untracked block");
 }
 
 static void guest_op(unsigned op, const uint8_t *arg)

@@ -1,6 +1,7 @@
 /* Concurrency stress: guest threads allocate and free at every order while a
  * host thread hard-reclaims, returns, installs and soft-reclaims on the same
- * metadata through its own handle.  Checked on every allocation and after
+ * metadata through its own handle (guests also use get_at and drain).
+ * Checked on every allocation and after
  * every round (all threads stopped):
  *   - no frame is handed out twice;
  *   - a child the host holds hard is never handed to the guest;
@@ -90,7 +91,13 @@ static void guest_get(struct guest *g)
 
 	if (g->owned_frames + n > OWN_MAX)
 		return;
-	err = llfree_get(&z.ll, g->core, order, next_rand(&g->rng) & LLFREE_MOVABLE, &a);
+	if (next_rand(&g->rng) % 16) {
+		err = llfree_get(&z.ll, g->core, order, next_rand(&g->rng) & LLFREE_MOVABLE, &a);
+	} else {
+		err = llfree_get_at(&z.ll, g->core, next_rand(&g->rng) % FRAMES / n * n, order, &a);
+		if (err == LLFREE_ENOMEM) /* taken, or counted in another core's reservation */
+			return;
+	}
 	if (err == LLFREE_ENOMEM) {
 		g->enomem++;
 		return;
@@ -154,6 +161,8 @@ static void *guest_main(void *arg)
 	struct guest *g = arg;
 
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		if (next_rand(&g->rng) % 1000 == 0)
+			llfree_drain(&z.ll, g->core);
 		if (g->nblocks && (next_rand(&g->rng) % 100 < 45 || g->owned_frames > OWN_MAX / 2))
 			guest_put(g);
 		else
