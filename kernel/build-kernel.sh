@@ -114,6 +114,8 @@ fi
 
 obj=$work/obj
 mkdir -p "$obj"
+# The kernel build must not inherit the calling make's flags or variables (V=1, CC=...).
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 kmake() { nice make -C "$work/src" O="$obj" ARCH=x86_64 "$@" >>"$log" 2>&1; }
 kmake tinyconfig || fail "tinyconfig failed"
 "$work/src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${fragments[@]}" \

@@ -130,13 +130,13 @@ class GuestVM:
     """Boots build/guest/bzImage + initramfs under TCG with the agent port, QMP,
     a balloon and (optionally) a virtio-mem device."""
 
-    def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2):
+    def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2, append=""):
         self.dir = tempfile.mkdtemp(prefix="hatrace-guest-")
         self.console = os.path.join(self.dir, "console.log")
         agent_path = os.path.join(self.dir, "agent.sock")
         qmp_path = os.path.join(self.dir, "qmp.sock")
         with open(os.path.join(GUEST, "cmdline")) as f:
-            cmdline = f.read().strip()
+            cmdline = (f.read().strip() + " " + append).strip()
         mem = f"{mem_mib}M"
         dev = []
         if vmem_max_mib:

@@ -52,6 +52,7 @@ def main():
         skip("guest vm", "qemu-system-x86_64 is not installed")
         finish()
 
+    test_panic_ends_qemu()
     vm = GuestVM(mem_mib=1024, vmem_max_mib=512)
     try:
         test(vm)
@@ -62,6 +63,18 @@ def main():
     finally:
         vm.destroy()
     finish()
+
+
+def test_panic_ends_qemu():
+    """The cmdline's panic=-1 with -no-reboot: a guest that cannot start its init
+    panics and QEMU exits instead of hanging."""
+    vm = GuestVM(mem_mib=256, append="rdinit=/no-such-init init=/no-such-init")
+    try:
+        exited = vm.wait_exit(120)
+        check(exited and "Kernel panic" in vm.console_tail(),
+              "a guest kernel panic ends QEMU", vm.console_tail(5))
+    finally:
+        vm.destroy()
 
 
 def test(vm):

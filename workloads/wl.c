@@ -62,8 +62,12 @@ char *wl_map(uint64_t bytes)
 		ht_err("cannot map %llu bytes: %s", (unsigned long long)bytes, strerror(errno));
 		return NULL;
 	}
-	if (madvise(p, bytes, MADV_NOHUGEPAGE) && errno != EINVAL)
-		ht_warn("madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+	/* EINVAL: a kernel without THP, where every page is 4 KiB anyway */
+	if (madvise(p, bytes, MADV_NOHUGEPAGE) && errno != EINVAL) {
+		ht_err("madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+		munmap(p, bytes);
+		return NULL;
+	}
 	return p;
 }
 

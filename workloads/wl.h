@@ -17,11 +17,11 @@ typedef void (*wl_fn)(char *base, size_t first, size_t count, void *arg);
 uint64_t wl_parallel(char *base, size_t npages, unsigned nthreads, wl_fn fn, void *arg);
 
 /* Anonymous private mapping of bytes, 4 KiB pages only (MADV_NOHUGEPAGE). NULL
- * after printing an error. */
+ * after printing an error, also when madvise is missing (ENOSYS). */
 char *wl_map(uint64_t bytes);
 
-/* Parses "--bytes N" (sizes like 512M) and "--threads T" from argv (optional
- * extra options handled by the caller are not allowed here). */
+/* Parses "--bytes N" (sizes like 512M) and "--threads T" (default 1), the only
+ * options of ht-touch and ht-alloc-install. */
 int wl_parse_bytes_threads(const char *prog, int argc, char **argv, uint64_t *bytes,
 			   unsigned *threads);
 
