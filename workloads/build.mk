@@ -6,9 +6,12 @@
 #   initramfs  $(BUILD)/guest/initramfs.cpio.gz: busybox, /init, /bin/hatrace-guest and
 #              the workloads in /bin; no disk, root stays in the initramfs.
 #   cmdline    $(BUILD)/guest/cmdline, i.e.
-#              console=ttyS0 memhp_default_state=online_movable panic=-1
-#              (panic=-1 with -no-reboot: a guest panic ends QEMU).
-#   QEMU       qemu-system-x86_64 -accel tcg,thread=multi -smp 2 -m 1G -nographic -no-reboot
+#              console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=reliable
+#              (panic=-1 with -no-reboot: a guest panic ends QEMU; tsc=reliable: under
+#              TCG the guest would otherwise read the emulated HPET, which made every
+#              traced page fault ~2x slower; the TSC follows the host's, but ping the
+#              agent per phase to track the guest/host clock offset).
+#   QEMU       qemu-system-x86_64 -nodefaults -accel tcg,thread=multi -smp 2 -m 1G -nographic -no-reboot
 #              -kernel bzImage -initrd initramfs.cpio.gz -append "$(cat cmdline)"
 #              -serial file:console.log -monitor none
 #              -device virtio-serial-pci -chardev socket,id=agent,path=S,server=on,wait=off
@@ -19,7 +22,8 @@
 #              (hot-plugged memory comes online as ZONE_MOVABLE).
 #   agent      hatrace-guest finds the port in /sys/class/virtio-ports/*/name, opens
 #              /dev/vportNpM and speaks user/agent_proto.h. Its "ready" event goes out
-#              once the host side of the socket is connected. Requests are served while
+#              once the host side of the socket is connected (its mono_ns is the agent's
+#              start); reconnecting later works, but without a second "ready". Requests are served while
 #              workloads run (run is asynchronous; replies may come out of order).
 #              trace_start probes: mm_page_alloc/mm_page_free (tracepoints, with "pages")
 #              and timed functions (fentry/fexit, else kprobes) listed in
@@ -37,7 +41,7 @@ GUEST_WL       := ht-touch ht-alloc-install ht-integrity
 GUEST_WL_BINS  := $(patsubst %,$(GUEST_DIR)/bin/%,$(GUEST_WL))
 GUEST_AGENT    := $(GUEST_DIR)/bin/hatrace-guest
 GUEST_INITRAMFS := $(GUEST_DIR)/initramfs.cpio.gz
-GUEST_CMDLINE  := console=ttyS0 memhp_default_state=online_movable panic=-1
+GUEST_CMDLINE  := console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=reliable
 
 $(GUEST_DIR)/obj/%.o: workloads/%.c workloads/wl.h user/common.h | $(GUEST_DIR)/obj
 	$(call msg,CC,$@)
