@@ -6,7 +6,7 @@ LLFREE_HDRS   := $(wildcard kernel/llfree/*.h tests/llfree/*.h) tests/check.h
 LLFREE_OUT    := $(BUILD)/llfree
 # The core is freestanding C11; tests add threads, sanitizers and libFuzzer.
 LLFREE_STRICT := -std=c11 -ffreestanding -Wpedantic -Wall -Wextra -Werror -O2 -g
-LLFREE_TFLAGS := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Werror -g \
+LLFREE_TFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Werror -g \
 		 -Ikernel/llfree -Itests -Itests/llfree
 LLFREE_SAN    := -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all
 LLFREE_OBJS   := $(patsubst kernel/llfree/%.c,$(LLFREE_OUT)/%.o,$(LLFREE_SRCS))

@@ -7,8 +7,10 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #define GIB_FRAMES (1ull << 18)
 #define RUN_NS 400000000ull
@@ -62,8 +64,16 @@ static double get_put_ns(unsigned order, unsigned threads)
 
 	zone_init(&z, 2, 0, 4 * GIB_FRAMES, LLFREE_INIT_FREE);
 	for (unsigned i = 0; i < threads; i++) {
+		pthread_attr_t attr;
+		cpu_set_t cpus;
+
+		CPU_ZERO(&cpus);
+		CPU_SET(i % (unsigned)sysconf(_SC_NPROCESSORS_ONLN), &cpus);
+		pthread_attr_init(&attr);
+		pthread_attr_setaffinity_np(&attr, sizeof(cpus), &cpus); /* one thread per CPU */
 		w[i] = (struct worker){ .core = i, .order = order };
-		pthread_create(&t[i], NULL, worker_main, &w[i]);
+		pthread_create(&t[i], &attr, worker_main, &w[i]);
+		pthread_attr_destroy(&attr);
 	}
 	for (unsigned i = 0; i < threads; i++) {
 		pthread_join(t[i], NULL);

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/../.." || exit 1
 fuzz=build/llfree/fuzz
 secs=${FUZZ_SECONDS:-25}
 corpus=${FUZZ_CORPUS:-build/llfree/corpus}
-log=build/llfree/fuzz-last.log
+log=build/llfree/fuzz-${secs}s.log
 name="llfree fuzz ${secs}s"
 if [ ! -x "$fuzz" ]; then
 	echo "not ok - $name: $fuzz is not built"
@@ -16,8 +16,8 @@ mkdir -p "$corpus"
 "$fuzz" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	-artifact_prefix=build/llfree/ "$corpus" >"$log" 2>&1
 rc=$?
-execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
+execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+last=$(grep -aE '^#[0-9]+' "$log" | tail -n 1)
 cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
 ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
 rate=$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$last")
@@ -25,6 +25,6 @@ if [ "$rc" = 0 ] && [ -n "$execs" ]; then
 	echo "ok - $name: $execs execs ($rate/s), cov $cov, ft $ft, corpus $(ls "$corpus" | wc -l)"
 else
 	echo "not ok - $name: libFuzzer exited with $rc, see $log"
-	grep -E 'invariant broken|ERROR|SUMMARY|artifact' "$log" | head -n 5
+	grep -aE 'invariant broken|ERROR|SUMMARY|artifact' "$log" | head -n 5
 	exit 1
 fi
