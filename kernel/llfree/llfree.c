@@ -503,7 +503,10 @@ int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flag
 	}
 
 	for (enum reserve_pass pass = 0; pass < PASSES; pass++) {
-		for (uint64_t i = 0; i < trees; i++) {
+		/* Partly used trees only nearby: one cache line of tree words. */
+		uint64_t scan = pass == PASS_PARTIAL && trees > 32 ? 32 : trees;
+
+		for (uint64_t i = 0; i < scan; i++) {
 			uint64_t tree = (start + i) % trees;
 			uint32_t free = tree_reserve(self, tree, kind, n, pass);
 
