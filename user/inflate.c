@@ -7,12 +7,14 @@
 #include "common.h"
 #include "hostprobes.h"
 #include "log2hist.h"
+#include "metric_names.h"
 #include "qmp.h"
 #include "stats.h"
 #include "vm.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -69,7 +71,6 @@ struct phase_result {
 	uint64_t bytes;       /* memory the phase moves */
 	uint64_t rss0, rss1;
 	struct host_totals host;
-	uint64_t guest_ns;    /* sum of the guest trace events' time */
 	json_t *guest;        /* {"event": {"count":N,"sum_ns":N}} deltas */
 };
 
@@ -146,24 +147,6 @@ static void rss_record(uint64_t t, uint64_t v)
 	if (rss.n < rss.cap)
 		rss.s[rss.n++] = (struct rss_sample){ t, v, rss.tech, rss.iter, rss.phase };
 	pthread_mutex_unlock(&rss.lock);
-}
-
-static void *rss_thread(void *arg)
-{
-	struct vm *vm = arg;
-
-	for (;;) {
-		pthread_mutex_lock(&rss.lock);
-		bool stop = rss.stop;
-		pthread_mutex_unlock(&rss.lock);
-		if (stop)
-			break;
-		uint64_t v = vm_rss(vm);
-		if (v)
-			rss_record(now_ns(), v);
-		usleep(RSS_SAMPLE_NS / 1000);
-	}
-	return NULL;
 }
 
 static void set_phase(struct run *r, enum phase p)
@@ -280,12 +263,11 @@ static json_int_t jint(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
-static json_t *guest_delta(json_t *prev, json_t *cur, uint64_t *sum_ns)
+static json_t *guest_delta(json_t *prev, json_t *cur)
 {
 	json_t *d = json_object(), *v;
 	const char *name;
 
-	*sum_ns = 0;
 	json_object_foreach(cur, name, v) {
 		json_t *p = json_object_get(prev, name);
 		json_int_t dc = jint(v, "count") - jint(p, "count");
@@ -297,8 +279,6 @@ static json_t *guest_delta(json_t *prev, json_t *cur, uint64_t *sum_ns)
 				    json_pack("{s:I, s:I, s:I, s:I}", "count", dc, "sum_ns", ds,
 					      "first_ns", jint(v, "first_ns"), "last_ns",
 					      jint(v, "last_ns")));
-		if (ds > 0)
-			*sum_ns += ds;
 	}
 	return d;
 }
@@ -345,30 +325,31 @@ static int failed(struct run *r, int err)
 	return vm_gone(r) ?: err;
 }
 
-/* --live: log2 histograms of the reclaim syscalls and faults of this phase. */
-static void live_print(struct run *r)
+/* --live: log2 histograms of the reclaim syscalls and faults of this phase.
+ * Called with rss.lock held, which guards live_base and host_ok. */
+static void live_print(struct run *r, bool force)
 {
 	struct hist_entry *e;
 	int n;
 
-	if (!r->o->live || !r->host_ok || now_ns() - r->live_last < SEC)
+	bool header = false;
+
+	if (!r->o->live || !r->host_ok || r->phase == PH_BOOT ||
+	    (!force && now_ns() - r->live_last < SEC))
 		return;
 	r->live_last = now_ns();
 	n = host_probes_read(r->hp, &e);
 	if (n < 0)
 		return;
-	fprintf(stderr, "\n--- %s %s, since the phase began ---\n", r->t->name,
-		phase_names[r->phase]);
 	for (int i = 0; i < n; i++) {
 		const struct hist_key *k = &e[i].key;
 		struct hist h = e[i].val;
-		const char *what = k->metric == M_MADVISE	   ? "madvise ns"
-				   : k->metric == M_FALLOCATE	   ? "fallocate ns"
-				   : k->metric == M_USER_FAULT && k->sub ? "guest-RAM faults"
-				   : k->metric == M_KVM_EXIT	   ? "kvm_exit ns"
-								   : NULL;
+		char name[96];
+		const char *unit;
+		bool shown = k->metric == M_MADVISE || k->metric == M_FALLOCATE ||
+			     (k->metric == M_USER_FAULT && k->sub) || k->metric == M_KVM_EXIT;
 
-		if ((int)k->pid != r->vm->pid || !what)
+		if ((int)k->pid != r->vm->pid || !shown)
 			continue;
 		for (int j = 0; j < r->nlive_base; j++) {
 			const struct hist_entry *b = &r->live_base[j];
@@ -381,11 +362,39 @@ static void live_print(struct run *r)
 		}
 		if (!h.count)
 			continue;
-		fprintf(stderr, "%s (sub %u): %llu events\n", what, k->sub, h.count);
-		print_log2_hist(stderr, h.slots, HIST_SLOTS,
-				k->metric == M_USER_FAULT ? "events" : "nsecs");
+		if (!header)
+			fprintf(stderr, "%s--- %s %s, %s ---\n", r->o->progress ? "\r\033[K" : "",
+				r->t->name, phase_names[r->phase],
+				force ? "whole phase" : "since the phase began");
+		header = true;
+		fprintf(stderr, "%s: %llu events\n", hist_name(k, NULL, name, sizeof(name)), h.count);
+		unit = metric_unit(k->metric, host_probes_fault_latency(r->hp));
+		if (strcmp(unit, "events")) /* count-only metrics have no distribution */
+			print_log2_hist(stderr, h.slots, HIST_SLOTS, unit);
 	}
 	free(e);
+}
+
+/* Samples QEMU's RSS while the VM runs and, with --live, prints the phase's
+ * histograms once a second (the main thread may be blocked in a workload). */
+static void *rss_thread(void *arg)
+{
+	struct run *r = arg;
+
+	for (unsigned tick = 1;; tick++) {
+		pthread_mutex_lock(&rss.lock);
+		bool stop = rss.stop;
+		if (!stop && tick % (SEC / RSS_SAMPLE_NS) == 0)
+			live_print(r, false);
+		pthread_mutex_unlock(&rss.lock);
+		if (stop)
+			break;
+		uint64_t v = vm_rss(r->vm);
+		if (v)
+			rss_record(now_ns(), v);
+		usleep(RSS_SAMPLE_NS / 1000);
+	}
+	return NULL;
 }
 
 static int phase_begin(struct run *r, enum phase p, struct phase_result *pr)
@@ -396,6 +405,7 @@ static int phase_begin(struct run *r, enum phase p, struct phase_result *pr)
 	memset(pr, 0, sizeof(*pr));
 	if ((err = host_read(r, &r->host_prev)))
 		return err;
+	pthread_mutex_lock(&rss.lock);
 	if (r->o->live && r->host_ok) {
 		free(r->live_base);
 		r->nlive_base = host_probes_read(r->hp, &r->live_base);
@@ -403,6 +413,7 @@ static int phase_begin(struct run *r, enum phase p, struct phase_result *pr)
 			r->nlive_base = 0;
 		r->live_last = now_ns();
 	}
+	pthread_mutex_unlock(&rss.lock);
 	pr->rss0 = vm_rss(r->vm);
 	pr->t0 = now_ns();
 	return 0;
@@ -424,11 +435,14 @@ static int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 	if ((err = guest_read(r, &g)))
 		return failed(r, err);
 	if (g) {
-		pr->guest = guest_delta(r->guest_prev, g, &pr->guest_ns);
+		pr->guest = guest_delta(r->guest_prev, g);
 		json_decref(r->guest_prev);
 		r->guest_prev = g;
 	}
 	pr->done = true;
+	pthread_mutex_lock(&rss.lock);
+	live_print(r, true);
+	pthread_mutex_unlock(&rss.lock);
 	if (r->o->progress)
 		fprintf(stderr, "\r\033[K");
 	if (r->phase == PH_INSTALL)
@@ -553,7 +567,6 @@ static int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
 				 (unsigned long long)(target / MiB),
 				 (unsigned long long)(vm_rss(r->vm) / MiB));
 		}
-		live_print(r);
 		usleep(POLL_NS / 1000);
 	}
 }
@@ -579,7 +592,6 @@ static int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, ui
 			return 0;
 		progress(r, "waiting for QEMU's RSS to settle: %llu MiB",
 			 (unsigned long long)(v / MiB));
-		live_print(r);
 		usleep(20 * 1000);
 	}
 }
@@ -654,7 +666,9 @@ static int start_probes(struct run *r)
 		ht_warn("host probes unavailable: no host breakdown");
 		return 0;
 	}
+	pthread_mutex_lock(&rss.lock);
 	r->host_ok = true;
+	pthread_mutex_unlock(&rss.lock);
 	return 0;
 }
 
@@ -725,7 +739,7 @@ static int boot_vm(struct run *r, struct iteration *it)
 	rss.iter = r->iter;
 	rss.stop = false;
 	pthread_mutex_unlock(&rss.lock);
-	r->sampling = !pthread_create(&r->sampler, NULL, rss_thread, r->vm);
+	r->sampling = !pthread_create(&r->sampler, NULL, rss_thread, r);
 	if ((err = vm_wait_ready(r->vm, o->boot_timeout_ns, it->guest_kernel,
 				 sizeof(it->guest_kernel))))
 		return err;
@@ -980,7 +994,7 @@ static int write_csv(const char *dir, struct iteration *res[NTECH], const struct
 			",%1$s_ns,%1$s_host_ns,%1$s_bytes,%1$s_rss_before,%1$s_rss_after,%1$s_host_madvise_n,"
 			"%1$s_host_madvise_ns,%1$s_host_fallocate_n,%1$s_host_fallocate_ns,"
 			"%1$s_host_discard_bytes,%1$s_host_ram_faults,%1$s_host_kvm_exits,"
-			"%1$s_host_kvm_page_faults,%1$s_guest_trace_ns",
+			"%1$s_host_kvm_page_faults",
 			phase_names[p]);
 	fputc('\n', of.f);
 	for (unsigned t = 0; t < NTECH; t++) {
@@ -997,10 +1011,10 @@ static int write_csv(const char *dir, struct iteration *res[NTECH], const struct
 				const struct phase_result *r = &it->ph[p];
 
 				if (!r->done) {
-					fprintf(of.f, ",,,,,,,,,,,,,,");
+					fprintf(of.f, ",,,,,,,,,,,,,");
 					continue;
 				}
-				fprintf(of.f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu",
+				fprintf(of.f, ",%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu",
 					(unsigned long long)wall(r),
 					(unsigned long long)(r->host_ns ? r->host_ns : r->t1 - r->t0),
 					(unsigned long long)r->bytes,
@@ -1012,10 +1026,37 @@ static int write_csv(const char *dir, struct iteration *res[NTECH], const struct
 					(unsigned long long)r->host.discard_bytes,
 					(unsigned long long)r->host.ram_faults,
 					(unsigned long long)r->host.kvm_exits,
-					(unsigned long long)r->host.kvm_page_faults,
-					(unsigned long long)r->guest_ns);
+					(unsigned long long)r->host.kvm_page_faults);
 			}
 			fputc('\n', of.f);
+		}
+	}
+	return out_file_commit(&of);
+}
+
+/* The guest's per-event breakdown, one row per iteration, phase and event. */
+static int write_guest_csv(const char *dir, struct iteration *res[NTECH], const struct opts *o)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/guest-events.csv", dir);
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	fprintf(of.f, "technique,iteration,phase,event,count,sum_ns\n");
+	for (unsigned t = 0; t < NTECH; t++) {
+		for (unsigned i = 0; res[t] && i < o->iterations; i++) {
+			for (int p = 0; p < PH_MAX; p++) {
+				const char *name;
+				json_t *v;
+
+				json_object_foreach(res[t][i].ph[p].guest, name, v)
+					fprintf(of.f, "%s,%u,%s,%s,%lld,%lld\n", techniques[t].name, i + 1,
+						phase_names[p], name, (long long)jint(v, "count"),
+						(long long)jint(v, "sum_ns"));
+			}
 		}
 	}
 	return out_file_commit(&of);
@@ -1046,6 +1087,60 @@ static double median_u64(uint64_t *v, unsigned n)
 	struct median_ci ci;
 
 	return median_ci95(v, n, &ci) ? 0 : ci.median;
+}
+
+/* Medians over the iterations of the host totals and of each guest event. */
+static json_t *breakdown_json(const struct iteration *its, unsigned n, enum phase p)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} host_fields[] = {
+		{ "madvise_n", offsetof(struct host_totals, madvise_n) },
+		{ "madvise_ns", offsetof(struct host_totals, madvise_ns) },
+		{ "fallocate_n", offsetof(struct host_totals, fallocate_n) },
+		{ "fallocate_ns", offsetof(struct host_totals, fallocate_ns) },
+		{ "discard_bytes", offsetof(struct host_totals, discard_bytes) },
+		{ "guest_ram_faults", offsetof(struct host_totals, ram_faults) },
+		{ "kvm_exits", offsetof(struct host_totals, kvm_exits) },
+		{ "kvm_page_faults", offsetof(struct host_totals, kvm_page_faults) },
+	};
+	json_t *host = json_object(), *guest = json_object(), *names = json_object(), *v;
+	uint64_t vals[n];
+	const char *name;
+	unsigned m;
+
+	for (unsigned f = 0; f < ARRAY_SIZE(host_fields); f++) {
+		m = 0;
+		for (unsigned i = 0; i < n; i++)
+			if (its[i].ph[p].done)
+				vals[m++] = *(const uint64_t *)((const char *)&its[i].ph[p].host +
+								host_fields[f].off);
+		if (m)
+			json_object_set_new(host, host_fields[f].name,
+					    json_real(median_u64(vals, m)));
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (its[i].ph[p].guest)
+			json_object_update(names, its[i].ph[p].guest);
+	json_object_foreach(names, name, v) {
+		uint64_t sums[n];
+
+		m = 0;
+		for (unsigned i = 0; i < n; i++) {
+			json_t *e = json_object_get(its[i].ph[p].guest, name);
+
+			if (!its[i].ph[p].done)
+				continue;
+			vals[m] = e ? jint(e, "count") : 0;
+			sums[m++] = e ? jint(e, "sum_ns") : 0;
+		}
+		json_object_set_new(guest, name, json_pack("{s:f, s:f}", "count_median",
+							   median_u64(vals, m), "sum_ns_median",
+							   median_u64(sums, m)));
+	}
+	json_decref(names);
+	return json_pack("{s:o, s:o}", "host", host, "guest", guest);
 }
 
 static json_t *summary_json(struct iteration *res[NTECH], const struct opts *o)
@@ -1083,6 +1178,7 @@ static json_t *summary_json(struct iteration *res[NTECH], const struct opts *o)
 				       "median_ns", ci.median, "ci95_ns", (json_int_t)ci.lo,
 				       (json_int_t)ci.hi, "ci_coverage", ci.coverage, "bytes_median",
 				       median_u64(w, n));
+			json_object_set_new(pj, "breakdown", breakdown_json(res[t], o->iterations, p));
 			if (techniques[t].kind == K_FPR && (p == PH_GROW))
 				json_object_set_new(pj, "note",
 						    json_string("free-page reporting has no grow step"));
@@ -1146,8 +1242,8 @@ static void trace_add_iteration(json_t *events, unsigned tech, const struct iter
 				  (json_int_t)r->host.fallocate_n, "discard_bytes",
 				  (json_int_t)r->host.discard_bytes, "guest_ram_faults",
 				  (json_int_t)r->host.ram_faults, "kvm_exits",
-				  (json_int_t)r->host.kvm_exits, "guest_trace_ns",
-				  (json_int_t)r->guest_ns));
+				  (json_int_t)r->host.kvm_exits, "kvm_page_faults",
+				  (json_int_t)r->host.kvm_page_faults));
 		json_object_foreach(r->guest, name, v) {
 			json_int_t first = jint(v, "first_ns"), last = jint(v, "last_ns");
 			double ts = (double)(first + offset) / 1e3;
@@ -1179,35 +1275,92 @@ static void trace_add_iteration(json_t *events, unsigned tech, const struct iter
 
 static void print_table(struct iteration *res[NTECH], const struct opts *o)
 {
-	printf("\n%-15s %-17s %12s %25s %9s\n", "technique", "phase", "median", "95% CI",
-	       "GiB/s");
+	printf("\n%-15s %-17s %12s %25s %9s %9s\n", "technique", "phase", "median", "95% CI",
+	       "GiB/s", "RSS drop");
 	for (unsigned t = 0; t < NTECH; t++) {
 		for (unsigned pi = 0; res[t] && pi < ARRAY_SIZE(summary_phases); pi++) {
 			enum phase p = summary_phases[pi];
-			uint64_t v[o->iterations], b[o->iterations];
+			uint64_t v[o->iterations], b[o->iterations], drop[o->iterations];
 			struct median_ci ci;
 			unsigned n = 0;
-			char cis[64];
+			char cis[64], drops[16] = "";
 
 			for (unsigned i = 0; i < o->iterations; i++) {
-				if (!res[t][i].ph[p].done)
+				const struct phase_result *r = &res[t][i].ph[p];
+
+				if (!r->done)
 					continue;
-				b[n] = res[t][i].ph[p].bytes;
-				v[n++] = wall(&res[t][i].ph[p]);
+				b[n] = r->bytes;
+				drop[n] = r->rss0 > r->rss1 ? r->rss0 - r->rss1 : 0;
+				v[n++] = wall(r);
 			}
+			/* QEMU's RSS fall (from /proc) as a share of the requested shrink. */
+			if (techniques[t].kind == K_FPR && (p == PH_SHRINK || p == PH_SHRINK_UNTOUCHED))
+				snprintf(drops, sizeof(drops), "%.0f MiB", median_u64(drop, n) / MiB);
+			else if (p == PH_SHRINK || p == PH_SHRINK_UNTOUCHED)
+				snprintf(drops, sizeof(drops), "%.1f%%",
+					 100 * median_u64(drop, n) / (double)(o->mem - o->shrink_to));
 			if (!n)
 				continue;
 			median_ci95(v, n, &ci);
 			snprintf(cis, sizeof(cis), "[%.3f, %.3f] s%s", ci.lo / 1e9, ci.hi / 1e9,
 				 ci.coverage < 0.95 ? "*" : "");
-			printf("%-15s %-17s %10.3f s %25s %9.3f\n", techniques[t].name, phase_names[p],
-			       ci.median / 1e9, cis,
-			       ci.median > 0 ? median_u64(b, n) / (double)GiB / (ci.median / 1e9) : 0);
+			printf("%-15s %-17s %10.3f s %25s %9.3f %9s\n", techniques[t].name,
+			       phase_names[p], ci.median / 1e9, cis,
+			       ci.median > 0 ? median_u64(b, n) / (double)GiB / (ci.median / 1e9) : 0,
+			       drops);
 		}
 	}
 	if (o->iterations < 6)
 		printf("* fewer than 6 samples: [min, max], coverage %.1f%%\n",
 		       100 * (1 - 2 * binom_half_cdf(o->iterations, 0)));
+}
+
+/* Medians of the per-phase breakdown: host BPF totals and the guest events
+ * that took longest. */
+static void print_breakdown(json_t *summary)
+{
+	const char *tech, *phase;
+	json_t *tj, *pj;
+
+	printf("\nbreakdown (medians): host = QEMU's reclaim syscalls and faults (BPF), guest = "
+	       "driver/allocator events (agent trace)\n");
+	printf("%-15s %-17s %9s %9s %9s %9s %9s  %s\n", "technique", "phase", "madvise", "madv ms",
+	       "disc MiB", "RAM flt", "kvm exit", "guest: top events by time (ms)");
+	json_object_foreach(summary, tech, tj) {
+		json_object_foreach(tj, phase, pj) {
+			json_t *h = json_object_get(json_object_get(pj, "breakdown"), "host");
+			json_t *g = json_object_get(json_object_get(pj, "breakdown"), "guest");
+			char top[160] = "";
+			const char *used[3] = { 0 };
+
+			for (int k = 0; k < 3; k++) {
+				const char *name, *best = NULL;
+				double best_ns = 0;
+				json_t *e;
+
+				json_object_foreach(g, name, e) {
+					double ns = json_real_value(json_object_get(e, "sum_ns_median"));
+
+					if (ns > best_ns && name != used[0] && name != used[1]) {
+						best = name;
+						best_ns = ns;
+					}
+				}
+				if (!best)
+					break;
+				used[k] = best;
+				snprintf(top + strlen(top), sizeof(top) - strlen(top), "%s%s %.1f",
+					 k ? ", " : "", best, best_ns / 1e6);
+			}
+			printf("%-15s %-17s %9.0f %9.1f %9.0f %9.0f %9.0f  %s\n", tech, phase,
+			       json_real_value(json_object_get(h, "madvise_n")),
+			       json_real_value(json_object_get(h, "madvise_ns")) / 1e6,
+			       json_real_value(json_object_get(h, "discard_bytes")) / MiB,
+			       json_real_value(json_object_get(h, "guest_ram_faults")),
+			       json_real_value(json_object_get(h, "kvm_exits")), top);
+		}
+	}
 }
 
 static char *exe_relative(const char *rel)
@@ -1310,9 +1463,8 @@ static void usage(FILE *f)
 		"  -m, --mem SIZE        VM memory (default 2G)\n"
 		"  -s, --shrink-to SIZE  shrink target (default 512M)\n"
 		"  -c, --vcpus N         vCPUs and workload threads (default 2)\n"
-		"  -n, --iterations N    iterations per technique (default 3: the default run\n"
-		"                        takes about 15 minutes under TCG on 2 cores; 5 would\n"
-		"                        take 25)\n"
+		"  -n, --iterations N    iterations per technique (default 5; a default run with\n"
+		"                        --untouched takes about 8 minutes under TCG on 2 cores)\n"
 		"  -u, --untouched       also shrink each fresh VM before it is touched\n"
 		"                        (phase shrink_untouched)\n"
 		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
@@ -1423,7 +1575,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->mem = 2 * GiB;
 	o->shrink_to = 512 * MiB;
 	o->vcpus = 2;
-	o->iterations = 3;
+	o->iterations = 5;
 	o->out_dir = "results/inflate";
 	o->boot_timeout_ns = 300 * SEC;
 	o->append = NULL;
@@ -1605,7 +1757,8 @@ int cmd_inflate(int argc, char **argv)
 		}
 	}
 	if (!err) {
-		json_t *trace = json_object();
+		json_t *trace = json_object(), *summary = summary_json(res, &o);
+		json_t *meta = meta_json(&o, argc, argv, guest_kernel);
 
 		events = json_array();
 		for (unsigned t = 0; t < NTECH; t++)
@@ -1613,15 +1766,18 @@ int cmd_inflate(int argc, char **argv)
 				trace_add_iteration(events, t, &res[t][0], offsets[t]);
 		json_object_set_new(trace, "traceEvents", events);
 		json_object_set_new(trace, "displayTimeUnit", json_string("ms"));
-		err = write_json(tmp, "meta.json", meta_json(&o, argc, argv, guest_kernel)) ?:
-		      write_json(tmp, "summary.json", summary_json(res, &o)) ?:
+		err = write_json(tmp, "meta.json", meta) ?:
+		      write_json(tmp, "summary.json", summary) ?:
 		      write_json(tmp, "trace.json", trace) ?: write_csv(tmp, res, &o) ?:
-		      write_rss_csv(tmp) ?: run_plots(tmp) ?: commit_dir(tmp, o.out_dir);
+		      write_guest_csv(tmp, res, &o) ?: write_rss_csv(tmp) ?: run_plots(tmp) ?: commit_dir(tmp, o.out_dir);
 		json_decref(trace);
 		if (!err) {
 			print_table(res, &o);
+			print_breakdown(summary);
 			printf("results are in %s\n", o.out_dir);
 		}
+		json_decref(summary);
+		json_decref(meta);
 	}
 	if (err)
 		remove_tmp_dir(tmp);
