@@ -44,8 +44,9 @@ static void exe_basename(int pid, char *buf, size_t len)
 	snprintf(buf, len, "%s", strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
 }
 
-/* QEMU's "-name foo" or "-name guest=foo,debug-threads=on". */
-static void qemu_name(int pid, char *buf, size_t len)
+/* From QEMU's command line: "-name foo" or "-name guest=foo,..." and the vCPU
+ * count of "-smp N" or "-smp cpus=N,..." (a TCG QEMU has no kvm-vcpu fds). */
+static void qemu_cmdline(int pid, char *name, size_t len, int *vcpus)
 {
 	char path[64], args[8192];
 	size_t n;
@@ -61,12 +62,15 @@ static void qemu_name(int pid, char *buf, size_t len)
 	for (char *a = args; a < args + n; a += strlen(a) + 1) {
 		char *v = a + strlen(a) + 1;
 
-		if (strcmp(a, "-name") || v >= args + n)
-			continue;
-		if (!strncmp(v, "guest=", 6))
-			v += 6;
-		snprintf(buf, len, "%.*s", (int)strcspn(v, ","), v);
-		return;
+		if (v >= args + n)
+			break;
+		if (!strcmp(a, "-name")) {
+			if (!strncmp(v, "guest=", 6))
+				v += 6;
+			snprintf(name, len, "%.*s", (int)strcspn(v, ","), v);
+		} else if (!strcmp(a, "-smp") && !*vcpus) {
+			*vcpus = atoi(!strncmp(v, "cpus=", 5) ? v + 5 : v);
+		}
 	}
 }
 
@@ -129,7 +133,9 @@ static bool probe_process(int pid, struct vm_info *vm)
 	}
 	snprintf(vm->name, sizeof(vm->name), "%s", vm->comm);
 	if (!strcmp(vm->hypervisor, "qemu"))
-		qemu_name(pid, vm->name, sizeof(vm->name));
+		qemu_cmdline(pid, vm->name, sizeof(vm->name), vm->vcpus ? &(int){ 0 } : &vm->vcpus);
+	if (!vm->vcpus && !strcmp(vm->accel, "tcg"))
+		vm->vcpus = 1; /* QEMU's default without -smp */
 	vm->rss_bytes = proc_rss_bytes(pid);
 	snprintf(vm->ram_source, sizeof(vm->ram_source), "%s",
 		 vm->vm_fd >= 0 ? "not read" : "TCG: pass --qmp SOCKET for the RAM layout");
@@ -308,25 +314,46 @@ static uint64_t unique_anon_mapping(int pid, uint64_t size)
 }
 
 /* RAM lines of the "memory" flat view of `info mtree -f`:
- *   0000000000100000-000000001fffffff (prio 0, ram): pc.ram @0000000000100000 */
-static void parse_mtree_ram(struct vm_info *vm, const char *text)
+ *   0000000000100000-000000001fffffff (prio 0, ram): pc.ram @0000000000100000
+ * The offset after '@' is into the RAM block (0 when absent). */
+static void parse_mtree_ram(struct vm_info *vm, const char *text, uint64_t *offsets)
 {
-	const char *view = strstr(text, "Root memory region: memory\n");
+	const char *view = strstr(text, "Root memory region: memory");
 	const char *end = view ? strstr(view, "\n\n") : NULL;
+	const char *crlf_end = view ? strstr(view, "\n\r\n") : NULL; /* HMP ends lines in \r\n */
 
+	if (!end || (crlf_end && crlf_end < end))
+		end = crlf_end;
 	for (const char *l = view; l && l < end && vm->nregions < VM_MAX_REGIONS;
 	     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-		unsigned long long lo, hi;
+		unsigned long long lo, hi, off = 0;
 		char name[32];
 		struct vm_region *r;
 
-		if (sscanf(l, " %llx-%llx (prio %*d, ram): %31s", &lo, &hi, name) != 3 || hi < lo)
+		if (sscanf(l, " %llx-%llx (prio %*d, ram): %31s @%llx", &lo, &hi, name, &off) < 3 ||
+		    hi < lo)
 			continue;
+		offsets[vm->nregions] = off;
 		r = &vm->regions[vm->nregions++];
 		r->gpa = lo;
 		r->size = hi - lo + 1;
 		snprintf(r->name, sizeof(r->name), "%s", name);
 	}
+}
+
+/* `info ramblock` rows: name, page size (two words), offset, used, total. The
+ * HVA of a block is known when exactly one anonymous mapping has its size. */
+static uint64_t ramblock_hva(int pid, const char *text, const char *block)
+{
+	for (const char *l = text; l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		unsigned long long offset, used;
+		char name[32];
+
+		if (sscanf(l, " %31s %*s %*s 0x%llx 0x%llx", name, &offset, &used) == 3 &&
+		    !strcmp(name, block))
+			return unique_anon_mapping(pid, used);
+	}
+	return 0;
 }
 
 int vm_read_qmp(struct vm_info *vm, const char *qmp_socket)
@@ -343,13 +370,23 @@ int vm_read_qmp(struct vm_info *vm, const char *qmp_socket)
 	err = qmp_call(q, "human-monitor-command",
 		       json_pack("{s:s}", "command-line", "info mtree -f"), &ret, 5000000000ULL);
 	if (!err && json_is_string(ret)) {
+		uint64_t offsets[VM_MAX_REGIONS];
+		json_t *blocks = NULL;
+
 		vm->nregions = 0;
-		parse_mtree_ram(vm, json_string_value(ret));
-		/* the HVA is known where a block's size picks out one mapping */
-		for (int i = 0; i < vm->nregions; i++)
-			if (vm->regions[i].size >= (2u << 20))
-				vm->regions[i].hva = unique_anon_mapping(vm->pid, vm->regions[i].size);
-		snprintf(vm->ram_source, sizeof(vm->ram_source), "QMP info mtree (HVA by mapping size)");
+		parse_mtree_ram(vm, json_string_value(ret), offsets);
+		err = qmp_call(q, "human-monitor-command",
+			       json_pack("{s:s}", "command-line", "info ramblock"), &blocks,
+			       5000000000ULL);
+		for (int i = 0; !err && json_is_string(blocks) && i < vm->nregions; i++) {
+			uint64_t base = ramblock_hva(vm->pid, json_string_value(blocks),
+						     vm->regions[i].name);
+
+			vm->regions[i].hva = base ? base + offsets[i] : 0;
+		}
+		json_decref(blocks);
+		snprintf(vm->ram_source, sizeof(vm->ram_source),
+			 "QMP info mtree + info ramblock (HVA by mapping size)");
 	}
 	json_decref(ret);
 	qmp_close(q);
