@@ -64,16 +64,25 @@ size_t llfree_metadata_size(uint64_t start_pfn, uint64_t frames);
 int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals,
 		uint64_t start_pfn, uint64_t frames, enum llfree_init_mode mode, void *meta);
 
+/* Allocates 2^order frames (order <= 10), aligned.  flags: LLFREE_MOVABLE
+ * picks movable trees for orders below 9; orders 9 and 10 use huge trees.
+ * 0, LLFREE_ENOMEM or LLFREE_EINVAL.  Frames counted in other cores'
+ * reservations are not reached: drain those cores and retry. */
 int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flags,
 	       struct llfree_alloc *out);
+/* Allocates the block at pfn; LLFREE_ENOMEM if any of it is not free or its
+ * tree's free frames are held by another core's reservation. */
 int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned order,
 		  struct llfree_alloc *out);
+/* Frees a block; LLFREE_EDOUBLE if it was not allocated at this order. */
 int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order);
 /* Gives up the core's reservations. */
 void llfree_drain(struct llfree *self, unsigned core);
 
 uint64_t llfree_frames(const struct llfree *self);
+/* Free frames, including those held by reservations. */
 uint64_t llfree_free_frames(const struct llfree *self);
+/* Entirely free children (soft-reclaimed ones included). */
 uint64_t llfree_free_huge(const struct llfree *self);
 uint32_t llfree_free_in_tree(const struct llfree *self, uint64_t tree);
 /* Index of the child holding pfn, as the host API names children. */
