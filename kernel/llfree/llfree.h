@@ -130,7 +130,9 @@ int llfree_host_reclaim_bulk(struct llfree_host *h, bool hard, uint64_t want,
 			     uint64_t *reclaimed);
 /* Hard -> free: the child becomes free again, still marked reclaimed. */
 int llfree_host_return(struct llfree_host *h, uint64_t child);
-/* Clears reclaimed; returns 1 if it was set, 0 if not. */
+/* Clears reclaimed once the child's memory is populated again; the guest may
+ * touch it from then on.  Returns 1 if it was set, 0 if not.  Callers
+ * serialise install with soft reclaim and its discard (e.g. a zone mutex). */
 int llfree_host_install(struct llfree_host *h, uint64_t child);
 /* 1 if the child is marked reclaimed, 0 if not. */
 int llfree_host_is_reclaimed(const struct llfree_host *h, uint64_t child);
