@@ -76,4 +76,19 @@ grep -q "QEMU died during virtio-balloon, iteration 1, phase \(touch\|shrink\)" 
 run_and_signal inflate_ctrl_c "\] boot" INT hatrace
 grep -q "interrupted" "$out/stderr" && ok inflate_ctrl_c_message ||
 	fail inflate_ctrl_c_message "$(tail -n 3 "$out/stderr" | tr '\n' ' ')"
+# hatrace itself SIGKILLed: QEMU follows it (PR_SET_PDEATHSIG), and the next
+# run removes the orphaned temp dir.
+"$HATRACE" inflate -o "$out/r" -t virtio-balloon --mem 1G --shrink-to 512M -n 1 \
+	>"$out/stdout" 2>"$out/stderr" &
+pid=$!
+for ((i = 0; i < 600; i++)); do grep -q "\] boot" "$out/stderr" && break; sleep 0.2; done
+qpid=$(pgrep -P $pid -f qemu-system)
+kill -KILL $pid
+wait $pid 2>/dev/null
+for ((i = 0; i < 50; i++)); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$qpid" 2>/dev/null && fail inflate_sigkill_qemu_follows "QEMU $qpid outlived hatrace" ||
+	ok inflate_sigkill_qemu_follows
+rm -rf "$out"/r.tmp-* # a SIGKILLed run cannot remove its own staging dir
+"$HATRACE" inflate -o "$out/r" --qemu /bin/false --mem 1G -n 1 >/dev/null 2>&1
+no_leftovers inflate_sigkill
 finish

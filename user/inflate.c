@@ -1674,6 +1674,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		       "cannot reach its target", (unsigned long long)(o->shrink_to / 4 / MiB));
 		return -EINVAL;
 	}
+	if (o->accel == ACCEL_KVM && accel_resolve(ACCEL_AUTO, o->accel_why,
+						   sizeof(o->accel_why)) != ACCEL_KVM)
+		ht_warn("--accel kvm: %s; the guest will probably never boot", o->accel_why);
 	o->accel = accel_resolve(o->accel, o->accel_why, sizeof(o->accel_why));
 	if (!(o->qemu = qemu_find(qemu)))
 		return -ENOENT;
