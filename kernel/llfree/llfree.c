@@ -482,12 +482,13 @@ int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flag
 	       struct llfree_alloc *out)
 {
 	unsigned kind = kind_of(order, flags);
-	uint32_t n = 1u << order;
 	uint64_t trees = self->layout.trees, start;
 	struct llfree_local *l;
+	uint32_t n;
 
 	if (core >= self->cores || order > LLFREE_MAX_ORDER)
 		return LLFREE_EINVAL;
+	n = 1u << order;
 	l = &self->locals[core];
 	start = llfree_load(&l->tree[kind]);
 	if (start != LLFREE_NONE) {
@@ -542,7 +543,7 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 		  struct llfree_alloc *out)
 {
 	uint64_t frame, child, tree;
-	uint32_t *pw, n = 1u << order;
+	uint32_t *pw, n;
 	struct llfree_local *l;
 	uint16_t before = 0;
 	unsigned half, kind;
@@ -550,6 +551,7 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 
 	if (core >= self->cores || !frame_valid(self, pfn, order))
 		return LLFREE_EINVAL;
+	n = 1u << order;
 	frame = pfn - self->base;
 	child = frame / LLFREE_CHILD_FRAMES;
 	tree = child / LLFREE_TREE_CHILDREN;
@@ -592,12 +594,13 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 {
 	uint64_t frame, child, tree;
-	uint32_t n = 1u << order;
+	uint32_t n;
 	unsigned kind;
 	int err;
 
 	if (core >= self->cores || !frame_valid(self, pfn, order))
 		return LLFREE_EINVAL;
+	n = 1u << order;
 	frame = pfn - self->base;
 	child = frame / LLFREE_CHILD_FRAMES;
 	tree = child / LLFREE_TREE_CHILDREN;

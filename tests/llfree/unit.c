@@ -185,6 +185,10 @@ static void test_bad_put(void)
 	EXPECT(llfree_put(&z.ll, 0, 2048, 11) == LLFREE_EINVAL, "order 11");
 	EXPECT(llfree_put(&z.ll, 1, 2048, 0) == LLFREE_EINVAL, "bad core");
 	EXPECT(llfree_get(&z.ll, 0, 11, 0, &a) == LLFREE_EINVAL, "get order 11");
+	EXPECT(llfree_get(&z.ll, 0, 99, 0, &a) == LLFREE_EINVAL &&
+		       llfree_get_at(&z.ll, 0, 2048, 99, &a) == LLFREE_EINVAL &&
+		       llfree_put(&z.ll, 0, 2048, 99) == LLFREE_EINVAL,
+	       "order 99");
 	EXPECT(!llfree_get(&z.ll, 0, 3, 0, &a), "get");
 	EXPECT(llfree_put(&z.ll, 0, a.pfn, 2) == 0, "put part of a block");
 	EXPECT(llfree_put(&z.ll, 0, a.pfn, 3) == LLFREE_EDOUBLE, "half-freed block freed again");
