@@ -85,6 +85,10 @@ if [ -f "$dest/bzImage" ]; then
 fi
 
 work=$CACHE/work-$flavour-$hash
+# Interrupted builds of this flavour with other inputs (we hold the lock).
+for old in "$CACHE/work-$flavour"-*; do
+	[ "$old" = "$work" ] || rm -rf "$old"
+done
 log=$work/build.log
 mkdir -p "$work"
 : >"$log"
@@ -146,6 +150,8 @@ cp "$log" "$tmp/build.log"
 rm -rf "$dest"
 mv "$tmp" "$dest"
 rm -rf "$work"
+# Keep the three newest kernels of this flavour.
+ls -dt "$CACHE/$flavour"-*/ | tail -n +4 | xargs -r rm -rf
 echo "build-kernel: $flavour kernel built in $(( $(date +%s) - start )) s" >&2
 publish
 echo "$dest"

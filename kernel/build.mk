@@ -17,6 +17,7 @@ endef
 $(foreach f,$(KERNEL_FLAVOURS),$(eval $(call kernel_flavour,$(f))))
 
 $(BUILD)/guest/bzImage: $(BUILD)/guest/bzImage-baseline
-	$(Q)cp -f $< $@
+	$(Q)cp -f $< $@.tmp && mv -f $@.tmp $@
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/guest/bzImage-%,$(KERNEL_FLAVOURS)) $(BUILD)/guest/bzImage
+UNIT_TESTS  += tests/guest_kernel.sh

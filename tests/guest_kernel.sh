@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The guest kernel pipeline: a second run hits the cache, the cached kernel has
+# the configured options and BTF for every function the guest agent traces.
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib.sh
+BUILD=${BUILD:-build}
+
+if [ ! -e "$BUILD/guest/bzImage-baseline" ]; then
+	skip "guest kernel" "$BUILD/guest/bzImage-baseline is not built (run make)"
+	finish
+fi
+start=$(date +%s)
+dir=$(kernel/build-kernel.sh baseline 2>&1)
+took=$(($(date +%s) - start))
+expect "a built flavour comes from the cache" test "$took" -le 5 -a -f "$dir/bzImage"
+expect "the cache holds vmlinux and config" test -s "$dir/vmlinux" -a -s "$dir/config"
+expect "build/guest links to the cached vmlinux" test "$(readlink -f "$BUILD/guest/vmlinux-baseline")" = "$dir/vmlinux"
+expect "build/guest/bzImage-baseline is the cached image" cmp -s "$dir/bzImage" "$BUILD/guest/bzImage-baseline"
+
+missing=$(grep -E '^CONFIG_[A-Z0-9_]+=' kernel/configs/base.config | grep -vxFf "$dir/config")
+expect "every base.config option is in the built config" test -z "$missing"
+for off in CONFIG_PAGE_POISONING CONFIG_INIT_ON_FREE_DEFAULT_ON; do
+	expect "$off is off" bash -c "! grep -q '^$off=y' '$dir/config'"
+done
+
+btf=$(bpftool btf dump file "$dir/vmlinux" format raw 2>/dev/null)
+expect "vmlinux carries BTF" test -n "$btf"
+funcs=$(sed -n '/} trace_funcs\[\] = {/,/^};/p' user/hatrace-guest.c | grep -oE '^\s*\{ "[a-z_]+", "[a-z_0-9]+"' |
+	sed -E 's/.*"([a-z_0-9]+)"$/\1/')
+expect "the agent's traced-function table is readable" test "$(wc -w <<<"$funcs")" -ge 10
+for f in $funcs; do
+	expect "BTF has traced function $f" grep -q "FUNC '$f' " <<<"$btf"
+done
+finish
