@@ -17,12 +17,22 @@ const volatile bool fault_latency = false;
 struct ram_range guest_ram[MAX_RAM_RANGES];
 unsigned int nr_guest_ram;
 
+/* Traced tgids and their slot in fault_counts. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_PIDS);
 	__type(key, u32);
-	__type(value, u8);
+	__type(value, u32);
 } pids SEC(".maps");
+
+/* The hottest event, a user fault of a traced process, is counted here by
+ * slot * 2 + in_guest_ram: an array slot costs less than a hash update. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PIDS * 2);
+	__type(key, u32);
+	__type(value, u64);
+} fault_counts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -31,13 +41,8 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
-/* Events seen per probe, and events lost to full maps (index P_MAX). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, P_MAX + 1);
-	__type(key, u32);
-	__type(value, u64);
-} counters SEC(".maps");
+/* Events lost to full maps. */
+unsigned long long drops;
 
 /* One in-flight interval per thread and kind (syscall, exit, kvm fault, user fault). */
 enum slot { S_SYSCALL, S_KVM_EXIT, S_KVM_FAULT, S_USER_FAULT };
@@ -56,14 +61,6 @@ struct {
 	__type(key, u64);
 	__type(value, struct inflight);
 } inflight SEC(".maps");
-
-static __always_inline void bump(u32 idx)
-{
-	u64 *c = bpf_map_lookup_elem(&counters, &idx);
-
-	if (c)
-		(*c)++;
-}
 
 static __always_inline bool traced(u32 tgid)
 {
@@ -96,7 +93,7 @@ static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 v
 		bpf_map_update_elem(&hists, &key, &zero, BPF_NOEXIST);
 		h = bpf_map_lookup_elem(&hists, &key);
 		if (!h) {
-			bump(P_MAX);
+			__sync_fetch_and_add(&drops, 1);
 			return;
 		}
 	}
@@ -120,7 +117,7 @@ static __always_inline void begin(u32 tid, enum slot s, u16 metric, u16 isa, u32
 	u64 key = slot_key(tid, s);
 
 	if (bpf_map_update_elem(&inflight, &key, &v, BPF_ANY))
-		bump(P_MAX);
+		__sync_fetch_and_add(&drops, 1);
 }
 
 static __always_inline void end(u32 tgid, u32 tid, enum slot s)
@@ -136,14 +133,12 @@ static __always_inline void end(u32 tgid, u32 tid, enum slot s)
 
 /* ---- reclaim syscalls ---- */
 
-static __always_inline int syscall_enter(u16 metric, enum probe_id probe, u32 sub, u64 bytes)
+static __always_inline int syscall_enter(u16 metric, u32 sub, u64 bytes)
 {
 	u64 id = bpf_get_current_pid_tgid();
 
-	if (!traced(id >> 32))
-		return 0;
-	bump(probe);
-	begin((u32)id, S_SYSCALL, metric, 0, sub, bytes);
+	if (traced(id >> 32))
+		begin((u32)id, S_SYSCALL, metric, 0, sub, bytes);
 	return 0;
 }
 
@@ -160,7 +155,7 @@ static __always_inline int syscall_exit(void)
 static __always_inline int handle_madvise_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	/* madvise(start, len, advice) */
-	return syscall_enter(M_MADVISE, P_MADVISE, (u32)ctx->args[2], ctx->args[1]);
+	return syscall_enter(M_MADVISE, (u32)ctx->args[2], ctx->args[1]);
 }
 
 SEC("tp/syscalls/sys_enter_madvise")
@@ -178,7 +173,7 @@ int madvise_exit(void *ctx)
 static __always_inline int handle_fallocate_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	/* fallocate(fd, mode, offset, len) */
-	return syscall_enter(M_FALLOCATE, P_FALLOCATE, (u32)ctx->args[1], ctx->args[3]);
+	return syscall_enter(M_FALLOCATE, (u32)ctx->args[1], ctx->args[3]);
 }
 
 SEC("tp/syscalls/sys_enter_fallocate")
@@ -197,7 +192,7 @@ SEC("tp/syscalls/sys_enter_process_madvise")
 int process_madvise_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	/* process_madvise(pidfd, iovec, vlen, advice, flags): bytes are in the iovec */
-	return syscall_enter(M_PROCESS_MADVISE, P_PROCESS_MADVISE, (u32)ctx->args[3], 0);
+	return syscall_enter(M_PROCESS_MADVISE, (u32)ctx->args[3], 0);
 }
 
 SEC("tp/syscalls/sys_exit_process_madvise")
@@ -230,20 +225,28 @@ struct trace_event_raw_x86_exceptions___old {
 static __always_inline int handle_user_fault(void *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32;
+	u32 tgid = id >> 32, *slot = NULL;
+	bool guest;
 	u64 addr;
 
-	if (!traced(tgid))
+	if (filter_pids && !(slot = bpf_map_lookup_elem(&pids, &tgid)))
 		return 0;
-	bump(P_USER_FAULT);
 	if (bpf_core_type_exists(struct trace_event_raw_exceptions))
 		addr = BPF_CORE_READ((struct trace_event_raw_exceptions *)ctx, address);
 	else
 		addr = BPF_CORE_READ((struct trace_event_raw_x86_exceptions___old *)ctx, address);
-	if (fault_latency)
-		begin((u32)id, S_USER_FAULT, M_USER_FAULT, 0, in_guest_ram(tgid, addr), 0);
-	else
-		record(tgid, M_USER_FAULT, 0, in_guest_ram(tgid, addr), 0, 0, true);
+	guest = in_guest_ram(tgid, addr);
+	if (fault_latency) {
+		begin((u32)id, S_USER_FAULT, M_USER_FAULT, 0, guest, 0);
+	} else if (slot) {
+		u32 idx = *slot * 2 + guest;
+		u64 *count = bpf_map_lookup_elem(&fault_counts, &idx);
+
+		if (count)
+			(*count)++;
+	} else {
+		record(tgid, M_USER_FAULT, 0, guest, 0, 0, true);
+	}
 	return 0;
 }
 
@@ -276,7 +279,6 @@ static __always_inline int handle_kvm_exit(struct trace_event_raw_kvm_exit *ctx)
 
 	if (!traced(id >> 32))
 		return 0;
-	bump(P_KVM_EXIT);
 	if (bpf_core_field_exists(ctx->isa))
 		isa = ctx->isa;
 	begin((u32)id, S_KVM_EXIT, M_KVM_EXIT, isa, ctx->exit_reason, 0);
@@ -296,7 +298,6 @@ static __always_inline int handle_kvm_page_fault(struct trace_event_raw_kvm_page
 
 	if (!traced(tgid))
 		return 0;
-	bump(P_KVM_PAGE_FAULT);
 	record(tgid, M_KVM_FAULT_GPA, 0, 0, ctx->fault_address, 0, false);
 	begin((u32)id, S_KVM_FAULT, M_KVM_PAGE_FAULT, 0,
 	      (ctx->error_code & PFERR_WRITE_MASK) ? 1 : 0, 0);
@@ -316,7 +317,6 @@ static __always_inline int handle_kvm_entry(void *ctx)
 
 	if (!traced(tgid))
 		return 0;
-	bump(P_KVM_ENTRY);
 	end(tgid, (u32)id, S_KVM_FAULT);
 	end(tgid, (u32)id, S_KVM_EXIT);
 	return 0;
@@ -335,7 +335,6 @@ static __always_inline int handle_kvm_unmap_hva_range(struct trace_event_raw_kvm
 
 	if (!traced(tgid))
 		return 0;
-	bump(P_KVM_UNMAP_HVA);
 	record(tgid, M_KVM_UNMAP_HVA, 0, 0, bytes, bytes, false);
 	return 0;
 }
@@ -354,7 +353,6 @@ int kvmmmu_event(void *ctx)
 
 	if (!traced(tgid))
 		return 0;
-	bump(P_KVMMMU);
 	record(tgid, M_KVMMMU, 0, (u32)bpf_get_attach_cookie(ctx), 0, 0, true);
 	return 0;
 }

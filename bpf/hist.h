@@ -43,8 +43,8 @@ struct ram_range {
 	unsigned long long start, end; /* HVA [start, end) */
 };
 
-/* Per-probe event counters (index = enum probe_id) tell "attached but silent"
- * from "saw nothing because not attached". */
+/* The probes, each reported as not attached (with why), attached but silent,
+ * or with its event count (derived from its histograms). */
 enum probe_id {
 	P_MADVISE, P_FALLOCATE, P_PROCESS_MADVISE, P_USER_FAULT, P_KVM_PAGE_FAULT,
 	P_KVM_EXIT, P_KVM_ENTRY, P_KVM_UNMAP_HVA, P_KVMMMU, P_MAX,

@@ -46,11 +46,11 @@ static struct hist lookup(struct hist_test_bpf *skel, unsigned metric, unsigned 
 	return sum;
 }
 
-static unsigned long long counter(struct hist_test_bpf *skel, __u32 idx)
+static unsigned long long fault_count(struct hist_test_bpf *skel, __u32 idx)
 {
 	__u64 vals[ncpus], sum = 0;
 
-	if (!bpf_map__lookup_elem(skel->maps.counters, &idx, sizeof(idx), vals, sizeof(vals), 0))
+	if (!bpf_map__lookup_elem(skel->maps.fault_counts, &idx, sizeof(idx), vals, sizeof(vals), 0))
 		for (int c = 0; c < ncpus; c++)
 			sum += vals[c];
 	return sum;
@@ -94,7 +94,6 @@ static void test_handlers(void)
 	h = lookup(skel, M_MADVISE, 0, 4);
 	CHECK_EQ_U64(h.count, 1, "madvise DONTNEED counted once");
 	CHECK_EQ_U64(h.bytes, 2 << 20, "madvise bytes named");
-	CHECK_EQ_U64(counter(skel, P_MADVISE), 1, "madvise probe counter");
 
 	/* fallocate(PUNCH_HOLE | KEEP_SIZE, 4 MiB) */
 	__u64 fall[] = { 3, 4 << 20 };
@@ -146,16 +145,15 @@ static void test_handlers(void)
 	h = lookup(skel, M_KVM_UNMAP_HVA, 0, 0);
 	CHECK_EQ_U64(h.bytes, 2 << 20, "kvm_unmap_hva_range bytes");
 	CHECK_EQ_U64(h.slots[21], 1, "kvm_unmap_hva_range 2 MiB in bucket 21");
-	CHECK_EQ_U64(counter(skel, P_MAX), 0, "no drops");
+	CHECK_EQ_U64(skel->bss->drops, 0, "no drops");
 	hist_test_bpf__destroy(skel);
 }
 
 static void test_pid_filter(void)
 {
 	struct hist_test_bpf *skel = hist_test_bpf__open();
-	__u64 madv[] = { 0, 4096, 4 };
-	__u32 other = 1;
-	__u8 one = 1;
+	__u64 madv[] = { 0, 4096, 4 }, in_ram[] = { 0x180000 }, outside[] = { 0x300000 };
+	__u32 other = 1, self = getpid(), other_slot = 0, self_slot = 5;
 
 	skel->rodata->filter_pids = true;
 	bpf_program__set_autoload(skel->progs.user_fault_done, false);
@@ -163,10 +161,21 @@ static void test_pid_filter(void)
 		check(false, "load filtered object", "load failed");
 		return;
 	}
-	bpf_map__update_elem(skel->maps.pids, &other, sizeof(other), &one, 1, 0);
+	bpf_map__update_elem(skel->maps.pids, &other, sizeof(other), &other_slot, 4, 0);
 	run(skel->progs.test_madvise, madv, 3);
+	run(skel->progs.test_user_fault, outside, 1);
 	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 0, "untraced PID filtered in BPF");
-	CHECK_EQ_U64(counter(skel, P_MADVISE), 0, "untraced PID not counted");
+	CHECK_EQ_U64(fault_count(skel, 0) + fault_count(skel, 1), 0, "untraced PID's fault not counted");
+
+	/* a traced process's faults go to its slot's counters, apart by guest RAM */
+	bpf_map__update_elem(skel->maps.pids, &self, sizeof(self), &self_slot, 4, 0);
+	skel->bss->guest_ram[0] = (struct ram_range){ .pid = self, .start = 0x100000, .end = 0x200000 };
+	skel->bss->nr_guest_ram = 1;
+	run(skel->progs.test_user_fault, in_ram, 1);
+	run(skel->progs.test_user_fault, outside, 1);
+	run(skel->progs.test_user_fault, outside, 1);
+	CHECK_EQ_U64(fault_count(skel, 5 * 2 + 1), 1, "traced fault in guest RAM counted in its slot");
+	CHECK_EQ_U64(fault_count(skel, 5 * 2 + 0), 2, "traced fault elsewhere counted in its slot");
 	hist_test_bpf__destroy(skel);
 }
 

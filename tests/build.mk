@@ -21,3 +21,22 @@ UNIT_TESTS  += $(BUILD)/tests/unit_host tests/cli_errors.sh
 BPF_TESTS   += $(BUILD)/tests/bpf_probes
 VM_TESTS    += tests/vms_discovery.sh
 E2E_TESTS   += tests/hist_counts.sh tests/footprint_steps.sh
+
+# Tracer benchmark: `make bench` writes results/bench-tracer.json
+$(BUILD)/tests/empty.bpf.o: tests/bpf/empty.bpf.c vmlinux.h | $(BUILD)/tests
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/bench_empty: tests/bench_empty.c $(BUILD)/tests/empty.skel.h $(BUILD)/libhatrace.a | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) -I$(BUILD)/tests $(CFLAGS) $< $(BUILD)/libhatrace.a -o $@ $(LDLIBS)
+
+$(BUILD)/tests/bench_workload: tests/bench_workload.c | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< -o $@
+
+bench-tracer: $(HATRACE) $(BUILD)/tests/bench_empty $(BUILD)/tests/bench_workload
+	$(Q)tests/bench_tracer.sh results/bench-tracer.json
+
+.PHONY: bench-tracer
+BENCHES += bench-tracer

@@ -17,6 +17,8 @@ struct host_probes {
 	char kvmmmu_names[MAX_KVMMMU][64];
 	unsigned nr_kvmmmu;
 	int ncpus;
+	int pids[MAX_PIDS]; /* by slot in fault_counts */
+	int npids;
 	bool fault_latency;
 	struct probe_status status[P_MAX];
 };
@@ -170,10 +172,10 @@ int host_probes_start(struct host_probes **out, const int *pids, int npids,
 		goto fail;
 	}
 	for (int i = 0; i < npids; i++) {
-		__u32 pid = pids[i];
-		__u8 one = 1;
+		__u32 pid = pids[i], slot = i;
 
-		bpf_map__update_elem(hp->skel->maps.pids, &pid, sizeof(pid), &one, sizeof(one), 0);
+		bpf_map__update_elem(hp->skel->maps.pids, &pid, sizeof(pid), &slot, sizeof(slot), 0);
+		hp->pids[hp->npids++] = pids[i];
 	}
 	host_probes_set_ram(hp, ram, nram);
 	attach_all(hp);
@@ -198,15 +200,42 @@ int host_probes_set_ram(struct host_probes *hp, const struct ram_range *ram, int
 	return 0;
 }
 
-static uint64_t read_counter(struct host_probes *hp, __u32 idx)
+/* Sum over CPUs of fault_counts[idx]. */
+static uint64_t read_fault_count(struct host_probes *hp, __u32 idx)
 {
 	uint64_t vals[hp->ncpus], sum = 0;
 
-	if (bpf_map__lookup_elem(hp->skel->maps.counters, &idx, sizeof(idx), vals, sizeof(vals), 0))
+	if (bpf_map__lookup_elem(hp->skel->maps.fault_counts, &idx, sizeof(idx), vals, sizeof(vals),
+				 0))
 		return 0;
 	for (int c = 0; c < hp->ncpus; c++)
 		sum += vals[c];
 	return sum;
+}
+
+/* Folds the per-slot user fault counters into M_USER_FAULT entries. */
+static int add_fault_counts(struct host_probes *hp, struct hist_entry *entries, int n)
+{
+	for (int slot = 0; slot < hp->npids; slot++)
+		for (unsigned guest = 0; guest < 2; guest++) {
+			uint64_t count = read_fault_count(hp, slot * 2 + guest);
+			struct hist_key key = { .pid = hp->pids[slot], .metric = M_USER_FAULT,
+						.sub = guest };
+			int i;
+
+			if (!count)
+				continue;
+			for (i = 0; i < n && memcmp(&entries[i].key, &key, sizeof(key)); i++)
+				;
+			if (i == n) {
+				if (n == MAX_HIST_ENTRIES)
+					return n;
+				memset(&entries[n++], 0, sizeof(entries[0]));
+				entries[i].key = key;
+			}
+			entries[i].val.count += count;
+		}
+	return n;
 }
 
 int host_probes_read(struct host_probes *hp, struct hist_entry **out)
@@ -244,20 +273,42 @@ int host_probes_read(struct host_probes *hp, struct hist_entry **out)
 	}
 	free(percpu);
 	*out = entries;
-	return n;
+	return add_fault_counts(hp, entries, n);
 }
+
+/* Which probe's events each metric counts. */
+static const int probe_of_metric[M_MAX] = {
+	[M_MADVISE] = P_MADVISE,         [M_FALLOCATE] = P_FALLOCATE,
+	[M_PROCESS_MADVISE] = P_PROCESS_MADVISE, [M_USER_FAULT] = P_USER_FAULT,
+	[M_KVM_PAGE_FAULT] = -1,         [M_KVM_EXIT] = P_KVM_EXIT,
+	[M_KVM_FAULT_GPA] = P_KVM_PAGE_FAULT, [M_KVM_UNMAP_HVA] = P_KVM_UNMAP_HVA,
+	[M_KVMMMU] = P_KVMMMU,
+};
 
 int host_probes_status(struct host_probes *hp, const struct probe_status **st)
 {
-	for (int i = 0; i < P_MAX; i++)
-		hp->status[i].events = read_counter(hp, i);
+	struct hist_entry *entries;
+	int n = host_probes_read(hp, &entries);
+
+	for (int p = 0; p < P_MAX; p++)
+		hp->status[p].events = 0;
+	for (int i = 0; i < n; i++) {
+		unsigned m = entries[i].key.metric;
+
+		if (m < M_MAX && probe_of_metric[m] >= 0)
+			hp->status[probe_of_metric[m]].events += entries[i].val.count;
+		if (m == M_KVM_EXIT) /* every completed exit is one entry */
+			hp->status[P_KVM_ENTRY].events += entries[i].val.count;
+	}
+	if (n >= 0)
+		free(entries);
 	*st = hp->status;
 	return P_MAX;
 }
 
 uint64_t host_probes_drops(struct host_probes *hp)
 {
-	return read_counter(hp, P_MAX);
+	return hp->skel->bss->drops;
 }
 
 const char *host_probes_kvmmmu_name(struct host_probes *hp, unsigned idx)

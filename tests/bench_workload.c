@@ -1,0 +1,76 @@
+/* Workloads for the tracer benchmark; each waits for a line on stdin (so a
+ * tracer can attach first) and prints {"elapsed_ns":N}.
+ *   bench_workload loop ITERATIONS PAGES  touch PAGES pages, madvise(DONTNEED), repeat:
+ *                                         a page-fault- and madvise-heavy loop
+ *   bench_workload compute MIB ROUNDS     fill MIB of memory and sort it, ROUNDS times:
+ *                                         CPU and memory work that is not a syscall loop */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+static unsigned long long now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void loop(long iterations, long pages)
+{
+	size_t len = pages * 4096;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	madvise(p, len, MADV_NOHUGEPAGE);
+	for (long i = 0; i < iterations; i++) {
+		for (long pg = 0; pg < pages; pg++)
+			p[pg * 4096] = (char)i;
+		madvise(p, len, MADV_DONTNEED);
+	}
+}
+
+static void compute(long mib, long rounds)
+{
+	size_t n = (mib << 20) / sizeof(unsigned);
+	unsigned seed = 1;
+
+	for (long r = 0; r < rounds; r++) {
+		unsigned *a = malloc(n * sizeof(*a));
+
+		for (size_t i = 0; i < n; i++)
+			a[i] = seed = seed * 1103515245 + 12345;
+		qsort(a, n, sizeof(*a), cmp_u32);
+		free(a);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	char line[16];
+	unsigned long long t0;
+
+	if (argc != 4 || (strcmp(argv[1], "loop") && strcmp(argv[1], "compute"))) {
+		fprintf(stderr, "usage: %s loop ITERATIONS PAGES | compute MIB ROUNDS\n", argv[0]);
+		return 2;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		return 1;
+	t0 = now();
+	if (!strcmp(argv[1], "loop"))
+		loop(atol(argv[2]), atol(argv[3]));
+	else
+		compute(atol(argv[2]), atol(argv[3]));
+	printf("{\"elapsed_ns\":%llu}\n", now() - t0);
+	return 0;
+}
