@@ -502,6 +502,24 @@ static void test_prefer_installed(void)
 	zone_free(&z);
 }
 
+/* Hand-over of a zone that starts and ends inside children. */
+static void test_init_alloc_partial(void)
+{
+	uint64_t start = 300, frames = 3 * LLFREE_TREE_FRAMES + 1000;
+	struct zone z;
+	char why[160] = "";
+
+	zone_init(&z, 1, start, frames, LLFREE_INIT_ALLOC);
+	for (uint64_t p = start; p < start + frames; p++)
+		EXPECT(!llfree_put(&z.ll, 0, p, 0), "put %lu", p);
+	llfree_drain(&z.ll, 0);
+	EXPECT(llfree_free_frames(&z.ll) == frames, "free %lu", llfree_free_frames(&z.ll));
+	EXPECT(!llfree_validate(&z.ll), "invalid");
+	EXPECT(llfree_put(&z.ll, 0, start - 1, 0) == LLFREE_EINVAL, "frame before the zone");
+	check(!*why, "init allocated, hand over of a partial zone", "%s", why);
+	zone_free(&z);
+}
+
 int main(void)
 {
 	test_layout();
@@ -510,6 +528,7 @@ int main(void)
 	test_get_at();
 	test_bad_put();
 	test_init_alloc();
+	test_init_alloc_partial();
 	test_recover();
 	test_counters();
 	test_validate_detects();
