@@ -41,6 +41,15 @@ struct {
 	__type(value, struct hist);
 } hists SEC(".maps");
 
+/* Command names, taken when a process gets its first histogram, so that
+ * processes that have exited by print time are still named. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_HIST_ENTRIES);
+	__type(key, u32);
+	__type(value, char[16]);
+} comms SEC(".maps");
+
 /* Events lost to full maps. */
 unsigned long long drops;
 
@@ -90,6 +99,10 @@ static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 v
 
 	h = bpf_map_lookup_elem(&hists, &key);
 	if (!h) {
+		char comm[16];
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		bpf_map_update_elem(&comms, &tgid, comm, BPF_NOEXIST);
 		bpf_map_update_elem(&hists, &key, &zero, BPF_NOEXIST);
 		h = bpf_map_lookup_elem(&hists, &key);
 		if (!h) {

@@ -154,7 +154,7 @@ static void print_text_entry(struct host_probes *hp, const struct hist_opts *o,
 	char name[128], comm[16] = "?";
 
 	if (e->key.pid != *last_pid) {
-		read_comm(e->key.pid, comm, sizeof(comm));
+		host_probes_comm(hp, e->key.pid, comm, sizeof(comm));
 		printf("\npid %u (%s)%s%s\n", e->key.pid, comm, vm ? " vm " : "", vm ? vm : "");
 		*last_pid = e->key.pid;
 	}
@@ -177,18 +177,23 @@ static json_t *entry_json(struct host_probes *hp, const struct hist_opts *o,
 {
 	const char *unit = metric_unit(e->key.metric, host_probes_fault_latency(hp));
 	const char *vm = vm_name_of(o, e->key.pid);
-	char name[128];
+	char name[128], comm[16];
+	json_t *doc;
 
 	hist_name(&e->key, host_probes_kvmmmu_name(hp, e->key.sub), name, sizeof(name));
-	if (!strcmp(unit, "events"))
-		return json_pack("{s:s,s:s,s:i,s:o,s:I}", "type", "count", "name", name, "pid",
-				 (int)e->key.pid, "vm", vm ? json_string(vm) : json_null(), "count",
-				 (json_int_t)e->val.count);
-	return json_pack("{s:s,s:s,s:s,s:i,s:o,s:I,s:I,s:I,s:o}", "type", "hist", "name", name,
-			 "unit", unit, "pid", (int)e->key.pid, "vm",
-			 vm ? json_string(vm) : json_null(), "count", (json_int_t)e->val.count,
-			 "sum", (json_int_t)e->val.sum, "bytes", (json_int_t)e->val.bytes,
-			 "buckets", log2_hist_json(e->val.slots, HIST_SLOTS));
+	host_probes_comm(hp, e->key.pid, comm, sizeof(comm));
+	doc = json_pack("{s:s,s:s,s:i,s:s,s:o,s:I}", "type", "hist", "name", name, "pid",
+			(int)e->key.pid, "comm", comm, "vm", vm ? json_string(vm) : json_null(),
+			"count", (json_int_t)e->val.count);
+	if (!strcmp(unit, "events")) {
+		json_object_set_new(doc, "type", json_string("count"));
+		return doc;
+	}
+	json_object_set_new(doc, "unit", json_string(unit));
+	json_object_set_new(doc, "sum", json_integer(e->val.sum));
+	json_object_set_new(doc, "bytes", json_integer(e->val.bytes));
+	json_object_set_new(doc, "buckets", log2_hist_json(e->val.slots, HIST_SLOTS));
+	return doc;
 }
 
 static void print_probes(struct host_probes *hp, enum out_fmt fmt)

@@ -18,6 +18,7 @@ struct host_probes {
 	unsigned nr_kvmmmu;
 	int ncpus;
 	int pids[MAX_PIDS]; /* by slot in fault_counts */
+	char comms[MAX_PIDS][16];
 	int npids;
 	bool fault_latency;
 	struct probe_status status[P_MAX];
@@ -175,6 +176,7 @@ int host_probes_start(struct host_probes **out, const int *pids, int npids,
 		__u32 pid = pids[i], slot = i;
 
 		bpf_map__update_elem(hp->skel->maps.pids, &pid, sizeof(pid), &slot, sizeof(slot), 0);
+		read_comm(pids[i], hp->comms[hp->npids], sizeof(hp->comms[0]));
 		hp->pids[hp->npids++] = pids[i];
 	}
 	host_probes_set_ram(hp, ram, nram);
@@ -309,6 +311,21 @@ int host_probes_status(struct host_probes *hp, const struct probe_status **st)
 uint64_t host_probes_drops(struct host_probes *hp)
 {
 	return hp->skel->bss->drops;
+}
+
+void host_probes_comm(struct host_probes *hp, unsigned pid, char *buf, size_t len)
+{
+	char comm[16];
+
+	for (int i = 0; i < hp->npids; i++)
+		if ((unsigned)hp->pids[i] == pid && hp->comms[i][0]) {
+			snprintf(buf, len, "%s", hp->comms[i]);
+			return;
+		}
+	if (!bpf_map__lookup_elem(hp->skel->maps.comms, &pid, sizeof(pid), comm, sizeof(comm), 0))
+		snprintf(buf, len, "%.16s", comm);
+	else if (read_comm(pid, buf, len))
+		snprintf(buf, len, "?");
 }
 
 const char *host_probes_kvmmmu_name(struct host_probes *hp, unsigned idx)

@@ -4,6 +4,7 @@
 #define HATRACE_HOSTPROBES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "hist.h"
 
@@ -33,6 +34,8 @@ int host_probes_set_ram(struct host_probes *hp, const struct ram_range *ram, int
 int host_probes_read(struct host_probes *hp, struct hist_entry **out);
 int host_probes_status(struct host_probes *hp, const struct probe_status **st);
 uint64_t host_probes_drops(struct host_probes *hp);
+/* Command name of a traced process, also after it exited. */
+void host_probes_comm(struct host_probes *hp, unsigned pid, char *buf, size_t len);
 /* Name of a kvmmmu tracepoint from its M_KVMMMU sub index. */
 const char *host_probes_kvmmmu_name(struct host_probes *hp, unsigned idx);
 /* True when user faults carry a latency (fexit upgrade loaded). */
