@@ -147,6 +147,9 @@ def test(vm):
     enq = ev.get("balloon_page_enqueue", {}).get("count", 0)
     check(enq >= 512 * MiB // 4096, "balloon_page_enqueue counts every inflated page",
           f"{enq} < {512 * MiB // 4096}")
+    vmstat = agent.req("run", argv=["awk", "$1 == \"balloon_inflate\" { n = $2 } END { exit !(n > 0) }",
+                                    "/proc/vmstat"])
+    check(vmstat.get("exit") == 0, "/proc/vmstat counts balloon_inflate events", str(vmstat))
     verify = run(agent, "integrity verify after balloon", ["ht-integrity", "verify", "--threads", "2"])
     check(verify.get("bad_pages") == 0 and verify.get("pages") == 16384,
           "no page corrupted across balloon shrink/grow", str(verify))

@@ -72,6 +72,6 @@ $(GUEST_DIR) $(GUEST_DIR)/obj $(GUEST_DIR)/bin:
 .PHONY: FORCE
 FORCE:
 ALL_TARGETS += $(GUEST_INITRAMFS) $(GUEST_DIR)/cmdline
-UNIT_TESTS  += tests/guest_workloads.py tests/guest_agent.py
+UNIT_TESTS  += tests/guest_workloads.py tests/guest_agent.py tests/guest_initramfs.sh
 BPF_TESTS   += tests/guest_agent_bpf.py
 VM_TESTS    += tests/guest_vm.py
