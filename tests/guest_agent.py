@@ -57,9 +57,16 @@ def test(a):
     check(mi.get("MemTotal") == total and 0 < mi.get("MemAvailable", 0) <= total,
           "meminfo reports /proc/meminfo in bytes", f"{mi} vs MemTotal {total}")
 
-    r = a.req("run", argv=["ht-touch", "--bytes", "4M"])
-    check(r.get("ok") and r.get("exit") == 0 and r.get("result", {}).get("pages") == 1024 and
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    r = a.req("run", argv=["ht-alloc-install", "--bytes", "4M"])
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    res = r.get("result", {})
+    check(r.get("ok") and r.get("exit") == 0 and res.get("pages") == 1024 and
           r.get("elapsed_ns", 0) > 0 and "stderr" not in r, "run returns the workload's JSON", str(r))
+    check(before <= r.get("start_ns", 0) <= res.get("install_start_ns", 0) <
+          res.get("touch2_start_ns", 0) < res.get("free_start_ns", 0) <=
+          r["start_ns"] + r["elapsed_ns"] <= after,
+          "run and workload times are ordered on CLOCK_MONOTONIC", f"{before} {r} {after}")
 
     r = a.req("run", argv=["sh", "-c", "echo '{\"x\":1}'; echo oops >&2; exit 3"])
     check(r.get("ok") and r.get("exit") == 3 and "oops" in r.get("stderr", "") and

@@ -177,6 +177,7 @@ static void finish_run(struct run *r)
 	close(r->pidfd);
 
 	reply = reply_ok(r->id);
+	json_object_set_new(reply, "start_ns", json_integer(r->start_ns));
 	json_object_set_new(reply, "elapsed_ns", json_integer(now_ns() - r->start_ns));
 	if (si.si_code == CLD_EXITED) {
 		json_object_set_new(reply, "exit", json_integer(si.si_status));

@@ -107,7 +107,7 @@ static char *dir_path(const struct opts *o, const char *name, char *buf, size_t 
 static json_t *verify(char *mem, size_t pages, unsigned threads, const char *op, bool *clean)
 {
 	struct verify_result res = { .first_bad = ULONG_MAX };
-	uint64_t ns = wl_parallel(mem, pages, threads, verify_pages, &res);
+	uint64_t ns = wl_parallel(mem, pages, threads, verify_pages, &res).ns;
 
 	*clean = res.bad == 0;
 	return json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I}", "workload", "ht-integrity", "op", op,
@@ -202,7 +202,7 @@ static int daemon_main(const struct opts *o, int report)
 	if (!mem)
 		return 1;
 	pattern_seed = o->seed;
-	fill_ns = wl_parallel(mem, pages, o->threads, fill_pages, NULL);
+	fill_ns = wl_parallel(mem, pages, o->threads, fill_pages, NULL).ns;
 	json_println(rep, json_pack("{s:s,s:s,s:I,s:I,s:i,s:I}", "workload", "ht-integrity", "op",
 				    "fill", "bytes", (json_int_t)o->bytes, "pages",
 				    (json_int_t)pages, "pid", (int)getpid(), "fill_ns",

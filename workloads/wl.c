@@ -26,12 +26,12 @@ static void *share_main(void *p)
 	return NULL;
 }
 
-uint64_t wl_parallel(char *base, size_t npages, unsigned nthreads, wl_fn fn, void *arg)
+struct wl_span wl_parallel(char *base, size_t npages, unsigned nthreads, wl_fn fn, void *arg)
 {
 	struct share shares[WL_MAX_THREADS];
 	pthread_barrier_t start;
 	size_t per = npages / nthreads, extra = npages % nthreads, next = 0;
-	uint64_t t0;
+	struct wl_span span;
 	unsigned i;
 
 	pthread_barrier_init(&start, NULL, nthreads + 1);
@@ -45,12 +45,13 @@ uint64_t wl_parallel(char *base, size_t npages, unsigned nthreads, wl_fn fn, voi
 			exit(1);
 		}
 	}
-	t0 = now_ns();
+	span.start_ns = now_ns();
 	pthread_barrier_wait(&start);
 	for (i = 0; i < nthreads; i++)
 		pthread_join(shares[i].thread, NULL);
 	pthread_barrier_destroy(&start);
-	return now_ns() - t0;
+	span.ns = now_ns() - span.start_ns;
+	return span;
 }
 
 char *wl_map(uint64_t bytes)

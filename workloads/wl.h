@@ -12,9 +12,15 @@
 /* Work on pages [first, first + count) of one thread's share. */
 typedef void (*wl_fn)(char *base, size_t first, size_t count, void *arg);
 
-/* Splits npages over nthreads threads, runs fn on each share and returns the
- * wall time in ns from the common start to the last thread's end. */
-uint64_t wl_parallel(char *base, size_t npages, unsigned nthreads, wl_fn fn, void *arg);
+/* A timed pass: its start (CLOCK_MONOTONIC, the clock of the agent's ping and
+ * of guest BPF) and its wall time. */
+struct wl_span {
+	uint64_t start_ns, ns;
+};
+
+/* Splits npages over nthreads threads, runs fn on each share and times it from
+ * the common start to the last thread's end. */
+struct wl_span wl_parallel(char *base, size_t npages, unsigned nthreads, wl_fn fn, void *arg);
 
 /* Anonymous private mapping of bytes, 4 KiB pages only (MADV_NOHUGEPAGE). NULL
  * after printing an error, also when madvise is missing (ENOSYS). */
