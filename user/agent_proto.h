@@ -15,7 +15,7 @@
  *       -> {"id":1,"ok":true,"mono_ns":<guest CLOCK_MONOTONIC>}
  *       The host brackets it with its own clock to estimate the offset.
  *   {"id":2,"cmd":"run","argv":["ht-touch","--bytes","1073741824"],"timeout_s":600}
- *       -> {"id":2,"ok":true,"exit":0,"elapsed_ns":N,"result":{...}}
+ *       -> {"id":2,"ok":true,"exit":0,"start_ns":N,"elapsed_ns":N,"result":{...}}
  *       "result" is the JSON object the workload printed as its last stdout
  *       line (absent if it printed none); "stderr" holds its tail on failure.
  *   {"id":3,"cmd":"meminfo"}
