@@ -615,7 +615,15 @@ static int phase_resize(struct run *r, enum phase p, struct phase_result *pr, ui
 		if (t_rss > t_size)
 			t_size = t_rss;
 	}
-	return phase_end(r, pr, t_size);
+	if ((err = phase_end(r, pr, t_size)))
+		return err;
+	/* The host's word, not QMP's: a touched guest's RSS must fall with it. */
+	if (p == PH_SHRINK && pr->rss0 < pr->rss1 + (from - target) * 9 / 10)
+		ht_warn("%s: QEMU's RSS fell only %llu MiB of the %llu MiB shrink QMP reported",
+			r->t->name,
+			(unsigned long long)((pr->rss0 > pr->rss1 ? pr->rss0 - pr->rss1 : 0) / MiB),
+			(unsigned long long)((from - target) / MiB));
+	return 0;
 }
 
 /* FPR: the guest frees the memory (the touch workload did) and reports it
@@ -782,10 +790,10 @@ static void end_vm(struct run *r, bool clean)
 	r->live_base = NULL;
 	r->nlive_base = 0;
 	if (r->vm) {
-		if (clean)
-			vm_shutdown(r->vm, 30 * SEC);
-		else
+		if (!clean)
 			vm_destroy(r->vm);
+		else if (vm_shutdown(r->vm, 30 * SEC))
+			ht_warn("QEMU did not power off within 30 s; killed it");
 	}
 	r->vm = NULL;
 }
@@ -920,7 +928,7 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 	for (int i = 0; i < argc; i++) {
 		char *n;
 
-		if (asprintf(&n, "%s%s%s", cmd ? cmd : "", i ? " " : "", argv[i]) < 0)
+		if (asprintf(&n, "%s %s", cmd ? cmd : "hatrace", argv[i]) < 0)
 			break;
 		free(cmd);
 		cmd = n;
