@@ -1,30 +1,30 @@
 # The guest image: static workloads, the guest agent and the initramfs.
 #
-# Contract with the host side (hatrace inflate, tests/guest_vm.py is a working example):
+# Contract with the host side (hatrace inflate; tests/guest_vm.py is a working example):
 #   kernel     $(BUILD)/guest/bzImage: Linux 6.1 "baseline" (kernel/build.mk; other
 #              flavours are bzImage-<flavour>); vmlinux-<flavour> links to its vmlinux.
 #   initramfs  $(BUILD)/guest/initramfs.cpio.gz: busybox, /init, /bin/hatrace-guest and
 #              the workloads in /bin; no disk, root stays in the initramfs.
 #   cmdline    $(BUILD)/guest/cmdline, i.e.
 #              console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=reliable
-#              (panic=-1 with -no-reboot: a guest panic ends QEMU; tsc=reliable: under
-#              TCG the guest would otherwise read the emulated HPET, which made every
-#              traced page fault ~2x slower; the TSC follows the host's, but ping the
-#              agent per phase to track the guest/host clock offset).
-#   QEMU       qemu-system-x86_64 -nodefaults -accel tcg,thread=multi -smp 2 -m 1G -nographic -no-reboot
+#              panic=-1 with -no-reboot: a guest panic ends QEMU. tsc=reliable: under TCG
+#              the guest otherwise reads the emulated HPET, which made traced page faults
+#              ~2x slower; the TSC follows the host's, but ping per phase for the offset.
+#   QEMU       qemu-system-x86_64 -nodefaults -accel tcg,thread=multi -smp 2 -m 1G
+#              -nographic -no-reboot -monitor none -serial file:console.log
 #              -kernel bzImage -initrd initramfs.cpio.gz -append "$(cat cmdline)"
-#              -serial file:console.log -monitor none
 #              -device virtio-serial-pci -chardev socket,id=agent,path=S,server=on,wait=off
 #              -device virtserialport,chardev=agent,name=org.hatrace.agent
 #              -device virtio-balloon-pci,id=balloon0[,free-page-reporting=on]
-#              virtio-mem: -m 1G,maxmem=4G -object memory-backend-ram,id=vmem0,size=3G
-#              -device virtio-mem-pci,id=vmem0dev,memdev=vmem0,requested-size=0
-#              (hot-plugged memory comes online as ZONE_MOVABLE).
+#              virtio-mem: -m 1G,maxmem=2G -object memory-backend-ram,id=vmem0mem,size=1G
+#              -device virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=0, resized
+#              by qom-set /machine/peripheral/vmem0 requested-size (plugged memory comes
+#              online as ZONE_MOVABLE, so it can be unplugged again).
 #   agent      hatrace-guest finds the port in /sys/class/virtio-ports/*/name, opens
 #              /dev/vportNpM and speaks user/agent_proto.h. Its "ready" event goes out
 #              once the host side of the socket is connected (its mono_ns is the agent's
-#              start); reconnecting later works, but without a second "ready". Requests are served while
-#              workloads run (run is asynchronous; replies may come out of order).
+#              start); a later reconnect works, without a second "ready". Requests are
+#              served while workloads run: replies may come out of order.
 #              trace_start probes: mm_page_alloc/mm_page_free (tracepoints, with "pages")
 #              and timed functions (fentry/fexit, else kprobes) listed in
 #              user/hatrace-guest.c; trace_read events carry count/sum_ns/first_ns/last_ns.
@@ -35,7 +35,8 @@
 #   workloads  ht-touch --bytes N --threads T; ht-alloc-install --bytes N --threads T;
 #              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
 #              the memory between commands). Each prints one JSON result line, which
-#              the agent returns as "result"; usage at the top of workloads/*.c.
+#              the agent returns as "result"; fields, including each pass's *_start_ns
+#              on the guest clock, at the top of workloads/*.c.
 GUEST_DIR      := $(BUILD)/guest
 GUEST_WL       := ht-touch ht-alloc-install ht-integrity
 GUEST_WL_BINS  := $(patsubst %,$(GUEST_DIR)/bin/%,$(GUEST_WL))
