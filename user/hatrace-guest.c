@@ -377,19 +377,24 @@ static struct bpf_program *slot_prog(const char *kind, int i)
 	return bpf_object__find_program_by_name(skel->obj, name);
 }
 
-static bool in_kallsyms(const char *func)
+/* Marks found[i] for every wanted traced function that /proc/kallsyms lists as
+ * text (one pass: the file is long and slow to read under TCG). */
+static void find_in_kallsyms(const bool *wanted, bool *found)
 {
 	FILE *f = fopen("/proc/kallsyms", "r");
 	char line[512], sym[256], type;
-	bool found = false;
 
+	memset(found, 0, GT_NR_FUNCS * sizeof(*found));
 	if (!f)
-		return false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = sscanf(line, "%*s %c %255s", &type, sym) == 2 &&
-			(type == 't' || type == 'T') && !strcmp(sym, func);
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*s %c %255s", &type, sym) != 2 || (type != 't' && type != 'T'))
+			continue;
+		for (int i = 0; i < GT_NR_FUNCS; i++)
+			if (wanted[GT_FUNC0 + i] && !strcmp(sym, trace_funcs[i].func))
+				found[i] = true;
+	}
 	fclose(f);
-	return found;
 }
 
 static void trace_stop(void)
@@ -544,14 +549,11 @@ static void cmd_trace_start(json_t *id, json_t *req)
 	if (skel)
 		trace_stop(); /* a new start resets the counters */
 	btf = btf__load_vmlinux_btf();
-	for (int i = 0; i < GT_NR_FUNCS; i++) {
-		bool want = wanted[GT_FUNC0 + i];
-
-		use_fentry[i] = want && btf &&
+	for (int i = 0; i < GT_NR_FUNCS; i++)
+		use_fentry[i] = wanted[GT_FUNC0 + i] && btf &&
 				btf__find_by_name_kind(btf, trace_funcs[i].func, BTF_KIND_FUNC) >= 0;
-		use_kprobe[i] = want && in_kallsyms(trace_funcs[i].func);
-	}
 	btf__free(btf);
+	find_in_kallsyms(wanted, use_kprobe);
 
 	err = trace_load(use_fentry, use_kprobe);
 	if (err) {
