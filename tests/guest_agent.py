@@ -76,6 +76,10 @@ def test(a):
     check(r.get("ok") and r.get("exit") == 1 and r.get("stderr") == "bad ?? bytes",
           "stderr that is not UTF-8 is made printable", str(r))
 
+    r = a.req("run", argv=["sh", "-c", "cat; echo '{\"read_stdin\":true}'"])
+    check(r.get("exit") == 0 and r.get("result") == {"read_stdin": True} and
+          a.req("ping").get("ok"), "a workload reading stdin gets EOF, not the agent's input", str(r))
+
     r = a.req("run", argv=["sh", "-c", "echo not json"])
     check(r.get("ok") and r.get("exit") == 0 and "result" not in r,
           "no result when the last line is not a JSON object", str(r))

@@ -246,7 +246,11 @@ static void start_run(json_t *id, json_t *req)
 		goto out;
 	}
 	if (r->pid == 0) {
+		int null_fd = open("/dev/null", O_RDONLY);
+
 		setpgid(0, 0);
+		if (null_fd >= 0)
+			dup2(null_fd, 0); /* never the agent's input */
 		dup2(out_pipe[1], 1);
 		dup2(err_pipe[1], 2);
 		execvp(argv[0], argv);
