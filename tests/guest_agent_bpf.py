@@ -66,6 +66,9 @@ def test(a):
     rd = a.req("trace_read")
     check([e["name"] for e in rd.get("events", [])] == ["mm_page_free"],
           "trace_read after a selection reports only the selected probe", str(rd)[:300])
+    r = a.req("trace_start", kprobes="yes")
+    check(r.get("ok") is False and "kprobes" in r.get("error", ""),
+          "trace_start rejects a non-boolean kprobes", str(r))
     for bad in (["no_such_probe"], "mm_page_alloc", [3]):
         r = a.req("trace_start", probes=bad)
         check(r.get("ok") is False and "trace_start" in r.get("error", ""),

@@ -174,6 +174,20 @@ def test(vm):
     check(unplug > 0, "virtio-mem unplug functions report events",
           str({n: ev.get(n) for n in ("vmem_unplug_sb_online", "vmem_send_unplug")}))
 
+    # The kprobe fallback, forced: same counters from another attach mode.
+    kp = agent.req("trace_start", probes=["balloon_size_work", "balloon_leak"], kprobes=True)
+    modes = {p["name"]: p["mode"] for p in kp.get("probes", []) if p["attached"]}
+    check(modes == {"balloon_size_work": "kprobe", "balloon_leak": "kprobe"},
+          "trace_start with kprobes attaches kprobes", str(kp)[:300])
+    vm.qmp.cmd("balloon", value=768 * MiB)
+    wait_for("inflate", lambda: balloon_actual(vm) <= 776 * MiB, 180)
+    vm.qmp.cmd("balloon", value=1024 * MiB)
+    wait_for("deflate", lambda: balloon_actual(vm) >= 1024 * MiB, 180)
+    ev = events(agent)
+    check(all(ev.get(n, {}).get("count", 0) > 0 and ev[n].get("sum_ns", 0) > 0 and
+              ev[n].get("mode") == "kprobe" for n in modes),
+          "kprobe-timed balloon functions report events", str(ev))
+
     stop = run(agent, "integrity stop", ["ht-integrity", "stop"])
     check(stop.get("bad_pages") == 0, "no page corrupted across virtio-mem plug/unplug", str(stop))
     after = agent.req("run", argv=["ht-integrity", "verify"])

@@ -542,19 +542,23 @@ static int select_probes(json_t *id, json_t *sel, bool *wanted)
 static void cmd_trace_start(json_t *id, json_t *req)
 {
 	bool use_fentry[GT_NR_FUNCS], use_kprobe[GT_NR_FUNCS], wanted[GT_NR_SLOTS];
-	bool fentry_load_failed = false;
+	bool fentry_load_failed = false, kprobes_only;
+	json_t *kprobes_j = json_object_get(req, "kprobes");
 	struct btf *btf;
 	char load_err[128] = "";
 	json_t *reply;
 	int err;
 
+	if (kprobes_j && !json_is_boolean(kprobes_j))
+		return send_error(id, "trace_start: \"kprobes\" must be true or false");
+	kprobes_only = json_is_true(kprobes_j);
 	if (select_probes(id, json_object_get(req, "probes"), wanted))
 		return;
 	if (skel)
 		trace_stop(); /* a new start resets the counters */
 	btf = btf__load_vmlinux_btf();
 	for (int i = 0; i < GT_NR_FUNCS; i++)
-		use_fentry[i] = wanted[GT_FUNC0 + i] && btf &&
+		use_fentry[i] = wanted[GT_FUNC0 + i] && !kprobes_only && btf &&
 				btf__find_by_name_kind(btf, trace_funcs[i].func, BTF_KIND_FUNC) >= 0;
 	btf__free(btf);
 	find_in_kallsyms(wanted, use_kprobe);
