@@ -20,10 +20,11 @@
  *       line (absent if it printed none); "stderr" holds its tail on failure.
  *   {"id":3,"cmd":"meminfo"}
  *       -> {"id":3,"ok":true,"MemTotal":bytes,"MemFree":bytes,"MemAvailable":bytes}
- *   {"id":4,"cmd":"trace_start"[,"probes":["mm_page_alloc",...]]}
+ *   {"id":4,"cmd":"trace_start"[,"probes":["mm_page_alloc",...]][,"kprobes":true]}
  *       -> {"id":4,"ok":true,"probes":[{"name":..,"attached":bool,"reason":..}]}
  *       Without "probes", all but opt-in probes (alloc_pages) attach. A probe
  *       with "within":P is timed inside probe P: sum only those without it.
+ *       "kprobes": time functions with kprobes even where fentry would work.
  *   {"id":5,"cmd":"trace_read"}
  *       -> {"id":5,"ok":true,"mono_ns":N,"events":[{"name":"mm_page_alloc",
  *            "count":N,"sum_ns":N,"first_ns":N,"last_ns":N}, ...]}
