@@ -41,6 +41,8 @@ E2E_TESTS   :=
 BENCHES     :=
 
 .PHONY: all deps test bench run fuzz vmlinux clean
+# Keep generated skeletons and BPF objects, so a second `make` has nothing to do.
+.SECONDARY:
 all: real-all
 
 include $(sort $(wildcard */build.mk */*/build.mk))
