@@ -2,15 +2,16 @@
 # hatrace inflate end to end under TCG: a small VM (1 GiB -> 512 MiB, 1 iteration)
 # per technique through boot, untouched shrink, touch, shrink, grow, install,
 # touch2, with an integrity buffer held across all of it.
-cd "$(dirname "$0")/.." && . tests/lib.sh
+cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r build/guest/bzImage ] && [ -r build/guest/initramfs.cpio.gz ] ||
 	{ skip vm_inflate "guest image not built (make)"; finish; }
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-before_dirs=$(ls -d /tmp/hatrace-vm.* 2>/dev/null | sort)
 
 "$HATRACE" inflate -t all --mem 1G --shrink-to 512M -n 1 --untouched --integrity 96M \
-	-o "$out/r" >"$out/stdout" 2>"$out/stderr"
+	-o "$out/r" >"$out/stdout" 2>"$out/stderr" &
+pid=$!
+wait $pid
 rc=$?
 if [ $rc != 0 ]; then
 	fail vm_inflate_run "exit $rc: $(tail -n 5 "$out/stderr" | tr '\n' ' ')"
@@ -52,14 +53,22 @@ for t, r in rows.items():
     res(f"vm_inflate_integrity_{t}", r["integrity_pages"] not in ("", "0")
         and r["integrity_bad_pages"] == "0",
         f"pages {r['integrity_pages']} bad {r['integrity_bad_pages']}")
+import os
+bd = s["virtio-balloon"]["shrink"]["breakdown"]
+if os.geteuid() == 0:
+    h = bd["host"]
+    res("vm_inflate_host_breakdown", h.get("madvise_n", 0) > 0
+        and h.get("discard_bytes", 0) >= 0.9 * want, f"host {h}")
+else:
+    print("skip - vm_inflate_host_breakdown: BPF needs root")
+g = bd["guest"]
+res("vm_inflate_guest_breakdown", any(v["count_median"] > 0 for v in g.values()),
+    f"guest events {list(g)}")
 tr = json.load(open(f"{d}/trace.json"))["traceEvents"]
 cats = {e.get("cat") for e in tr}
 res("vm_inflate_trace", "host" in cats and "guest" in cats, f"categories {cats}")
 PY
 grep -q 'median' "$out/stdout" && ok vm_inflate_table || fail vm_inflate_table "no table printed"
-pgrep -f "hatrace-vm\." >/dev/null && fail vm_inflate_no_qemu_left "$(pgrep -af hatrace-vm.)" ||
-	ok vm_inflate_no_qemu_left
-after_dirs=$(ls -d /tmp/hatrace-vm.* 2>/dev/null | sort)
-[ "$before_dirs" = "$after_dirs" ] && ok vm_inflate_no_dirs_left ||
-	fail vm_inflate_no_dirs_left "$after_dirs"
+left=$(leftovers $pid)
+[ -z "$left" ] && ok vm_inflate_nothing_left || fail vm_inflate_nothing_left "$(echo $left)"
 finish
