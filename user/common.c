@@ -2,6 +2,7 @@
 
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -161,6 +162,30 @@ int parse_interval_count(int argc, char **argv, int optind, uint64_t *interval_s
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int common_option(int c, char **argv, void (*usage)(FILE *))
+{
+	switch (c) {
+	case 'v':
+		verbose = true;
+		return 0;
+	case 'h':
+		usage(stdout);
+		exit(0);
+	default:
+		ht_err("unknown option or missing value '%s' (see 'hatrace %s --help')",
+		       argv[optind - 1], argv[0]);
+		return -EINVAL;
+	}
+}
+
+int no_operands(int argc, char **argv)
+{
+	if (optind >= argc)
+		return 0;
+	ht_err("unexpected argument '%s'", argv[optind]);
+	return -EINVAL;
 }
 
 int require_root(const char *what)

@@ -32,6 +32,13 @@ int parse_out_fmt(const char *s, unsigned allowed, enum out_fmt *out);
 int parse_interval_count(int argc, char **argv, int optind, uint64_t *interval_s,
 			 uint64_t *count);
 
+/* The options every subcommand shares, for the default branch of its getopt
+ * loop: -v sets verbose, -h prints usage and exits 0, anything else is an
+ * error naming the option. Returns 0 (handled) or -EINVAL. */
+int common_option(int c, char **argv, void (*usage)(FILE *));
+/* An error for operands a subcommand does not take. */
+int no_operands(int argc, char **argv);
+
 int require_root(const char *what);
 /* tracefs mount point: $HATRACE_TRACEFS, else /sys/kernel/tracing (mounted if needed). */
 const char *tracefs_dir(void);

@@ -37,27 +37,20 @@ int cmd_doctor(int argc, char **argv)
 	struct feature fs[32];
 	int n = 0, c, failed = 0;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "o:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			if (parse_out_fmt(optarg, 1 << OUT_TEXT | 1 << OUT_JSON, &fmt))
 				return -1;
 			break;
-		case 'v':
-			verbose = true;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			usage(stderr);
-			return -1;
+			if (common_option(c, argv, usage))
+				return -1;
 		}
 	}
-	if (optind < argc) {
-		ht_err("unexpected argument '%s'", argv[optind]);
+	if (no_operands(argc, argv))
 		return -1;
-	}
 	if (require_root("hatrace doctor") || ensure_tracefs())
 		return -1;
 	setup_libbpf();

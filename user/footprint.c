@@ -203,6 +203,7 @@ int cmd_footprint(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	c.fmt = OUT_CSV;
+	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "p:o:w:d:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
@@ -239,21 +240,13 @@ int cmd_footprint(int argc, char **argv)
 			if (parse_u64("--sample-ms", optarg, 0, 3600000, &sample_ms))
 				return -EINVAL;
 			break;
-		case 'v':
-			verbose = true;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			usage(stderr);
-			return -EINVAL;
+			if (common_option(ch, argv, usage))
+				return -EINVAL;
 		}
 	}
-	if (optind < argc) {
-		ht_err("unexpected argument '%s'", argv[optind]);
+	if (no_operands(argc, argv))
 		return -EINVAL;
-	}
 	if (all_vms) {
 		struct vm_info *vms;
 		int n = vm_scan(&vms);

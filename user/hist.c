@@ -92,20 +92,14 @@ static int parse_args(int argc, char **argv, struct hist_opts *o)
 		case 'T':
 			o->timestamp = true;
 			break;
-		case 'v':
-			verbose = true;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			if (optopt >= '0' && optopt <= '9')
+			if (optopt >= '0' && optopt <= '9') {
 				ht_err("interval: '%s' is not a positive number of seconds",
 				       argv[optind - 1]);
-			else
-				ht_err("unknown option '%s' (see 'hatrace hist --help')",
-				       argv[optind - 1]);
-			return -EINVAL;
+				return -EINVAL;
+			}
+			if (common_option(c, argv, usage))
+				return -EINVAL;
 		}
 	}
 	return parse_interval_count(argc, argv, optind, &o->interval_s, &o->count);

@@ -91,6 +91,7 @@ int cmd_vms(int argc, char **argv)
 	struct vm_info *vms = NULL;
 	int n, c, nqmp = 0, err = 0;
 
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "o:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
@@ -104,21 +105,13 @@ int cmd_vms(int argc, char **argv)
 			}
 			qmp_sockets[nqmp++] = optarg;
 			break;
-		case 'v':
-			verbose = true;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			usage(stderr);
-			return -1;
+			if (common_option(c, argv, usage))
+				return -1;
 		}
 	}
-	if (optind < argc) {
-		ht_err("unexpected argument '%s'", argv[optind]);
+	if (no_operands(argc, argv))
 		return -1;
-	}
 	setup_libbpf();
 	n = vm_scan(&vms);
 	if (n < 0) {
