@@ -620,7 +620,6 @@ static void cmd_trace_read(json_t *id)
 	if (!vals)
 		return send_error(id, "trace_read: out of memory");
 	reply = reply_ok(id);
-	json_object_set_new(reply, "mono_ns", json_integer(now_ns()));
 	events = json_array();
 	for (__u32 slot = 0; slot < GT_NR_SLOTS; slot++) {
 		struct gt_stat sum = { 0 };
@@ -659,6 +658,8 @@ static void cmd_trace_read(json_t *id)
 		json_array_append_new(events, ev);
 	}
 	free(vals);
+	/* taken after reading: no event in the reply is later than mono_ns */
+	json_object_set_new(reply, "mono_ns", json_integer(now_ns()));
 	json_object_set_new(reply, "events", events);
 	send_doc(reply);
 }
