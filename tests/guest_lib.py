@@ -7,6 +7,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -14,6 +15,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, os.environ.get("BUILD", "build"))
 GUEST = os.path.join(BUILD, "guest")
 failures = 0
+
+# tests/run's timeout sends SIGTERM: unwind so that VMs and temp dirs are cleaned up.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def ok(name):
