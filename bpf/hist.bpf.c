@@ -220,6 +220,8 @@ static __always_inline bool in_guest_ram(u32 tgid, u64 addr)
 {
 	unsigned int n = nr_guest_ram;
 
+	if (!n)
+		return false;
 	for (unsigned int i = 0; i < MAX_RAM_RANGES && i < n; i++) {
 		struct ram_range *r = &guest_ram[i];
 
@@ -244,8 +246,11 @@ static __always_inline int handle_user_fault(void *ctx)
 
 	if (filter_pids && !(slot = bpf_map_lookup_elem(&pids, &tgid)))
 		return 0;
-	if (bpf_core_type_exists(struct trace_event_raw_exceptions))
-		addr = BPF_CORE_READ((struct trace_event_raw_exceptions *)ctx, address);
+	/* a direct context load where the type has today's name, no helper call */
+	if (!nr_guest_ram)
+		addr = 0;
+	else if (bpf_core_type_exists(struct trace_event_raw_exceptions))
+		addr = ((struct trace_event_raw_exceptions *)ctx)->address;
 	else
 		addr = BPF_CORE_READ((struct trace_event_raw_x86_exceptions___old *)ctx, address);
 	guest = in_guest_ram(tgid, addr);
