@@ -13,3 +13,5 @@ $(BUILD)/bpf/guest/%.skel.h: $(BUILD)/bpf/guest/%.bpf.o
 
 $(BUILD)/bpf/guest:
 	$(Q)mkdir -p $@
+
+.SECONDARY: $(GUEST_SKELS:.skel.h=.bpf.o)
