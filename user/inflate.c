@@ -34,6 +34,7 @@
 #define POLL_NS (5 * 1000000ull)
 #define RSS_SAMPLE_NS (100 * 1000000ull)
 #define PHASE_TIMEOUT_NS (1200 * SEC)
+#define STALL_NS (60 * SEC) /* a resize that makes no progress for this long failed */
 #define VMEM_PATH "/machine/peripheral/vmem0"
 
 enum kind { K_BALLOON, K_FPR, K_VMEM };
@@ -543,6 +544,7 @@ static int request_size(struct run *r, uint64_t target)
 static int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
 {
 	uint64_t deadline = now_ns() + PHASE_TIMEOUT_NS, size = 0, last_print = 0;
+	uint64_t last_size = UINT64_MAX, last_change = now_ns();
 	int err;
 
 	for (;;) {
@@ -554,11 +556,16 @@ static int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
 			*t_done = now_ns();
 			return 0;
 		}
-		if (now_ns() > deadline) {
-			ht_err("%s: the guest did not reach %llu MiB within %llu s (at %llu MiB)",
+		if (size != last_size) {
+			last_size = size;
+			last_change = now_ns();
+		}
+		if (now_ns() > deadline || now_ns() - last_change > STALL_NS) {
+			ht_err("%s: the guest did not reach %llu MiB (stuck at %llu MiB for %.0f s; "
+			       "is --shrink-to below what the guest needs?)",
 			       r->t->name, (unsigned long long)(target / MiB),
-			       (unsigned long long)(PHASE_TIMEOUT_NS / SEC),
-			       (unsigned long long)(size / MiB));
+			       (unsigned long long)(size / MiB), (now_ns() - last_change) / 1e9);
+			vm_print_console_tail(r->vm, stderr, 10);
 			return -ETIMEDOUT;
 		}
 		if (now_ns() - last_print > 200 * 1000000ull) {
