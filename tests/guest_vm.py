@@ -123,6 +123,9 @@ def test(vm):
           "mm_page_alloc counts the workloads' pages", str(alloc))
     ap = ev.get("alloc_pages", {})
     check(ap.get("count", 0) > 0 and ap.get("sum_ns", 0) > 0, "__alloc_pages is timed", str(ap))
+    mf = ev.get("mm_fault", {})
+    check(mf.get("count", 0) >= 2 * 32768 and mf.get("sum_ns", 0) > 0,
+          "handle_mm_fault times the workloads' page faults", str(mf))
     rep = wait_for("page reporting", lambda: events(agent).get("page_reporting_process", {})
                    .get("count"), 20)
     check(rep, "free page reporting runs after memory is freed",

@@ -332,8 +332,9 @@ static void cmd_meminfo(json_t *id)
  * In our 6.1 build fill_balloon and virtio_mem_{,un}plug_request are inlined,
  * hence the per-page balloon_page_enqueue and the sbm (sub-block) functions.
  * `within` names the probe whose time already includes this one's, so that the
- * host sums only the outermost ones; __alloc_pages runs within any caller.
- * Opt-in probes attach only when named in trace_start's "probes": timing every
+ * host sums only the outermost ones; __alloc_pages and handle_mm_fault (the
+ * guest's page faults, e.g. of an install pass) run within any caller. Opt-in
+ * probes attach only when named in trace_start's "probes": timing every
  * __alloc_pages call made page-fault loops ~70% slower under TCG. */
 static const struct {
 	const char *name, *func, *within;
@@ -356,6 +357,7 @@ static const struct {
 	{ "online_pages", "online_pages", "vmem_work", false },
 	{ "offline_pages", "offline_pages", "vmem_work", false },
 	{ "alloc_pages", "__alloc_pages", "any", true },
+	{ "mm_fault", "handle_mm_fault", "any", true },
 };
 
 _Static_assert(ARRAY_SIZE(trace_funcs) == GT_NR_FUNCS, "one traced function per BPF slot");

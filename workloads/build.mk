@@ -29,8 +29,9 @@
 #              and timed functions (fentry/fexit, else kprobes) listed in
 #              user/hatrace-guest.c; trace_read events carry count/sum_ns/first_ns/last_ns.
 #              Nested probes say "within":P (sum only the outermost: balloon_size_work,
-#              page_reporting_process, vmem_work, ...). alloc_pages (__alloc_pages timing)
-#              is opt-in via trace_start "probes": it slows page faults ~70% under TCG.
+#              page_reporting_process, vmem_work, ...). alloc_pages (__alloc_pages) and
+#              mm_fault (handle_mm_fault) are opt-in via trace_start "probes": timing
+#              every allocation slowed page faults ~70% under TCG.
 #              poweroff: the reply is sent, then the guest powers off and QEMU exits.
 #   workloads  ht-touch --bytes N --threads T; ht-alloc-install --bytes N --threads T;
 #              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
