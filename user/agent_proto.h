@@ -22,7 +22,7 @@
  *       -> {"id":3,"ok":true,"MemTotal":bytes,"MemFree":bytes,"MemAvailable":bytes}
  *   {"id":4,"cmd":"trace_start"[,"probes":["mm_page_alloc",...]][,"kprobes":true]}
  *       -> {"id":4,"ok":true,"probes":[{"name":..,"attached":bool,"reason":..}]}
- *       Without "probes", all but opt-in probes (alloc_pages) attach. A probe
+ *       Without "probes", all but opt-in ones (alloc_pages, mm_fault) attach. A probe
  *       with "within":P is timed inside probe P: sum only those without it.
  *       "kprobes": time functions with kprobes even where fentry would work.
  *   {"id":5,"cmd":"trace_read"}
