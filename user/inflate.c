@@ -917,7 +917,6 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 	struct utsname u;
 	char thp[128] = "unknown", line[4096] = "";
 	char *qv = qemu_version(o->qemu), *cmd = NULL;
-	size_t len = 0;
 	FILE *f;
 	json_t *m;
 
@@ -948,7 +947,6 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 		fclose(f);
 	}
 	line[strcspn(line, "\n")] = 0;
-	len = strlen(line);
 	m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 		      "host", u.nodename, "kernel", u.release, "machine", u.machine, "cmdline",
 		      cmd ? cmd : "", "host_cmdline", line, "thp", thp, "accel",
@@ -964,7 +962,6 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 	json_object_set_new(m, "host_mem_bytes",
 			    json_integer((json_int_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)));
-	(void)len;
 	free(qv);
 	free(cmd);
 	return m;
@@ -1199,19 +1196,16 @@ static json_t *summary_json(struct iteration *res[NTECH], const struct opts *o)
 						    json_string("free-page reporting has no grow step"));
 			if (p == PH_SHRINK || p == PH_SHRINK_UNTOUCHED) {
 				json_t *drops = json_array();
-				double pct[o->iterations];
-				unsigned m = 0;
 
 				for (unsigned i = 0; i < o->iterations; i++) {
 					const struct phase_result *r = &res[t][i].ph[p];
 
-					if (!r->done)
-						continue;
-					/* RSS drop relative to the requested shrink. */
-					pct[m] = 100.0 * ((double)r->rss0 - (double)r->rss1) /
-						 (double)(o->mem - o->shrink_to);
-					json_array_append_new(drops, json_real(pct[m]));
-					m++;
+					/* QEMU's RSS fall (from /proc) relative to the requested shrink. */
+					if (r->done)
+						json_array_append_new(
+							drops, json_real(100.0 *
+									 ((double)r->rss0 - (double)r->rss1) /
+									 (double)(o->mem - o->shrink_to)));
 				}
 				json_object_set_new(pj, "rss_drop_pct_of_request", drops);
 			}
