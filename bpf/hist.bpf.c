@@ -9,7 +9,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-const volatile bool filter_pids = false;
+/* Traced tgids (none: every process). The first INLINE_PIDS are constants
+ * after load, compared without a map lookup; any further ones are in `pids`. */
+const volatile unsigned int nr_pids = 0;
+const volatile unsigned int inline_pids[INLINE_PIDS];
 /* Set when fexit/handle_mm_fault is loaded: faults then get a latency. */
 const volatile bool fault_latency = false;
 
@@ -71,9 +74,23 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
+/* Slot of a traced tgid in fault_counts, or -1. */
+static __always_inline int pid_slot(u32 tgid)
+{
+	u32 *slot;
+
+	for (int i = 0; i < INLINE_PIDS; i++)
+		if (i < nr_pids && inline_pids[i] == tgid)
+			return i;
+	if (nr_pids <= INLINE_PIDS)
+		return -1;
+	slot = bpf_map_lookup_elem(&pids, &tgid);
+	return slot ? (int)*slot : -1;
+}
+
 static __always_inline bool traced(u32 tgid)
 {
-	return !filter_pids || bpf_map_lookup_elem(&pids, &tgid);
+	return !nr_pids || pid_slot(tgid) >= 0;
 }
 
 static __always_inline u32 log2_slot(u64 v)
@@ -240,11 +257,12 @@ struct trace_event_raw_x86_exceptions___old {
 static __always_inline int handle_user_fault(void *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32, *slot = NULL;
+	u32 tgid = id >> 32;
+	int slot = -1;
 	bool guest;
 	u64 addr;
 
-	if (filter_pids && !(slot = bpf_map_lookup_elem(&pids, &tgid)))
+	if (nr_pids && (slot = pid_slot(tgid)) < 0)
 		return 0;
 	/* a direct context load where the type has today's name, no helper call */
 	if (!nr_guest_ram)
@@ -256,8 +274,8 @@ static __always_inline int handle_user_fault(void *ctx)
 	guest = in_guest_ram(tgid, addr);
 	if (fault_latency) {
 		begin((u32)id, S_USER_FAULT, M_USER_FAULT, 0, guest, 0);
-	} else if (slot) {
-		u32 idx = *slot * 2 + guest;
+	} else if (slot >= 0) {
+		u32 idx = (u32)slot * 2 + guest;
 		u64 *count = bpf_map_lookup_elem(&fault_counts, &idx);
 
 		if (count)

@@ -5,6 +5,7 @@
 #define HIST_SLOTS 48      /* log2 buckets: covers ns up to days, bytes up to 256 TiB */
 #define MAX_HIST_ENTRIES 4096
 #define MAX_PIDS 64
+#define INLINE_PIDS 4 /* traced PIDs compared without a map lookup */
 #define MAX_RAM_RANGES 32
 #define MAX_INFLIGHT 16384
 

@@ -3,6 +3,8 @@
 # a page-fault- and madvise-heavy loop with no tracer, with empty BPF programs
 # on the same tracepoints (the floor), with hatrace hist, and with bpftrace;
 # then a CPU-and-memory workload with and without hatrace. Writes JSON to $1.
+# The measure is the workload's own CPU time (user + system, BPF included), which
+# other load on the machine disturbs far less than wall time.
 set -u
 cd "$(dirname "$0")/.."
 out=${1:-results/bench-tracer.json}
@@ -18,7 +20,7 @@ wait_for() { # FILE PATTERN: up to 20 s
 	echo "bench_tracer: timed out waiting for '$2' in $1" >&2; return 1
 }
 
-# run_once MODE WORKLOAD...: prints the workload's elapsed ns
+# run_once MODE WORKLOAD...: prints the workload's CPU ns
 run_once() {
 	local mode=$1; shift
 	rm -f "$tmp/go" "$tmp/wl" "$tmp/tr"; mkfifo "$tmp/go"
@@ -37,10 +39,10 @@ run_once() {
 		wait $tr
 	fi
 	[ $mode = hatrace ] && cp "$tmp/tr" "$tmp/hatrace.last"
-	grep '^{' "$tmp/wl" | jq -r .elapsed_ns
+	grep '^{' "$tmp/wl" | jq -r .cpu_ns
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%d\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 modes="none empty hatrace bpftrace"
 declare -A prev
@@ -59,7 +61,7 @@ done
 events=$(jq -s '[.[] | select(.type == "probe") | .events] | add' "$tmp/hatrace.last")
 drops=$(jq -s '[.[] | select(.type == "summary") | .drops] | add' "$tmp/hatrace.last")
 
-for round in $(seq "$MIN_ROUNDS"); do
+for _ in $(seq "$MIN_ROUNDS"); do
 	for m in none hatrace; do run_once $m $REAL >>"$tmp/real.$m"; done
 done
 real_none=$(median <"$tmp/real.none") real_ht=$(median <"$tmp/real.hatrace")
@@ -69,7 +71,8 @@ jq -n --argjson none "${prev[none]}" --argjson empty "${prev[empty]}" \
 	--argjson real_none "$real_none" --argjson real_ht "$real_ht" \
 	--argjson events "$events" --argjson drops "$drops" --argjson rounds "$round" '
 	def pct(x): ((x / $none - 1) * 10000 | round) / 100;
-	{ workload_s: { none: ($none / 1e9), empty: ($empty / 1e9), hatrace: ($hatrace / 1e9),
+	{ measure: "workload CPU time (user + system), median",
+	  workload_s: { none: ($none / 1e9), empty: ($empty / 1e9), hatrace: ($hatrace / 1e9),
 	                bpftrace: ($bpftrace / 1e9) },
 	  slowdown_pct: { empty: pct($empty), hatrace: pct($hatrace), bpftrace: pct($bpftrace) },
 	  hatrace_over_floor: ((($hatrace - $none) / ($empty - $none) * 100 | round) / 100),

@@ -1,5 +1,7 @@
 /* Workloads for the tracer benchmark; each waits for a line on stdin (so a
- * tracer can attach first) and prints {"elapsed_ns":N}.
+ * tracer can attach first) and prints {"elapsed_ns":N,"cpu_ns":N}: wall time, and
+ * its own CPU time (user + system, which includes the BPF programs that run in
+ * its context), the steadier of the two on a shared machine.
  *   bench_workload loop ITERATIONS PAGES  touch PAGES pages, madvise(DONTNEED), repeat:
  *                                         a page-fault- and madvise-heavy loop
  *   bench_workload compute MIB ROUNDS     fill MIB of memory and sort it, ROUNDS times:
@@ -8,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static unsigned long long now(void)
@@ -16,6 +19,15 @@ static unsigned long long now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static unsigned long long cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ULL +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -56,7 +68,7 @@ static void compute(long mib, long rounds)
 int main(int argc, char **argv)
 {
 	char line[16];
-	unsigned long long t0;
+	unsigned long long t0, c0;
 
 	if (argc != 4 || (strcmp(argv[1], "loop") && strcmp(argv[1], "compute"))) {
 		fprintf(stderr, "usage: %s loop ITERATIONS PAGES | compute MIB ROUNDS\n", argv[0]);
@@ -67,10 +79,11 @@ int main(int argc, char **argv)
 	if (!fgets(line, sizeof(line), stdin))
 		return 1;
 	t0 = now();
+	c0 = cpu_ns();
 	if (!strcmp(argv[1], "loop"))
 		loop(atol(argv[2]), atol(argv[3]));
 	else
 		compute(atol(argv[2]), atol(argv[3]));
-	printf("{\"elapsed_ns\":%llu}\n", now() - t0);
+	printf("{\"elapsed_ns\":%llu,\"cpu_ns\":%llu}\n", now() - t0, cpu_ns() - c0);
 	return 0;
 }

@@ -10,12 +10,14 @@
 #include "hist.skel.h"
 #include "hist_test.skel.h"
 #include "hostcaps.h"
+#include "hostprobes.h"
 #include "kvm_exit.h"
 #include "metric_names.h"
 #include "vmslots.skel.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -76,6 +78,43 @@ static void test_load_production(void)
 	vs = vmslots_bpf__open_and_load();
 	check(vs != NULL, "load vmslots.bpf.o (iter/task_file memslot walk)", "load failed");
 	vmslots_bpf__destroy(vs);
+}
+
+/* BPF objects (links, programs, maps) among this process's open files. */
+static int bpf_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d))) {
+		char path[300], target[64];
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0 && (target[len] = 0, !strncmp(target, "anon_inode:bpf", 14)))
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void test_start_stop_releases_everything(void)
+{
+	int pid = getpid(), before = bpf_fds();
+	struct host_probes *hp;
+	const struct probe_status *st;
+
+	if (!check(!host_probes_start(&hp, &pid, 1, NULL, 0), "host probes start", "start failed"))
+		return;
+	host_probes_status(hp, &st);
+	check(st[P_MADVISE].attached && st[P_USER_FAULT].attached, "host probes attached",
+	      "madvise %d user_fault %d", st[P_MADVISE].attached, st[P_USER_FAULT].attached);
+	check(bpf_fds() > before + 10, "host probes hold their links", "%d bpf fds", bpf_fds());
+	host_probes_stop(hp);
+	CHECK_EQ_U64(bpf_fds(), before, "host_probes_stop releases every link, program and map");
 }
 
 static void test_handlers(void)
@@ -149,33 +188,68 @@ static void test_handlers(void)
 	hist_test_bpf__destroy(skel);
 }
 
-static void test_pid_filter(void)
+/* Loads the probes filtered to pids[0..n), the way host_probes_start does:
+ * the first INLINE_PIDS as load-time constants, every one in the pids map. */
+static struct hist_test_bpf *load_filtered(const __u32 *pids, int n)
 {
 	struct hist_test_bpf *skel = hist_test_bpf__open();
-	__u64 madv[] = { 0, 4096, 4 }, in_ram[] = { 0x180000 }, outside[] = { 0x300000 };
-	__u32 other = 1, self = getpid(), other_slot = 0, self_slot = 5;
 
-	skel->rodata->filter_pids = true;
+	skel->rodata->nr_pids = n;
+	for (int i = 0; i < n && i < INLINE_PIDS; i++)
+		skel->rodata->inline_pids[i] = pids[i];
 	bpf_program__set_autoload(skel->progs.user_fault_done, false);
 	if (hist_test_bpf__load(skel)) {
-		check(false, "load filtered object", "load failed");
-		return;
+		hist_test_bpf__destroy(skel);
+		return NULL;
 	}
-	bpf_map__update_elem(skel->maps.pids, &other, sizeof(other), &other_slot, 4, 0);
-	run(skel->progs.test_madvise, madv, 3);
-	run(skel->progs.test_user_fault, outside, 1);
-	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 0, "untraced PID filtered in BPF");
-	CHECK_EQ_U64(fault_count(skel, 0) + fault_count(skel, 1), 0, "untraced PID's fault not counted");
+	for (__u32 i = 0; i < (__u32)n; i++)
+		bpf_map__update_elem(skel->maps.pids, &pids[i], sizeof(pids[i]), &i, sizeof(i), 0);
+	return skel;
+}
 
-	/* a traced process's faults go to its slot's counters, apart by guest RAM */
-	bpf_map__update_elem(skel->maps.pids, &self, sizeof(self), &self_slot, 4, 0);
-	skel->bss->guest_ram[0] = (struct ram_range){ .pid = self, .start = 0x100000, .end = 0x200000 };
+/* Faults of this process: one in guest RAM, two elsewhere; madvise once. */
+static void fault_thrice(struct hist_test_bpf *skel)
+{
+	__u64 madv[] = { 0, 4096, 4 }, in_ram[] = { 0x180000 }, outside[] = { 0x300000 };
+
+	skel->bss->guest_ram[0] = (struct ram_range){ .pid = getpid(), .start = 0x100000,
+						      .end = 0x200000 };
 	skel->bss->nr_guest_ram = 1;
+	run(skel->progs.test_madvise, madv, 3);
 	run(skel->progs.test_user_fault, in_ram, 1);
 	run(skel->progs.test_user_fault, outside, 1);
 	run(skel->progs.test_user_fault, outside, 1);
-	CHECK_EQ_U64(fault_count(skel, 5 * 2 + 1), 1, "traced fault in guest RAM counted in its slot");
-	CHECK_EQ_U64(fault_count(skel, 5 * 2 + 0), 2, "traced fault elsewhere counted in its slot");
+}
+
+static void test_pid_filter(void)
+{
+	__u32 self = getpid(), others[] = { 1, 2 }, inline_self[] = { 1, self },
+	      hashed_self[] = { 1, 2, 3, 4, 5, self };
+	struct hist_test_bpf *skel;
+
+	skel = load_filtered(others, 2);
+	if (!check(skel != NULL, "load filtered object", "load failed"))
+		return;
+	fault_thrice(skel);
+	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 0, "untraced PID's madvise filtered in BPF");
+	CHECK_EQ_U64(fault_count(skel, 0) + fault_count(skel, 1) + fault_count(skel, 2) +
+		     fault_count(skel, 3), 0, "untraced PID's faults not counted");
+	hist_test_bpf__destroy(skel);
+
+	/* traced as an inline (constant) PID: its faults go to its slot */
+	skel = load_filtered(inline_self, 2);
+	fault_thrice(skel);
+	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 1, "inline PID's madvise traced");
+	CHECK_EQ_U64(fault_count(skel, 1 * 2 + 1), 1, "inline PID's guest RAM fault in its slot");
+	CHECK_EQ_U64(fault_count(skel, 1 * 2 + 0), 2, "inline PID's other faults in its slot");
+	hist_test_bpf__destroy(skel);
+
+	/* traced beyond INLINE_PIDS: found through the pids map */
+	skel = load_filtered(hashed_self, 6);
+	fault_thrice(skel);
+	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 1, "hashed PID's madvise traced");
+	CHECK_EQ_U64(fault_count(skel, 5 * 2 + 1), 1, "hashed PID's guest RAM fault in its slot");
+	CHECK_EQ_U64(fault_count(skel, 5 * 2 + 0), 2, "hashed PID's other faults in its slot");
 	hist_test_bpf__destroy(skel);
 }
 
@@ -233,6 +307,7 @@ int main(void)
 	setup_libbpf();
 	ncpus = libbpf_num_possible_cpus();
 	test_load_production();
+	test_start_stop_releases_everything();
 	test_handlers();
 	test_pid_filter();
 	test_footprint_coalescing();

@@ -13,6 +13,8 @@
 
 struct host_probes {
 	struct hist_bpf *skel;
+	struct bpf_link *links[2 * P_MAX + 1]; /* the probes' programs and fexit */
+	int nlinks;
 	struct bpf_link *kvmmmu_links[MAX_KVMMMU];
 	char kvmmmu_names[MAX_KVMMMU][64];
 	unsigned nr_kvmmmu;
@@ -115,15 +117,24 @@ static void attach_all(struct host_probes *hp)
 			struct bpf_program *prog =
 				bpf_object__find_program_by_name(hp->skel->obj, probe_table[i].progs[p]);
 
-			if (!bpf_program__attach(prog)) {
+			struct bpf_link *link = bpf_program__attach(prog);
+
+			if (!link) {
 				set_status(hp, probe_table[i].id, probe_table[i].name, false,
 					   strerror(errno));
 				break;
 			}
+			hp->links[hp->nlinks++] = link;
 		}
 	}
-	if (hp->fault_latency && !bpf_program__attach(hp->skel->progs.user_fault_done))
-		hp->fault_latency = false;
+	if (hp->fault_latency) {
+		struct bpf_link *link = bpf_program__attach(hp->skel->progs.user_fault_done);
+
+		if (link)
+			hp->links[hp->nlinks++] = link;
+		else /* the fault handler already waits for fexit: say faults are lost */
+			set_status(hp, P_USER_FAULT, "user_fault", false, strerror(errno));
+	}
 
 	for (unsigned k = 0; k < hp->nr_kvmmmu; k++) {
 		LIBBPF_OPTS(bpf_tracepoint_opts, opts, .bpf_cookie = k);
@@ -157,7 +168,9 @@ int host_probes_start(struct host_probes **out, const int *pids, int npids,
 		ht_err("cannot open the host BPF programs: %s", strerror(errno));
 		goto fail;
 	}
-	hp->skel->rodata->filter_pids = npids > 0;
+	hp->skel->rodata->nr_pids = npids;
+	for (int i = 0; i < npids && i < INLINE_PIDS; i++)
+		hp->skel->rodata->inline_pids[i] = pids[i];
 	list_kvmmmu(hp);
 	select_programs(hp);
 	if (!any_attachable(hp)) {
@@ -342,6 +355,8 @@ void host_probes_stop(struct host_probes *hp)
 {
 	if (!hp)
 		return;
+	while (hp->nlinks)
+		bpf_link__destroy(hp->links[--hp->nlinks]);
 	for (unsigned k = 0; k < hp->nr_kvmmmu; k++)
 		bpf_link__destroy(hp->kvmmmu_links[k]);
 	hist_bpf__destroy(hp->skel);
