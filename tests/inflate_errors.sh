@@ -30,6 +30,7 @@ expect_error() {
 expect_error inflate_shrink_above_mem "must be smaller than --mem" --mem 1G --shrink-to 2G
 expect_error inflate_unknown_technique "unknown technique 'balloonz'" -t virtio-balloon,balloonz
 expect_error inflate_bad_size "is not a" --mem lots
+expect_error inflate_mem_too_big "does not fit in this host" --mem 64T --shrink-to 1G
 expect_error inflate_bad_accel "unknown accelerator" --accel xen
 expect_error inflate_qemu_missing "QEMU not found" --qemu /nonexistent/qemu-system-x86_64
 HATRACE_QEMU=no-such-qemu expect_error inflate_qemu_env_missing "QEMU not found: no no-such-qemu"

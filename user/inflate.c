@@ -1535,6 +1535,20 @@ static char *default_file(const char *opt, const char *rel, const char *alt)
 	return NULL;
 }
 
+static uint64_t host_mem_available(void)
+{
+	unsigned long long kb = 0;
+	char line[256];
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return (uint64_t)kb << 10;
+}
+
 /* The guest build's kernel command line (build/guest/cmdline), else its default. */
 static const char *guest_cmdline(void)
 {
@@ -1676,6 +1690,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (o->tech[2] && o->shrink_to % (128 * MiB) && o->shrink_to < 512 * MiB) {
 		ht_err("--shrink-to: virtio-mem boots with the target as its boot memory below "
 		       "512 MiB, so it must be a multiple of 128 MiB");
+		return -EINVAL;
+	}
+	if (o->mem > host_mem_available() / 10 * 9) {
+		ht_err("--mem: %llu MiB does not fit in this host's available memory (%llu MiB)",
+		       (unsigned long long)(o->mem / MiB),
+		       (unsigned long long)(host_mem_available() / MiB));
 		return -EINVAL;
 	}
 	if (o->integrity > o->shrink_to / 4) {
