@@ -226,6 +226,16 @@ static void host_delta(const struct host_totals *a, const struct host_totals *b,
 	d->kvm_page_faults = b->kvm_page_faults - a->kvm_page_faults;
 }
 
+/* Guest-provided names end up in CSV and JSON keys: allow a plain charset only. */
+static bool plain_name(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 64)
+		return false;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:+-") == n;
+}
+
 /* Guest trace counters (cumulative) as {"name": {"count","sum_ns","first_ns","last_ns"}}. */
 static int guest_read(struct run *r, json_t **out)
 {
@@ -247,7 +257,7 @@ static int guest_read(struct run *r, json_t **out)
 		const char *name = json_string_value(json_object_get(ev, "name"));
 		json_t *c = json_object_get(ev, "count"), *s = json_object_get(ev, "sum_ns");
 
-		if (!name || !json_is_integer(c) || !json_is_integer(s))
+		if (!plain_name(name) || !json_is_integer(c) || !json_is_integer(s))
 			continue; /* guest data: skip what does not parse */
 		json_object_set_new(res, name,
 				    json_pack("{s:O, s:O, s:O, s:O}", "count", c, "sum_ns", s,
@@ -758,6 +768,8 @@ static int boot_vm(struct run *r, struct iteration *it)
 	if ((err = vm_wait_ready(r->vm, o->boot_timeout_ns, it->guest_kernel,
 				 sizeof(it->guest_kernel))))
 		return err;
+	if (!plain_name(it->guest_kernel))
+		snprintf(it->guest_kernel, sizeof(it->guest_kernel), "unknown");
 	if (r->t->kind == K_VMEM) {
 		uint64_t t;
 
