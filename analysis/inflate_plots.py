@@ -71,14 +71,16 @@ def rss_plot(out_dir, rows):
             t0 = samples[0][0]
             ax.plot([(s[0] - t0) / 1e9 for s in samples], [s[1] / GIB for s in samples],
                     label=f"iteration {it}", lw=1)
-            if it == 1:  # phase boundaries of the first run
-                last = None
+            if it == 1:  # phase boundaries of the first run, labels staggered
+                last, k = None, 0
+                top = max(x[1] for x in samples) / GIB
                 for s in samples:
                     if s[2] != last:
-                        ax.axvline((s[0] - t0) / 1e9, color="grey", lw=0.5, ls=":")
-                        ax.text((s[0] - t0) / 1e9, ax.get_ylim()[1] * 0.02, s[2],
-                                rotation=90, fontsize=6, va="bottom")
-                        last = s[2]
+                        x = (s[0] - t0) / 1e9
+                        ax.axvline(x, color="grey", lw=0.5, ls=":")
+                        ax.text(x, top * (0.05 + 0.3 * (k % 3)), " " + s[2], fontsize=6,
+                                rotation=90, va="bottom", color="dimgrey")
+                        last, k = s[2], k + 1
         ax.set_title(tech, fontsize=9)
         ax.set_ylabel("QEMU RSS [GiB]")
         ax.grid(alpha=0.3)
