@@ -1499,14 +1499,18 @@ static void usage(FILE *f)
 		"      --boot-timeout S  seconds to wait for the guest agent (default 300)\n"
 		"      --integrity SIZE  keep SIZE of patterned memory in the guest through all\n"
 		"                        phases and fail if any page of it changed\n\n"
-		"DIR gets meta.json, iterations.csv, rss.csv, summary.json, trace.json,\n"
-		"consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
+		"Timing: shrink/grow run from the QMP command until QMP reports the target and,\n"
+		"for a shrink, QEMU's RSS (/proc) has stopped falling; FPR's shrink runs from the\n"
+		"end of touch (the guest freed its memory) to RSS's last fall, and FPR has no grow;\n"
+		"install and touch2 are the guest-timed passes of one ht-alloc-install run.\n\n"
+		"DIR gets meta.json, iterations.csv, guest-events.csv, rss.csv, summary.json,\n"
+		"trace.json, consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
 }
 
 static int parse_techniques(const char *s, bool *sel)
 {
 	char *copy = strdup(s), *tok, *save = NULL;
-	int err = 0;
+	int err = 0, n = 0;
 
 	memset(sel, 0, NTECH * sizeof(*sel));
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -1524,8 +1528,14 @@ static int parse_techniques(const char *s, bool *sel)
 			err = -EINVAL;
 			break;
 		}
+		n++;
 	}
 	free(copy);
+	if (!err && !n) {
+		ht_err("--technique: no technique given (expected virtio-balloon, fpr, virtio-mem "
+		       "or all)");
+		err = -EINVAL;
+	}
 	return err;
 }
 
