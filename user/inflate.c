@@ -1476,10 +1476,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: hatrace inflate [OPTIONS]\n\n"
-		"The inflate benchmark: per iteration a fresh VM touches most of its RAM and frees\n"
-		"it, is shrunk to --shrink-to, grown back, and allocates its memory again twice\n"
-		"(install, touch2). Reports the host's wall time per phase, a host (BPF) and guest\n"
-		"(agent trace) breakdown, and medians with a distribution-free 95%% CI.\n\n"
+		"The inflate benchmark: per iteration a fresh VM touches most of its RAM and\n"
+		"frees it, is shrunk to --shrink-to, grown back, and allocates its memory again\n"
+		"twice (install, touch2). Reports the host's wall time per phase, a host (BPF)\n"
+		"and guest (agent trace) breakdown, and medians with a distribution-free 95%% CI.\n\n"
 		"  -t, --technique LIST  virtio-balloon,fpr,virtio-mem or all (default all)\n"
 		"  -m, --mem SIZE        VM memory (default 2G)\n"
 		"  -s, --shrink-to SIZE  shrink target (default 512M)\n"
@@ -1492,7 +1492,8 @@ static void usage(FILE *f)
 		"                        a stock guest, TCG on PVM hosts; TCG is multi-threaded)\n"
 		"  -l, --live            live log2 histograms of reclaim syscalls and faults\n"
 		"  -o, --output DIR      results directory (default results/inflate)\n"
-		"      --qemu PATH       QEMU binary (default $HATRACE_QEMU or qemu-system-x86_64)\n"
+		"      --qemu PATH       QEMU binary (default $HATRACE_QEMU, else\n"
+		"                        qemu-system-x86_64 on PATH)\n"
 		"      --kernel PATH     guest kernel (default build/guest/bzImage)\n"
 		"      --initrd PATH     guest initramfs (default build/guest/initramfs.cpio.gz)\n"
 		"      --append ARGS     guest kernel command line (default build/guest/cmdline)\n"
@@ -1500,9 +1501,9 @@ static void usage(FILE *f)
 		"      --integrity SIZE  keep SIZE of patterned memory in the guest through all\n"
 		"                        phases and fail if any page of it changed\n\n"
 		"Timing: shrink/grow run from the QMP command until QMP reports the target and,\n"
-		"for a shrink, QEMU's RSS (/proc) has stopped falling; FPR's shrink runs from the\n"
-		"end of touch (the guest freed its memory) to RSS's last fall, and FPR has no grow;\n"
-		"install and touch2 are the guest-timed passes of one ht-alloc-install run.\n\n"
+		"for a shrink, QEMU's RSS (/proc) has stopped falling. FPR's shrink runs from\n"
+		"the end of touch (the guest freed its memory) to RSS's last fall; FPR has no\n"
+		"grow. install and touch2 are the guest-timed passes of one ht-alloc-install run.\n\n"
 		"DIR gets meta.json, iterations.csv, guest-events.csv, rss.csv, summary.json,\n"
 		"trace.json, consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
 }
