@@ -13,6 +13,7 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <stddef.h>
 #include <limits.h>
@@ -1432,42 +1433,41 @@ static int run_plots(const char *dir)
 	return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	return remove(path) ? -errno : 0;
+}
+
+static void remove_tree(const char *dir)
+{
+	if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) && errno != ENOENT)
+		ht_warn("could not remove %s: %s", dir, strerror(errno));
+}
+
 /* Results go to DIR.tmp-* and replace DIR only when everything is written. */
 static int commit_dir(const char *tmp, const char *dir)
 {
 	char old[PATH_MAX];
-	struct stat st;
+	bool had_old;
+	int err;
 
 	snprintf(old, sizeof(old), "%s.old-%d", dir, (int)getpid());
-	if (!stat(dir, &st) && rename(dir, old)) {
+	had_old = !rename(dir, old);
+	if (!had_old && errno != ENOENT) {
+		err = -errno;
 		ht_err("cannot replace %s: %s", dir, strerror(errno));
-		return -errno;
+		return err;
 	}
 	if (rename(tmp, dir)) {
+		err = -errno;
 		ht_err("cannot rename %s to %s: %s", tmp, dir, strerror(errno));
-		return -errno;
+		if (had_old)
+			rename(old, dir); /* put the previous results back */
+		return err;
 	}
-	if (!stat(old, &st)) {
-		char *cmd;
-
-		if (asprintf(&cmd, "rm -rf '%s'", old) >= 0) {
-			if (system(cmd))
-				ht_warn("could not remove %s", old);
-			free(cmd);
-		}
-	}
+	if (had_old)
+		remove_tree(old);
 	return 0;
-}
-
-static void remove_tmp_dir(const char *tmp)
-{
-	char *cmd;
-
-	if (asprintf(&cmd, "rm -rf '%s'", tmp) >= 0) {
-		if (system(cmd))
-			ht_warn("could not remove %s", tmp);
-		free(cmd);
-	}
 }
 
 /* ---- command line ---- */
@@ -1835,7 +1835,7 @@ int cmd_inflate(int argc, char **argv)
 		json_decref(meta);
 	}
 	if (err)
-		remove_tmp_dir(tmp);
+		remove_tree(tmp);
 	for (unsigned t = 0; t < NTECH; t++) {
 		for (unsigned i = 0; res[t] && i < o.iterations; i++)
 			for (int p = 0; p < PH_MAX; p++)
