@@ -96,7 +96,6 @@ bench: real-all $(BENCHES)
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(HATRACE) inflate --untouched -o results/inflate
-	@echo "results are in results/inflate"
 
 # Regenerates the committed CO-RE types from this host's BTF (needs KVM built in).
 vmlinux:

@@ -16,7 +16,7 @@ const volatile unsigned int inline_pids[INLINE_PIDS];
 /* Set when fexit/handle_mm_fault is loaded: faults then get a latency. */
 const volatile bool fault_latency = false;
 
-/* Guest RAM ranges, rewritten by user space while running (see host_probes_set_ram). */
+/* Guest RAM ranges, written by user space before the programs are attached. */
 struct ram_range guest_ram[MAX_RAM_RANGES];
 unsigned int nr_guest_ram;
 
@@ -37,8 +37,9 @@ struct {
 	__type(value, u64);
 } fault_counts SEC(".maps");
 
+/* Shared by all CPUs (atomic adds), so its size does not grow with the CPU count. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_HIST_ENTRIES);
 	__type(key, struct hist_key);
 	__type(value, struct hist);
@@ -53,8 +54,8 @@ struct {
 	__type(value, char[16]);
 } comms SEC(".maps");
 
-/* Events lost to full maps. */
-unsigned long long drops;
+/* Events lost to full maps, by metric. */
+unsigned long long drops[M_MAX];
 
 /* One in-flight interval per thread and kind (syscall, exit, kvm fault, user fault). */
 enum slot { S_SYSCALL, S_KVM_EXIT, S_KVM_FAULT, S_USER_FAULT };
@@ -107,6 +108,12 @@ static __always_inline u32 log2_slot(u64 v)
 	return r < HIST_SLOTS ? r : HIST_SLOTS - 1;
 }
 
+static __always_inline void count_drop(u16 metric)
+{
+	if (metric < M_MAX)
+		__sync_fetch_and_add(&drops[metric], 1);
+}
+
 static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 value, u64 bytes,
 				   bool count_only)
 {
@@ -116,23 +123,27 @@ static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 v
 
 	h = bpf_map_lookup_elem(&hists, &key);
 	if (!h) {
-		char comm[16];
+		if ((bpf_get_current_pid_tgid() >> 32) == tgid) {
+			char comm[16];
 
-		bpf_get_current_comm(comm, sizeof(comm));
-		bpf_map_update_elem(&comms, &tgid, comm, BPF_NOEXIST);
+			bpf_get_current_comm(comm, sizeof(comm));
+			bpf_map_update_elem(&comms, &tgid, comm, BPF_NOEXIST);
+		}
 		bpf_map_update_elem(&hists, &key, &zero, BPF_NOEXIST);
 		h = bpf_map_lookup_elem(&hists, &key);
 		if (!h) {
-			__sync_fetch_and_add(&drops, 1);
+			count_drop(metric);
 			return;
 		}
 	}
-	h->count++;
-	h->bytes += bytes;
+	__sync_fetch_and_add(&h->count, 1);
+	if (bytes)
+		__sync_fetch_and_add(&h->bytes, bytes);
 	if (count_only)
 		return;
-	h->sum += value;
-	h->slots[log2_slot(value)]++;
+	if (metric != M_KVM_FAULT_GPA) /* a sum of addresses means nothing */
+		__sync_fetch_and_add(&h->sum, value);
+	__sync_fetch_and_add(&h->slots[log2_slot(value)], 1);
 }
 
 static __always_inline u64 slot_key(u32 tid, enum slot s)
@@ -147,7 +158,7 @@ static __always_inline void begin(u32 tid, enum slot s, u16 metric, u16 isa, u32
 	u64 key = slot_key(tid, s);
 
 	if (bpf_map_update_elem(&inflight, &key, &v, BPF_ANY))
-		__sync_fetch_and_add(&drops, 1);
+		count_drop(metric);
 }
 
 static __always_inline void end(u32 tgid, u32 tid, enum slot s)
@@ -305,7 +316,6 @@ int BPF_PROG(user_fault_done)
 
 /* ---- KVM ---- */
 
-#define KVM_ISA_VMX 1
 #define PFERR_WRITE_MASK 2
 
 static __always_inline int handle_kvm_exit(struct trace_event_raw_kvm_exit *ctx)
@@ -364,14 +374,31 @@ int kvm_entry(void *ctx)
 	return handle_kvm_entry(ctx);
 }
 
+/* The VM whose guest RAM overlaps [start, end), or 0. */
+static __always_inline u32 ram_owner(u64 start, u64 end)
+{
+	unsigned int n = nr_guest_ram;
+
+	for (unsigned int i = 0; i < MAX_RAM_RANGES && i < n; i++) {
+		struct ram_range *r = &guest_ram[i];
+
+		if (start < r->end && end > r->start)
+			return r->pid;
+	}
+	return 0;
+}
+
 static __always_inline int handle_kvm_unmap_hva_range(struct trace_event_raw_kvm_unmap_hva_range *ctx)
 {
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	u64 bytes = ctx->end - ctx->start;
+	u64 start = ctx->start, end = ctx->end, bytes = end - start;
+	/* kswapd, khugepaged or KSM may unmap a VM's memory: credit the VM */
+	u32 owner = ram_owner(start, end);
 
-	if (!traced(tgid))
+	if (!owner)
+		owner = bpf_get_current_pid_tgid() >> 32;
+	if (!traced(owner))
 		return 0;
-	record(tgid, M_KVM_UNMAP_HVA, 0, 0, bytes, bytes, false);
+	record(owner, M_KVM_UNMAP_HVA, 0, 0, bytes, bytes, false);
 	return 0;
 }
 

@@ -3,7 +3,7 @@
 #define HATRACE_HIST_H
 
 #define HIST_SLOTS 48      /* log2 buckets: covers ns up to days, bytes up to 256 TiB */
-#define MAX_HIST_ENTRIES 4096
+#define MAX_HIST_ENTRIES 16384
 #define MAX_PIDS 64
 #define INLINE_PIDS 4 /* traced PIDs compared without a map lookup */
 #define MAX_RAM_RANGES 32
@@ -23,14 +23,16 @@ enum metric {
 	M_MAX,
 };
 
+#define KVM_ISA_VMX 1 /* kvm_exit's isa field */
+#define KVM_ISA_SVM 2
+
 struct hist_key {
 	unsigned int pid;   /* tgid */
 	unsigned short metric;
-	unsigned short isa; /* kvm_exit: 1 = VMX, 2 = SVM */
+	unsigned short isa; /* kvm_exit: KVM_ISA_VMX or KVM_ISA_SVM */
 	unsigned int sub;
 };
 
-/* Kept per CPU in the kernel; user space sums the CPUs. */
 struct hist {
 	unsigned long long slots[HIST_SLOTS];
 	unsigned long long count;

@@ -30,21 +30,28 @@ static int run(struct bpf_program *prog, const __u64 *args, int nargs)
 	return bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
 }
 
-/* The summed per-CPU histogram of a key; count 0 if absent. */
+/* The histogram of a key of a process; all zero if absent. */
+static struct hist lookup_pid(struct hist_test_bpf *skel, unsigned pid, unsigned metric,
+			      unsigned isa, unsigned sub)
+{
+	struct hist_key key = { .pid = pid, .metric = metric, .isa = isa, .sub = sub };
+	struct hist h = {};
+
+	bpf_map__lookup_elem(skel->maps.hists, &key, sizeof(key), &h, sizeof(h), 0);
+	return h;
+}
+
 static struct hist lookup(struct hist_test_bpf *skel, unsigned metric, unsigned isa, unsigned sub)
 {
-	struct hist_key key = { .pid = getpid(), .metric = metric, .isa = isa, .sub = sub };
-	struct hist percpu[ncpus], sum = {};
+	return lookup_pid(skel, getpid(), metric, isa, sub);
+}
 
-	if (bpf_map__lookup_elem(skel->maps.hists, &key, sizeof(key), percpu, sizeof(percpu), 0))
-		return sum;
-	for (int c = 0; c < ncpus; c++) {
-		sum.count += percpu[c].count;
-		sum.sum += percpu[c].sum;
-		sum.bytes += percpu[c].bytes;
-		for (int s = 0; s < HIST_SLOTS; s++)
-			sum.slots[s] += percpu[c].slots[s];
-	}
+static unsigned long long total_drops(struct hist_test_bpf *skel)
+{
+	unsigned long long sum = 0;
+
+	for (int m = 0; m < M_MAX; m++)
+		sum += skel->bss->drops[m];
 	return sum;
 }
 
@@ -123,9 +130,13 @@ static void test_handlers(void)
 	struct hist h;
 	char name[64];
 
-	bpf_program__set_autoload(skel->progs.user_fault_done, false);
-	if (!check(skel && !hist_test_bpf__load(skel), "load hist test object", "load failed"))
+	if (!check(skel != NULL, "open hist test object", "open failed"))
 		return;
+	bpf_program__set_autoload(skel->progs.user_fault_done, false);
+	if (!check(!hist_test_bpf__load(skel), "load hist test object", "load failed")) {
+		hist_test_bpf__destroy(skel);
+		return;
+	}
 
 	/* madvise(addr, 2 MiB, MADV_DONTNEED) */
 	__u64 madv[] = { 0x7f0000000000, 2 << 20, 4 };
@@ -184,7 +195,16 @@ static void test_handlers(void)
 	h = lookup(skel, M_KVM_UNMAP_HVA, 0, 0);
 	CHECK_EQ_U64(h.bytes, 2 << 20, "kvm_unmap_hva_range bytes");
 	CHECK_EQ_U64(h.slots[21], 1, "kvm_unmap_hva_range 2 MiB in bucket 21");
-	CHECK_EQ_U64(skel->bss->drops, 0, "no drops");
+	/* an unmap of a VM's guest RAM (say by kswapd) is credited to the VM */
+	skel->bss->guest_ram[1] = (struct ram_range){ .pid = 4242, .start = 0x7e0000000000,
+						      .end = 0x7e0040000000 };
+	skel->bss->nr_guest_ram = 2;
+	__u64 vm_unmap[] = { 0x7e0000100000, 0x7e0000300000 };
+	run(skel->progs.test_kvm_unmap_hva_range, vm_unmap, 2);
+	CHECK_EQ_U64(lookup_pid(skel, 4242, M_KVM_UNMAP_HVA, 0, 0).bytes, 2 << 20,
+		     "unmap of guest RAM credited to the VM that owns it");
+	CHECK_EQ_U64(lookup(skel, M_KVM_UNMAP_HVA, 0, 0).count, 1, "and not to the caller");
+	CHECK_EQ_U64(total_drops(skel), 0, "no drops");
 	hist_test_bpf__destroy(skel);
 }
 
@@ -194,6 +214,8 @@ static struct hist_test_bpf *load_filtered(const __u32 *pids, int n)
 {
 	struct hist_test_bpf *skel = hist_test_bpf__open();
 
+	if (!skel)
+		return NULL;
 	skel->rodata->nr_pids = n;
 	for (int i = 0; i < n && i < INLINE_PIDS; i++)
 		skel->rodata->inline_pids[i] = pids[i];
@@ -238,6 +260,8 @@ static void test_pid_filter(void)
 
 	/* traced as an inline (constant) PID: its faults go to its slot */
 	skel = load_filtered(inline_self, 2);
+	if (!check(skel != NULL, "load object filtered to 2 PIDs", "load failed"))
+		return;
 	fault_thrice(skel);
 	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 1, "inline PID's madvise traced");
 	CHECK_EQ_U64(fault_count(skel, 1 * 2 + 1), 1, "inline PID's guest RAM fault in its slot");
@@ -246,6 +270,8 @@ static void test_pid_filter(void)
 
 	/* traced beyond INLINE_PIDS: found through the pids map */
 	skel = load_filtered(hashed_self, 6);
+	if (!check(skel != NULL, "load object filtered to 6 PIDs", "load failed"))
+		return;
 	fault_thrice(skel);
 	CHECK_EQ_U64(lookup(skel, M_MADVISE, 0, 4).count, 1, "hashed PID's madvise traced");
 	CHECK_EQ_U64(fault_count(skel, 5 * 2 + 1), 1, "hashed PID's guest RAM fault in its slot");
@@ -272,6 +298,8 @@ static void test_footprint_coalescing(void)
 	__u32 pid = getpid();
 	__u8 one = 1;
 
+	if (!check(skel != NULL, "open footprint test object", "open failed"))
+		return;
 	skel->rodata->step_bytes = 2 << 20;
 	skel->rodata->min_interval_ns = 3600ULL * 1000000000; /* only steps count */
 	if (!check(!footprint_test_bpf__load(skel), "load footprint test object", "load failed"))

@@ -150,7 +150,7 @@ bool feature_attach_cookie(struct feature *f)
 	/* bpf_get_attach_cookie for perf-event links: 5.15, commit 82e6b1eee6a8 */
 	return set(f, "attach_cookie", r == 1, r == 1 ?
 		   "kvmmmu events counted per tracepoint" :
-		   "bpf_get_attach_cookie missing (5.15, commit 82e6b1eee6a8): kvmmmu counted as one");
+		   "bpf_get_attach_cookie missing (5.15, commit 82e6b1eee6a8): no kvmmmu counts");
 }
 
 bool feature_task_file_iter(struct feature *f)

@@ -92,6 +92,11 @@ static void select_programs(struct host_probes *hp)
 				bpf_object__find_program_by_name(obj, probe_table[i].progs[p]),
 				present);
 	}
+	/* kvmmmu events are told apart by attach cookie */
+	if (hp->status[P_KVMMMU].attached && !feature_attach_cookie(&f)) {
+		set_status(hp, P_KVMMMU, "kvmmmu", false, f.detail);
+		bpf_program__set_autoload(hp->skel->progs.kvmmmu_event, false);
+	}
 	hp->fault_latency = hp->status[P_USER_FAULT].attached &&
 			    feature_fentry("handle_mm_fault", &f);
 	bpf_program__set_autoload(hp->skel->progs.user_fault_done, hp->fault_latency);
@@ -146,6 +151,20 @@ static void attach_all(struct host_probes *hp)
 	}
 }
 
+/* Before attach only: the programs read the table without synchronisation. */
+static void set_ram(struct host_probes *hp, const struct ram_range *ram, int nram)
+{
+	if (nram > MAX_RAM_RANGES) {
+		ht_warn("only the first %d of %d guest RAM ranges are classified", MAX_RAM_RANGES,
+			nram);
+		nram = MAX_RAM_RANGES;
+	}
+	hp->skel->bss->nr_guest_ram = 0;
+	if (nram > 0)
+		memcpy(hp->skel->bss->guest_ram, ram, nram * sizeof(*ram));
+	hp->skel->bss->nr_guest_ram = nram;
+}
+
 int host_probes_start(struct host_probes **out, const int *pids, int npids,
 		      const struct ram_range *ram, int nram)
 {
@@ -192,7 +211,7 @@ int host_probes_start(struct host_probes **out, const int *pids, int npids,
 		read_comm(pids[i], hp->comms[hp->npids], sizeof(hp->comms[0]));
 		hp->pids[hp->npids++] = pids[i];
 	}
-	host_probes_set_ram(hp, ram, nram);
+	set_ram(hp, ram, nram);
 	attach_all(hp);
 	*out = hp;
 	return 0;
@@ -201,19 +220,6 @@ fail:
 	return err;
 }
 
-int host_probes_set_ram(struct host_probes *hp, const struct ram_range *ram, int nram)
-{
-	if (nram > MAX_RAM_RANGES) {
-		ht_warn("only the first %d of %d guest RAM ranges are classified", MAX_RAM_RANGES,
-			nram);
-		nram = MAX_RAM_RANGES;
-	}
-	hp->skel->bss->nr_guest_ram = 0;
-	if (nram > 0)
-		memcpy(hp->skel->bss->guest_ram, ram, nram * sizeof(*ram));
-	hp->skel->bss->nr_guest_ram = nram;
-	return 0;
-}
 
 /* Sum over CPUs of fault_counts[idx]. */
 static uint64_t read_fault_count(struct host_probes *hp, __u32 idx)
@@ -256,37 +262,20 @@ static int add_fault_counts(struct host_probes *hp, struct hist_entry *entries, 
 int host_probes_read(struct host_probes *hp, struct hist_entry **out)
 {
 	struct bpf_map *map = hp->skel->maps.hists;
-	struct hist *percpu = calloc(hp->ncpus, sizeof(*percpu));
 	struct hist_entry *entries = calloc(MAX_HIST_ENTRIES, sizeof(*entries));
 	struct hist_key key, next, *prev = NULL;
 	int n = 0;
 
-	if (!percpu || !entries) {
-		free(percpu);
-		free(entries);
+	if (!entries)
 		return -ENOMEM;
-	}
-	while (n < MAX_HIST_ENTRIES &&
-	       !bpf_map__get_next_key(map, prev, &next, sizeof(next))) {
+	while (n < MAX_HIST_ENTRIES && !bpf_map__get_next_key(map, prev, &next, sizeof(next))) {
 		key = next;
 		prev = &key;
-		if (bpf_map__lookup_elem(map, &key, sizeof(key), percpu,
-					 sizeof(*percpu) * hp->ncpus, 0))
+		if (bpf_map__lookup_elem(map, &key, sizeof(key), &entries[n].val,
+					 sizeof(entries[n].val), 0))
 			continue;
-		entries[n].key = key;
-		memset(&entries[n].val, 0, sizeof(entries[n].val));
-		for (int c = 0; c < hp->ncpus; c++) {
-			struct hist *h = &percpu[c];
-
-			for (int s = 0; s < HIST_SLOTS; s++)
-				entries[n].val.slots[s] += h->slots[s];
-			entries[n].val.count += h->count;
-			entries[n].val.sum += h->sum;
-			entries[n].val.bytes += h->bytes;
-		}
-		n++;
+		entries[n++].key = key;
 	}
-	free(percpu);
 	*out = entries;
 	return add_fault_counts(hp, entries, n);
 }
@@ -307,6 +296,9 @@ int host_probes_status(struct host_probes *hp, const struct probe_status **st)
 
 	for (int p = 0; p < P_MAX; p++)
 		hp->status[p].events = 0;
+	for (unsigned m = 0; m < M_MAX; m++) /* dropped events were still seen */
+		if (probe_of_metric[m] >= 0)
+			hp->status[probe_of_metric[m]].events += hp->skel->bss->drops[m];
 	for (int i = 0; i < n; i++) {
 		unsigned m = entries[i].key.metric;
 
@@ -323,7 +315,11 @@ int host_probes_status(struct host_probes *hp, const struct probe_status **st)
 
 uint64_t host_probes_drops(struct host_probes *hp)
 {
-	return hp->skel->bss->drops;
+	uint64_t sum = 0;
+
+	for (unsigned m = 0; m < M_MAX; m++)
+		sum += hp->skel->bss->drops[m];
+	return sum;
 }
 
 void host_probes_comm(struct host_probes *hp, unsigned pid, char *buf, size_t len)

@@ -24,11 +24,9 @@ struct hist_entry {
 };
 
 /* pids: only these processes (none = all); ram: guest RAM ranges (HVA) that
- * tell guest-RAM faults apart. */
+ * tell guest-RAM faults apart and credit unmaps of guest RAM to the VM. */
 int host_probes_start(struct host_probes **hp, const int *pids, int npids,
 		      const struct ram_range *ram, int nram);
-/* Replaces the guest RAM ranges, e.g. when a VM appears. */
-int host_probes_set_ram(struct host_probes *hp, const struct ram_range *ram, int nram);
 /* Reads all histograms (cumulative); returns the number of entries or -errno.
  * *out is malloc'ed and owned by the caller. */
 int host_probes_read(struct host_probes *hp, struct hist_entry **out);

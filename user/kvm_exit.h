@@ -3,9 +3,7 @@
 #define HATRACE_KVM_EXIT_H
 
 #include <stddef.h>
-
-#define KVM_ISA_VMX 1
-#define KVM_ISA_SVM 2
+#include "hist.h" /* KVM_ISA_VMX, KVM_ISA_SVM */
 
 /* Writes e.g. "EPT_VIOLATION", "NPF", "CR0_WRITE", "VMX_48" (unknown) into buf. */
 const char *kvm_exit_name(unsigned isa, unsigned reason, char *buf, size_t len);
