@@ -67,6 +67,11 @@ static __always_inline int handle_rss_stat(struct trace_event_raw_rss_stat *ctx)
 	if (member >= FP_NR)
 		return 0;
 	s = bpf_map_lookup_elem(&mms, &mm_id);
+	if (s && ctx->curr && s->pid != tgid) {
+		/* the mm of an exited process was reused by another one */
+		bpf_map_delete_elem(&mms, &mm_id);
+		s = NULL;
+	}
 	if (!s) {
 		/* first sight: only from the owner itself (curr) and if traced */
 		if (!ctx->curr || !bpf_map_lookup_elem(&pids, &tgid))

@@ -1,15 +1,18 @@
 #include "common.h"
 
 #include <bpf/libbpf.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,7 +47,7 @@ int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64
 	char *end;
 	unsigned long long v;
 
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') {
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s)) {
 		ht_err("%s: '%s' is not a non-negative integer", opt, s ? s : "");
 		return -EINVAL;
 	}
@@ -95,7 +98,7 @@ int parse_seconds_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t m
 	char *end;
 	double v;
 
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ') {
+	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s)) {
 		ht_err("%s: '%s' is not a non-negative number of seconds", opt, s ? s : "");
 		return -EINVAL;
 	}
@@ -113,18 +116,58 @@ int parse_seconds_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t m
 	return 0;
 }
 
+/* The Tgid line of /proc/PID/status: the process a thread belongs to. */
+static int tgid_of(int pid)
+{
+	char path[64], line[128];
+	int tgid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Tgid: %d", &tgid) == 1)
+			break;
+	fclose(f);
+	return tgid;
+}
+
 int parse_pid(const char *s, int *pid)
 {
 	uint64_t v;
+	int tgid;
 
 	if (parse_u64("-p", s, 1, INT_MAX, &v))
 		return -EINVAL;
-	if (!pid_alive((int)v)) {
+	tgid = tgid_of((int)v);
+	if (tgid < 0) {
 		ht_err("-p: no process with PID %llu", (unsigned long long)v);
 		return -ESRCH;
 	}
+	if (tgid != (int)v) {
+		ht_err("-p: %llu is a thread of process %d; pass the process ID",
+		       (unsigned long long)v, tgid);
+		return -EINVAL;
+	}
 	*pid = (int)v;
 	return 0;
+}
+
+int pid_watch(int pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+bool pid_exited(int pid, int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	/* a pidfd is readable once the process has exited, zombie or not */
+	if (pidfd >= 0)
+		return poll(&p, 1, 0) > 0;
+	return !pid_alive(pid);
 }
 
 static const char *const fmt_names[] = {
@@ -173,9 +216,16 @@ int common_option(int c, char **argv, void (*usage)(FILE *))
 	case 'h':
 		usage(stdout);
 		exit(0);
+	case ':': /* optstrings start with ':' so a missing value is told apart */
+		ht_err("option %s needs a value (see 'hatrace %s --help')", argv[optind - 1],
+		       argv[0]);
+		return -EINVAL;
 	default:
-		ht_err("unknown option or missing value '%s' (see 'hatrace %s --help')",
-		       argv[optind - 1], argv[0]);
+		if (optopt)
+			ht_err("unknown option -%c (see 'hatrace %s --help')", optopt, argv[0]);
+		else
+			ht_err("unknown option '%s' (see 'hatrace %s --help')", argv[optind - 1],
+			       argv[0]);
 		return -EINVAL;
 	}
 }
@@ -230,13 +280,10 @@ bool tracepoint_exists(const char *category, const char *name)
 	return access(path, F_OK) == 0;
 }
 
+/* Quiet unless -v: hatrace reports failures itself, with the reason. */
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (level == LIBBPF_DEBUG && !verbose)
-		return 0;
-	if (!verbose)
-		return 0; /* failures are reported by hatrace itself, with the reason */
-	return vfprintf(stderr, fmt, ap);
+	return verbose ? vfprintf(stderr, fmt, ap) : 0;
 }
 
 void setup_libbpf(void)
@@ -299,12 +346,18 @@ void json_println(FILE *f, json_t *doc)
 
 int out_file_open(struct out_file *of, const char *path)
 {
+	struct stat st;
+	mode_t mask;
 	int fd;
 
 	memset(of, 0, sizeof(*of));
 	if (!path || !strcmp(path, "-")) {
 		of->f = stdout;
 		return 0;
+	}
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		ht_err("cannot write %s: it is a directory", path);
+		return -EISDIR;
 	}
 	if (asprintf(&of->tmp, "%s.XXXXXX", path) < 0)
 		return -ENOMEM;
@@ -315,8 +368,23 @@ int out_file_open(struct out_file *of, const char *path)
 		of->tmp = NULL;
 		return -errno;
 	}
+	mask = umask(0);
+	umask(mask);
+	fchmod(fd, 0666 & ~mask); /* mkstemp creates 0600; give it the usual mode */
 	of->f = fdopen(fd, "w");
 	of->path = strdup(path);
+	if (!of->f || !of->path) {
+		ht_err("cannot write %s: %s", path, strerror(errno));
+		if (!of->f)
+			close(fd);
+		unlink(of->tmp);
+		free(of->tmp);
+		free(of->path);
+		if (of->f)
+			fclose(of->f);
+		memset(of, 0, sizeof(*of));
+		return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -326,9 +394,10 @@ int out_file_commit(struct out_file *of)
 
 	if (!of->tmp)
 		return fflush(of->f) ? -errno : 0;
-	if (fclose(of->f) || rename(of->tmp, of->path)) {
-		err = -errno;
-		ht_err("cannot write %s: %s", of->path, strerror(errno));
+	/* a short write (full disk) must not be renamed into place */
+	if (ferror(of->f) | fclose(of->f) || rename(of->tmp, of->path)) {
+		err = errno ? -errno : -EIO;
+		ht_err("cannot write %s: %s", of->path, strerror(-err));
 		unlink(of->tmp);
 	}
 	free(of->tmp);

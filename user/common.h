@@ -22,7 +22,12 @@ int parse_size(const char *opt, const char *s, uint64_t *out);
 /* Seconds with an optional fraction, e.g. "1.5"; result in ns. */
 int parse_seconds_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t max_ns,
 		     uint64_t *out);
+/* A process ID (not a thread's) of a live process. */
 int parse_pid(const char *s, int *pid);
+/* A pidfd for pid (-1 where pidfd_open is missing) and whether it exited;
+ * a pidfd is not fooled by zombies or by the PID being reused. */
+int pid_watch(int pid);
+bool pid_exited(int pid, int pidfd);
 
 enum out_fmt { OUT_TEXT, OUT_JSON, OUT_CSV, OUT_PERFETTO };
 /* allowed is a bitmask of (1 << OUT_*). */
@@ -33,8 +38,8 @@ int parse_interval_count(int argc, char **argv, int optind, uint64_t *interval_s
 			 uint64_t *count);
 
 /* The options every subcommand shares, for the default branch of its getopt
- * loop: -v sets verbose, -h prints usage and exits 0, anything else is an
- * error naming the option. Returns 0 (handled) or -EINVAL. */
+ * loop (whose optstring starts with ':'): -v sets verbose, -h prints usage and
+ * exits 0, anything else is an error naming the option. 0 or -EINVAL. */
 int common_option(int c, char **argv, void (*usage)(FILE *));
 /* An error for operands a subcommand does not take. */
 int no_operands(int argc, char **argv);

@@ -38,7 +38,7 @@ int cmd_doctor(int argc, char **argv)
 	int n = 0, c, failed = 0;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "o:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			if (parse_out_fmt(optarg, 1 << OUT_TEXT | 1 << OUT_JSON, &fmt))

@@ -15,6 +15,7 @@
 
 struct fp_proc {
 	int pid;
+	int pidfd;
 	char comm[16];
 	long long bytes[FP_NR];  /* latest known, from either source */
 	long long written_rss;   /* last row written */
@@ -24,6 +25,7 @@ struct fp_proc {
 struct fp_ctx {
 	struct fp_proc procs[FP_MAX_PIDS];
 	int nprocs;
+	uint64_t last_ts;        /* rows are written in time order */
 	enum out_fmt fmt;
 	struct out_file out;
 	uint64_t rows;
@@ -85,15 +87,38 @@ static int sample_status(int pid, long long *b)
 	return found >= 3 ? 0 : -ENODATA; /* kernel threads and zombies have no mm */
 }
 
+/* A command name as one CSV field (RFC 4180 quoting where needed). */
+static void csv_field(FILE *f, const char *s)
+{
+	if (!strpbrk(s, ",\"\r\n")) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
 static void write_row(struct fp_ctx *c, struct fp_proc *p, uint64_t ts)
 {
 	FILE *f = c->out.f;
 	long long rss = rss_of(p->bytes);
 
+	/* a sample taken just before a ring buffer event was drained may be
+	 * stamped a little later than it: keep the output in time order */
+	if (ts < c->last_ts)
+		ts = c->last_ts;
+	c->last_ts = ts;
 	switch (c->fmt) {
 	case OUT_CSV:
-		fprintf(f, "%llu,%d,%s,%lld,%lld,%lld,%lld\n", (unsigned long long)ts, p->pid, p->comm,
-			p->bytes[FP_ANON], p->bytes[FP_FILE], p->bytes[FP_SHMEM], rss);
+		fprintf(f, "%llu,%d,", (unsigned long long)ts, p->pid);
+		csv_field(f, p->comm);
+		fprintf(f, ",%lld,%lld,%lld,%lld\n", p->bytes[FP_ANON], p->bytes[FP_FILE],
+			p->bytes[FP_SHMEM], rss);
 		break;
 	case OUT_JSON:
 		json_println(f, json_pack("{s:I,s:i,s:s,s:I,s:I,s:I,s:I}", "time_ns", (json_int_t)ts,
@@ -142,8 +167,11 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
-static void sample_all(struct fp_ctx *c, bool force)
+static void sample_all(struct fp_ctx *c, struct ring_buffer *rb, bool force)
 {
+	uint64_t ts = now_ns();
+
+	ring_buffer__consume(rb); /* events up to now come first */
 	for (int i = 0; i < c->nprocs; i++) {
 		struct fp_proc *p = &c->procs[i];
 		long long moved;
@@ -152,7 +180,7 @@ static void sample_all(struct fp_ctx *c, bool force)
 			continue;
 		moved = rss_of(p->bytes) - p->written_rss;
 		if (force || !p->written || moved >= c->sample_step || -moved >= c->sample_step)
-			write_row(c, p, now_ns());
+			write_row(c, p, ts);
 	}
 }
 
@@ -165,6 +193,7 @@ static int add_proc(struct fp_ctx *c, int pid)
 		return -E2BIG;
 	}
 	c->procs[c->nprocs].pid = pid;
+	c->procs[c->nprocs].pidfd = pid_watch(pid);
 	read_comm(pid, c->procs[c->nprocs].comm, sizeof(c->procs[0].comm));
 	c->nprocs++;
 	return 0;
@@ -173,7 +202,7 @@ static int add_proc(struct fp_ctx *c, int pid)
 static bool any_alive(const struct fp_ctx *c)
 {
 	for (int i = 0; i < c->nprocs; i++)
-		if (pid_alive(c->procs[i].pid))
+		if (!pid_exited(c->procs[i].pid, c->procs[i].pidfd))
 			return true;
 	return false;
 }
@@ -204,7 +233,7 @@ int cmd_footprint(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.fmt = OUT_CSV;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "p:o:w:d:vh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":p:o:w:d:vh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
 			if (parse_pid(optarg, &pid) || add_proc(&c, pid))
@@ -320,7 +349,7 @@ int cmd_footprint(int argc, char **argv)
 		}
 	}
 	install_signal_handlers();
-	sample_all(&c, true);
+	sample_all(&c, rb, true);
 	start = now_ns();
 	next_sample = start + sample_ms * 1000000;
 	while (!exiting && any_alive(&c)) {
@@ -332,14 +361,13 @@ int cmd_footprint(int argc, char **argv)
 			goto cleanup;
 		}
 		if (sample_ms && now_ns() >= next_sample) {
-			sample_all(&c, false);
+			sample_all(&c, rb, false);
 			next_sample += sample_ms * 1000000;
 		}
 		if (duration_ns && now_ns() - start >= duration_ns)
 			break;
 	}
-	ring_buffer__consume(rb);
-	sample_all(&c, true); /* final values, so the trace ends where the process is */
+	sample_all(&c, rb, true); /* final values, so the trace ends where the process is */
 	if (c.fmt == OUT_PERFETTO)
 		fprintf(c.out.f, "\n]}\n");
 	err = out_file_commit(&c.out);
@@ -350,5 +378,8 @@ cleanup:
 		out_file_abort(&c.out);
 	ring_buffer__free(rb);
 	footprint_bpf__destroy(skel);
+	for (int i = 0; i < c.nprocs; i++)
+		if (c.procs[i].pidfd >= 0)
+			close(c.procs[i].pidfd);
 	return err;
 }

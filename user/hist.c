@@ -17,6 +17,8 @@
 struct hist_opts {
 	int pids[MAX_PIDS];
 	int npids;
+	const char *qmp_sockets[MAX_PIDS]; /* TCG QEMUs: guest RAM from QMP */
+	int nqmp;
 	struct vm_info vms[MAX_PIDS]; /* from --vm, and any VM among -p */
 	int nvms;
 	enum out_fmt fmt;
@@ -27,14 +29,16 @@ struct hist_opts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: hatrace hist [-p PID]... [--vm NAME]... [-o text|json] [-d SECONDS] [-T]\n"
-		"                    [interval [count]]\n\n"
+		"Usage: hatrace hist [-p PID]... [--vm NAME]... [--qmp SOCKET]... [-o text|json]\n"
+		"                    [-d SECONDS] [-T] [interval [count]]\n\n"
 		"Live log2 histograms of what memory reclamation costs a process or VM:\n"
 		"madvise/fallocate/process_madvise latency by advice or mode, user page faults\n"
 		"(those in guest RAM apart), KVM page faults (latency and GPA), KVM exits by\n"
 		"reason with exit-to-entry latency, kvm_unmap_hva_range sizes and kvmmmu events.\n\n"
 		"  -p, --pid PID      trace only this process (repeatable; default: all)\n"
 		"      --vm NAME      trace this VM, by name or PID (repeatable)\n"
+		"      --qmp SOCKET   a TCG QEMU's QMP socket, to learn its guest RAM (KVM VMs\n"
+		"                     need none: their memslots are read from the kernel)\n"
 		"  -o, --output FMT   text (default) or json (one object per line)\n"
 		"  -d, --duration S   stop after S seconds\n"
 		"  -T, --timestamp    print a timestamp with each interval\n"
@@ -62,6 +66,7 @@ static int parse_args(int argc, char **argv, struct hist_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },  { "vm", required_argument, NULL, 'V' },
+		{ "qmp", required_argument, NULL, 'Q' },
 		{ "output", required_argument, NULL, 'o' }, { "duration", required_argument, NULL, 'd' },
 		{ "timestamp", no_argument, NULL, 'T' },  { "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },       {},
@@ -69,7 +74,7 @@ static int parse_args(int argc, char **argv, struct hist_opts *o)
 	int c, pid;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "p:o:d:Tvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":p:o:d:Tvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_pid(optarg, &pid) || add_pid(o, pid))
@@ -92,10 +97,16 @@ static int parse_args(int argc, char **argv, struct hist_opts *o)
 		case 'T':
 			o->timestamp = true;
 			break;
+		case 'Q':
+			if (o->nqmp == MAX_PIDS) {
+				ht_err("--qmp: at most %d sockets", MAX_PIDS);
+				return -EINVAL;
+			}
+			o->qmp_sockets[o->nqmp++] = optarg;
+			break;
 		default:
-			if (optopt >= '0' && optopt <= '9') {
-				ht_err("interval: '%s' is not a positive number of seconds",
-				       argv[optind - 1]);
+			if (c == '?' && optopt >= '0' && optopt <= '9') {
+				ht_err("interval: negative values are not allowed ('-%c...')", optopt);
 				return -EINVAL;
 			}
 			if (common_option(c, argv, usage))
@@ -239,6 +250,9 @@ static int print_interval(struct host_probes *hp, const struct hist_opts *o,
 
 	if (o->fmt == OUT_TEXT && o->interval_s && isatty(STDOUT_FILENO))
 		printf("\033[H\033[J"); /* redraw in place */
+	if (o->fmt == OUT_JSON && o->interval_s)
+		json_println(stdout, json_pack("{s:s,s:I}", "type", "interval", "time_ns",
+					       (json_int_t)now_ns()));
 	if (o->timestamp && o->fmt == OUT_TEXT) {
 		time_t t = time(NULL);
 		char ts[16];
@@ -267,7 +281,7 @@ int cmd_hist(int argc, char **argv)
 	struct host_probes *hp = NULL;
 	struct hist_entry *prev = NULL;
 	struct vm_info *all = NULL;
-	int nprev = 0, nall, nram, err;
+	int nprev = 0, nall, nram, err, pidfds[MAX_PIDS], exited = 0;
 	uint64_t start, next, printed = 0;
 
 	if (parse_args(argc, argv, &o))
@@ -276,10 +290,18 @@ int cmd_hist(int argc, char **argv)
 		return err;
 	setup_libbpf();
 
+	for (int i = 0; i < o.npids; i++)
+		pidfds[i] = pid_watch(o.pids[i]);
+
 	/* guest RAM ranges tell faults in guest RAM apart */
 	nall = vm_scan(&all);
 	if (nall > 0)
 		vm_read_memslots(all, nall);
+	for (int q = 0; q < o.nqmp && nall > 0; q++)
+		if (vm_read_qmp_socket(all, nall, o.qmp_sockets[q]) < 0) {
+			free(all);
+			return -EINVAL;
+		}
 	for (int i = 0; i < nall; i++)
 		for (int k = 0; k < o.npids; k++)
 			if (all[i].pid == o.pids[k] && !vm_name_of(&o, all[i].pid) && o.nvms < MAX_PIDS)
@@ -308,10 +330,12 @@ int cmd_hist(int argc, char **argv)
 		if (o.duration_ns && now - start >= o.duration_ns)
 			break;
 		for (int i = 0; i < o.npids; i++)
-			if (!pid_alive(o.pids[i])) {
+			if (pidfds[i] != -2 && pid_exited(o.pids[i], pidfds[i])) {
 				ht_warn("process %d exited", o.pids[i]);
-				o.pids[i] = o.pids[--o.npids];
-				if (!o.npids)
+				if (pidfds[i] >= 0)
+					close(pidfds[i]);
+				pidfds[i] = -2; /* reported */
+				if (++exited == o.npids)
 					exiting = 1;
 			}
 		if (o.interval_s && now >= next) {
@@ -335,5 +359,8 @@ cleanup:
 	}
 	free(prev);
 	host_probes_stop(hp);
+	for (int i = 0; i < o.npids; i++)
+		if (pidfds[i] >= 0)
+			close(pidfds[i]);
 	return err;
 }

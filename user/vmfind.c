@@ -11,6 +11,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const struct {
@@ -241,7 +244,13 @@ int vm_lookup(const char *spec, struct vm_info *out)
 	struct vm_info *vms;
 	char *end;
 	long pid = strtol(spec, &end, 10);
-	int n = vm_scan(&vms), found = -1;
+	int n, found = -1;
+
+	if (*end == 0 && *spec && (pid <= 0 || pid > INT_MAX)) {
+		ht_err("--vm: %s is not a valid PID", spec);
+		return -EINVAL;
+	}
+	n = vm_scan(&vms);
 
 	if (n < 0) {
 		ht_err("cannot scan /proc: %s", strerror(-n));
@@ -354,6 +363,45 @@ static uint64_t ramblock_hva(int pid, const char *text, const char *block)
 			return unique_anon_mapping(pid, used);
 	}
 	return 0;
+}
+
+/* PID of the process listening on a unix socket, or -1. */
+static int socket_owner(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd, pid = -1;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -1;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
+	    !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
+		pid = cred.pid;
+	if (fd >= 0)
+		close(fd);
+	return pid;
+}
+
+int vm_read_qmp_socket(struct vm_info *vms, int n, const char *path)
+{
+	struct stat st;
+	int owner, i;
+
+	if (stat(path, &st) || !S_ISSOCK(st.st_mode)) {
+		ht_err("--qmp %s: %s", path, errno ? strerror(errno) : "not a socket");
+		return -ENOENT;
+	}
+	owner = socket_owner(path);
+	for (i = 0; i < n && vms[i].pid != owner; i++)
+		;
+	if (owner < 0 || i == n) {
+		ht_err("--qmp %s: no VM listens on this socket", path);
+		return -ESRCH;
+	}
+	return vm_read_qmp(&vms[i], path) ? -EIO : i;
 }
 
 int vm_read_qmp(struct vm_info *vm, const char *qmp_socket)

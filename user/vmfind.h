@@ -35,6 +35,9 @@ int vm_scan(struct vm_info **out);
 int vm_read_memslots(struct vm_info *vms, int n);
 /* Fills a QEMU VM's regions from its QMP socket. */
 int vm_read_qmp(struct vm_info *vm, const char *qmp_socket);
+/* The same for whichever of vms listens on path (found by SO_PEERCRED);
+ * returns its index, or -errno with an error printed. */
+int vm_read_qmp_socket(struct vm_info *vms, int n, const char *path);
 /* Finds a VM by PID or by name; -ENOENT / -ESRCH with an error printed. */
 int vm_lookup(const char *spec, struct vm_info *out);
 /* Like vm_lookup by PID, but silent: true if pid is a VM. */

@@ -7,8 +7,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 static void usage(FILE *f)
@@ -21,36 +19,17 @@ static void usage(FILE *f)
 		   "reads its RAM layout from QMP (the socket's owner is found by SO_PEERCRED).\n");
 }
 
-/* PID of the process listening on a unix socket. */
-static int socket_owner(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	int fd, pid = -1;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -1;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa)) &&
-	    !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len))
-		pid = cred.pid;
-	if (fd >= 0)
-		close(fd);
-	return pid;
-}
-
 static json_t *vm_json(const struct vm_info *vm)
 {
 	json_t *regions = json_array();
 
 	for (int r = 0; r < vm->nregions; r++)
-		json_array_append_new(regions, json_pack("{s:s,s:I,s:I,s:I}", "name",
+		json_array_append_new(regions, json_pack("{s:s,s:I,s:I,s:o}", "name",
 							 vm->regions[r].name, "gpa",
 							 (json_int_t)vm->regions[r].gpa, "size",
 							 (json_int_t)vm->regions[r].size, "hva",
-							 (json_int_t)vm->regions[r].hva));
+							 vm->regions[r].hva ? /* null: not learned */
+							 json_integer(vm->regions[r].hva) : json_null()));
 	return json_pack("{s:i,s:s,s:s,s:s,s:s,s:i,s:I,s:o,s:s}", "pid", vm->pid, "comm", vm->comm,
 			 "name", vm->name, "hypervisor", vm->hypervisor, "accel", vm->accel,
 			 "vcpus", vm->vcpus, "rss_bytes", (json_int_t)vm->rss_bytes, "regions",
@@ -92,7 +71,7 @@ int cmd_vms(int argc, char **argv)
 	int n, c, nqmp = 0, err = 0;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "o:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			if (parse_out_fmt(optarg, 1 << OUT_TEXT | 1 << OUT_JSON, &fmt))
@@ -125,21 +104,11 @@ int cmd_vms(int argc, char **argv)
 			if (vms[i].vm_fd >= 0)
 				snprintf(vms[i].ram_source, sizeof(vms[i].ram_source),
 					 "run as root to read the KVM memslots");
-	for (int s = 0; s < nqmp; s++) {
-		int owner = socket_owner(qmp_sockets[s]), i;
-
-		for (i = 0; i < n && vms[i].pid != owner; i++)
-			;
-		if (owner < 0 || i == n) {
-			ht_err("--qmp %s: no VM listens on this socket", qmp_sockets[s]);
+	for (int s = 0; s < nqmp; s++)
+		if (vm_read_qmp_socket(vms, n, qmp_sockets[s]) < 0) {
 			err = -1;
 			goto out;
 		}
-		if (vm_read_qmp(&vms[i], qmp_sockets[s])) {
-			err = -1;
-			goto out;
-		}
-	}
 	if (fmt == OUT_JSON) {
 		json_t *arr = json_array();
 
