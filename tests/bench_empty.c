@@ -4,6 +4,7 @@
 #include "empty.skel.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,11 +40,17 @@ int main(void)
 			n++;
 	if (d)
 		closedir(d);
+	sigset_t block, old;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &old); /* no signal slips in before the wait */
 	install_signal_handlers();
 	printf("attached %d\n", n);
 	fflush(stdout);
 	while (!exiting)
-		pause();
+		sigsuspend(&old);
 	while (n--)
 		bpf_link__destroy(links[n]);
 	empty_bpf__destroy(skel);

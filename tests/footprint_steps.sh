@@ -10,8 +10,9 @@ run_format() { # FORMAT FILE
 	mkfifo "$tmp/go.$1"
 	build/tests/fault_workload rss 64 $STEPS 400 <"$tmp/go.$1" >/dev/null & wl=$!
 	exec 3>"$tmp/go.$1"
-	$HATRACE footprint -p $wl -o "$1" -w "$2" 2>"$tmp/err.$1" & local tr=$!
-	sleep 1 # attach
+	$HATRACE footprint -p $wl -o "$1" -w "$2" 2>"$tmp/err.$1" 3>&- & local tr=$!
+	# the output's temporary file appears once the probe is attached
+	for _ in $(seq 100); do compgen -G "$2.*" >/dev/null && break; sleep 0.1; done
 	echo go >&3; exec 3>&-
 	wait $wl; wait $tr
 }

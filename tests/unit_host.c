@@ -6,8 +6,10 @@
 #include "log2hist.h"
 #include "metric_names.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void test_log2_maths(void)
@@ -149,19 +151,25 @@ static void test_out_file(void)
 {
 	char dir[] = "/tmp/ht-unit-XXXXXX", path[64];
 	struct out_file of;
+	struct stat st;
 
-	if (!mkdtemp(dir))
+	if (!check(mkdtemp(dir) != NULL, "temporary directory", "mkdtemp failed"))
 		return;
 	snprintf(path, sizeof(path), "%s/out.csv", dir);
 	out_file_open(&of, path);
 	fprintf(of.f, "partial");
 	out_file_abort(&of);
 	check(access(path, F_OK) != 0, "aborted output leaves no file", " ");
+	check(rmdir(dir) == 0 && mkdir(dir, 0700) == 0, "aborted output leaves no temporary file",
+	      " ");
 	out_file_open(&of, path);
 	fprintf(of.f, "done\n");
 	check(!out_file_commit(&of) && access(path, F_OK) == 0, "committed output exists", " ");
+	check(!stat(path, &st) && (st.st_mode & 0777) == (0666 & ~umask(022)),
+	      "committed output has the usual mode", "mode %o", st.st_mode & 0777);
+	check(out_file_open(&of, dir) == -EISDIR, "a directory is refused up front", " ");
 	unlink(path);
-	rmdir(dir);
+	check(rmdir(dir) == 0, "commit leaves no temporary file", " ");
 }
 
 int main(void)

@@ -1,8 +1,8 @@
 #include "kvm_exit.h"
 
 #include <stdio.h>
+#include "common.h"
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Intel SDM vol. 3, appendix C "VMX basic exit reasons". */
 static const char *const vmx_reasons[] = {
@@ -45,11 +45,11 @@ static const char *svm_name(unsigned code, char *buf, size_t len)
 		snprintf(buf, len, crdr[code >> 4], code & 0xf);
 	} else if (code < 0x60) {
 		snprintf(buf, len, "EXCP_%u", code - 0x40);
-	} else if (code - 0x60 < ARRAY_LEN(svm_codes_60)) {
+	} else if (code - 0x60 < ARRAY_SIZE(svm_codes_60)) {
 		snprintf(buf, len, "%s", svm_codes_60[code - 0x60]);
 	} else if (code >= 0x90 && code < 0xa0) {
 		snprintf(buf, len, "CR%u_WRITE_TRAP", code - 0x90);
-	} else if (code - 0x400 < ARRAY_LEN(svm_codes_400)) {
+	} else if (code - 0x400 < ARRAY_SIZE(svm_codes_400)) {
 		snprintf(buf, len, "%s", svm_codes_400[code - 0x400]);
 	} else if (code == 0xffffffffu) {
 		snprintf(buf, len, "ERR");
@@ -69,7 +69,7 @@ const char *kvm_exit_name(unsigned isa, unsigned reason, char *buf, size_t len)
 	}
 	/* bit 31 flags a failed VM entry; the basic reason is the low 16 bits */
 	unsigned basic = reason & 0xffff;
-	const char *name = basic < ARRAY_LEN(vmx_reasons) ? vmx_reasons[basic] : NULL;
+	const char *name = basic < ARRAY_SIZE(vmx_reasons) ? vmx_reasons[basic] : NULL;
 
 	if (name)
 		snprintf(buf, len, "%s%s", name, reason & 0x80000000u ? "(ENTRY_FAIL)" : "");

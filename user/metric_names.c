@@ -2,9 +2,9 @@
 #include "kvm_exit.h"
 
 #include <stdio.h>
+#include "common.h"
 #include <string.h>
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* include/uapi/asm-generic/mman-common.h */
 static const char *const advice_names[] = {
@@ -25,7 +25,7 @@ static const char *const falloc_bits[] = {
 
 const char *madvise_advice_name(unsigned advice, char *buf, size_t len)
 {
-	if (advice < ARRAY_LEN(advice_names) && advice_names[advice])
+	if (advice < ARRAY_SIZE(advice_names) && advice_names[advice])
 		snprintf(buf, len, "%s", advice_names[advice]);
 	else
 		snprintf(buf, len, "ADVICE_%u", advice);
@@ -44,7 +44,7 @@ const char *fallocate_mode_name(unsigned mode, char *buf, size_t len)
 	for (unsigned b = 0; b < 32 && used < len; b++) {
 		if (!(mode & (1u << b)))
 			continue;
-		if (b < ARRAY_LEN(falloc_bits))
+		if (b < ARRAY_SIZE(falloc_bits))
 			used += snprintf(buf + used, len - used, "%s%s", used ? "|" : "", falloc_bits[b]);
 		else
 			used += snprintf(buf + used, len - used, "%s0x%x", used ? "|" : "", 1u << b);
