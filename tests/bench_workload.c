@@ -50,19 +50,24 @@ static void loop(long iterations, long pages)
 	}
 }
 
+/* Sorts MIB of pseudo-random numbers ROUNDS times in one buffer, and like a
+ * real program also allocates and frees a little (1 MiB per round). */
 static void compute(long mib, long rounds)
 {
 	size_t n = (mib << 20) / sizeof(unsigned);
-	unsigned seed = 1;
+	unsigned *a = malloc(n * sizeof(*a)), seed = 1;
 
 	for (long r = 0; r < rounds; r++) {
-		unsigned *a = malloc(n * sizeof(*a));
+		char *scratch = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
+		memset(scratch, (int)r, 1 << 20);
 		for (size_t i = 0; i < n; i++)
 			a[i] = seed = seed * 1103515245 + 12345;
 		qsort(a, n, sizeof(*a), cmp_u32);
-		free(a);
+		munmap(scratch, 1 << 20);
 	}
+	free(a);
 }
 
 int main(int argc, char **argv)
