@@ -38,6 +38,10 @@ run_once() {
 	esac
 	echo go >&3; exec 3>&-
 	wait $wl
+	# with kernel.bpf_stats_enabled, the per-run cost of the fault program
+	[ -n "${STATS:-}" ] && bpftool prog show -j | jq --arg n "$STATS" \
+		'[.[] | select(.name == $n and .run_cnt > 0)] | max_by(.run_cnt) | .run_time_ns / .run_cnt' \
+		>"$tmp/stats"
 	if [ -n "$tr" ]; then
 		[ $mode = hatrace ] || kill -INT $tr
 		wait $tr
@@ -88,6 +92,13 @@ for r in $(seq "$REAL_ROUNDS"); do
 	echo "$a $b" >>"$tmp/real"
 done
 
+# The programs' own cost per page fault, from the kernel's BPF run-time stats
+# (they add a clock read to each run, so both figures include that).
+sysctl -qw kernel.bpf_stats_enabled=1
+STATS=empty run_once empty $LOOP >/dev/null && ns_empty=$(cat "$tmp/stats")
+STATS=user_fault run_once hatrace $LOOP >/dev/null && ns_hatrace=$(cat "$tmp/stats")
+sysctl -qw kernel.bpf_stats_enabled=0
+
 jq -n --argjson none "$(median_col "$tmp/loop" 0)" --argjson empty "$(median_col "$tmp/loop" 1)" \
 	--argjson hatrace "$(median_col "$tmp/loop" 2)" --argjson bpftrace "$(median_col "$tmp/loop" 3)" \
 	--argjson r_empty "$(ratio "$tmp/loop" 1)" --argjson r_hatrace "$(ratio "$tmp/loop" 2)" \
@@ -95,6 +106,7 @@ jq -n --argjson none "$(median_col "$tmp/loop" 0)" --argjson empty "$(median_col
 	--argjson ci_hatrace "$(ratio_ci "$tmp/loop" 2)" --argjson ci_empty "$(ratio_ci "$tmp/loop" 1)" \
 	--argjson ci_real "$(ratio_ci "$tmp/real" 1)" \
 	--argjson events "$events" --argjson drops "$drops" --argjson rounds "$round" \
+	--argjson ns_empty "$ns_empty" --argjson ns_hatrace "$ns_hatrace" \
 	--argjson real_rounds "$REAL_ROUNDS" '
 	def pct(r): ((r - 1) * 10000 | round) / 100;
 	{ measure: "workload CPU time (user + system); slowdowns are medians of per-round ratios",
@@ -106,6 +118,7 @@ jq -n --argjson none "$(median_col "$tmp/loop" 0)" --argjson empty "$(median_col
 	  realistic_slowdown_pct: pct($r_real),
 	  realistic_slowdown_ci95_pct: ($ci_real | map(pct(.))),
 	  events_per_s: (($events / ($hatrace / 1e9)) | round),
+	  bpf_ns_per_fault: { empty: ($ns_empty | round), hatrace: ($ns_hatrace | round) },
 	  drops: $drops,
 	  rounds: $rounds,
 	  realistic_rounds: $real_rounds,
