@@ -91,6 +91,7 @@ for r in $(seq "$REAL_ROUNDS"); do
 	fi
 	echo "$a $b" >>"$tmp/real"
 done
+real_events=$(jq -s '[.[] | select(.type == "probe") | .events] | add' "$tmp/hatrace.last")
 
 # The programs' own cost per page fault, from the kernel's BPF run-time stats
 # (they add a clock read to each run, so both figures include that).
@@ -107,6 +108,7 @@ jq -n --argjson none "$(median_col "$tmp/loop" 0)" --argjson empty "$(median_col
 	--argjson ci_real "$(ratio_ci "$tmp/real" 1)" \
 	--argjson events "$events" --argjson drops "$drops" --argjson rounds "$round" \
 	--argjson ns_empty "$ns_empty" --argjson ns_hatrace "$ns_hatrace" \
+	--argjson real_events "$real_events" --argjson real_none "$(median_col "$tmp/real" 0)" \
 	--argjson real_rounds "$REAL_ROUNDS" '
 	def pct(r): ((r - 1) * 10000 | round) / 100;
 	{ measure: "workload CPU time (user + system); slowdowns are medians of per-round ratios",
@@ -117,6 +119,11 @@ jq -n --argjson none "$(median_col "$tmp/loop" 0)" --argjson empty "$(median_col
 	  hatrace_over_floor: ((($r_hatrace - 1) / ($r_empty - 1) * 100 | round) / 100),
 	  realistic_slowdown_pct: pct($r_real),
 	  realistic_slowdown_ci95_pct: ($ci_real | map(pct(.))),
+	  # the same from its events: each costs the floor (tracepoint and BPF dispatch,
+	  # per event of the micro loop) plus the hatrace program; timing noise cannot hide it
+	  realistic_events: $real_events,
+	  realistic_cost_from_events_pct: (($real_events * (($empty - $none) / $events + $ns_hatrace)
+	                                    / $real_none * 1e4 | round) / 100),
 	  events_per_s: (($events / ($hatrace / 1e9)) | round),
 	  bpf_ns_per_fault: { empty: ($ns_empty | round), hatrace: ($ns_hatrace | round) },
 	  drops: $drops,
