@@ -1626,7 +1626,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->boot_timeout_ns = 300 * SEC;
 	o->append = NULL;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:m:s:c:n:ua:lo:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":t:m:s:c:n:ua:lo:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			if (parse_techniques(optarg, o->tech))
@@ -1684,18 +1685,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (parse_size("--integrity", optarg, &o->integrity))
 				return -EINVAL;
 			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			usage(stderr);
-			return -EINVAL;
+			if (common_option(c, argv, usage))
+				return -EINVAL;
 		}
 	}
-	if (optind < argc) {
-		ht_err("unexpected argument '%s'", argv[optind]);
+	if (no_operands(argc, argv))
 		return -EINVAL;
-	}
 	if (o->mem % (128 * MiB) || o->mem < 256 * MiB) {
 		ht_err("--mem: %llu MiB is not a multiple of 128 MiB of at least 256 MiB",
 		       (unsigned long long)(o->mem / MiB));
