@@ -105,7 +105,7 @@ static __always_inline u32 log2_slot(u64 v)
 	if (v >> 4) { v >>= 4; r += 4; }
 	if (v >> 2) { v >>= 2; r += 2; }
 	r |= v >> 1;
-	return r < HIST_SLOTS ? r : HIST_SLOTS - 1;
+	return r;
 }
 
 static __always_inline void count_drop(u16 metric)
@@ -143,7 +143,8 @@ static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 v
 		return;
 	if (metric != M_KVM_FAULT_GPA) /* a sum of addresses means nothing */
 		__sync_fetch_and_add(&h->sum, value);
-	__sync_fetch_and_add(&h->slots[log2_slot(value)], 1);
+	/* the mask, not a comparison, bounds the index for older verifiers (6.1) */
+	__sync_fetch_and_add(&h->slots[log2_slot(value) & (HIST_SLOTS - 1)], 1);
 }
 
 static __always_inline u64 slot_key(u32 tid, enum slot s)
@@ -301,6 +302,21 @@ SEC("tp/exceptions/page_fault_user")
 int user_fault(void *ctx)
 {
 	return handle_user_fault(ctx);
+}
+
+/* A traced process that execs gets its new name (its first events may come
+ * from the shell that forked it). */
+SEC("tp/sched/sched_process_exec")
+int renamed(void *ctx)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	char comm[16];
+
+	if (!bpf_map_lookup_elem(&comms, &tgid))
+		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	bpf_map_update_elem(&comms, &tgid, comm, BPF_EXIST);
+	return 0;
 }
 
 /* Load-time upgrade where fexit works: the fault's latency up to its handler's return. */

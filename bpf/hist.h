@@ -2,7 +2,7 @@
 #ifndef HATRACE_HIST_H
 #define HATRACE_HIST_H
 
-#define HIST_SLOTS 48      /* log2 buckets: covers ns up to days, bytes up to 256 TiB */
+#define HIST_SLOTS 64      /* log2 buckets of a u64: an index masked with 63 passes every verifier */
 #define MAX_HIST_ENTRIES 16384
 #define MAX_PIDS 64
 #define INLINE_PIDS 4 /* traced PIDs compared without a map lookup */

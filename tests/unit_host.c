@@ -73,6 +73,12 @@ static void test_hist_json(void)
 	      "JSON buckets cover first to last non-empty", "got %s", s);
 	free(s);
 	json_decref(arr);
+
+	unsigned long long top[64] = { [63] = 1 };
+	arr = log2_hist_json(top, 64);
+	check(json_integer_value(json_object_get(json_array_get(arr, 0), "high")) == INT64_MAX,
+	      "the last bucket's bound is capped to a JSON integer", " ");
+	json_decref(arr);
 }
 
 static void test_json_escaping(void)

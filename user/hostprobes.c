@@ -13,7 +13,7 @@
 
 struct host_probes {
 	struct hist_bpf *skel;
-	struct bpf_link *links[2 * P_MAX + 1]; /* the probes' programs and fexit */
+	struct bpf_link *links[2 * P_MAX + 2]; /* the probes' programs, fexit, exec */
 	int nlinks;
 	struct bpf_link *kvmmmu_links[MAX_KVMMMU];
 	char kvmmmu_names[MAX_KVMMMU][64];
@@ -97,6 +97,8 @@ static void select_programs(struct host_probes *hp)
 		set_status(hp, P_KVMMMU, "kvmmmu", false, f.detail);
 		bpf_program__set_autoload(hp->skel->progs.kvmmmu_event, false);
 	}
+	bpf_program__set_autoload(hp->skel->progs.renamed,
+				  tracepoint_exists("sched", "sched_process_exec"));
 	hp->fault_latency = hp->status[P_USER_FAULT].attached &&
 			    feature_fentry("handle_mm_fault", &f);
 	bpf_program__set_autoload(hp->skel->progs.user_fault_done, hp->fault_latency);
@@ -131,6 +133,12 @@ static void attach_all(struct host_probes *hp)
 			}
 			hp->links[hp->nlinks++] = link;
 		}
+	}
+	if (bpf_program__autoload(hp->skel->progs.renamed)) {
+		struct bpf_link *link = bpf_program__attach(hp->skel->progs.renamed);
+
+		if (link) /* without it, a process is named as it was when first seen */
+			hp->links[hp->nlinks++] = link;
 	}
 	if (hp->fault_latency) {
 		struct bpf_link *link = bpf_program__attach(hp->skel->progs.user_fault_done);

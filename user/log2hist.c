@@ -83,8 +83,10 @@ json_t *log2_hist_json(const unsigned long long *slots, int nslots)
 	for (int i = first; last >= 0 && i <= last; i++)
 		json_array_append_new(arr, json_pack("{s:I,s:I,s:I}", "low",
 						     (json_int_t)log2_bucket_low(i), "high",
-						     (json_int_t)log2_bucket_high(i), "count",
-						     (json_int_t)slots[i]));
+						     /* JSON integers are signed 64-bit */
+						     (json_int_t)(log2_bucket_high(i) > INT64_MAX ?
+								  INT64_MAX : log2_bucket_high(i)),
+						     "count", (json_int_t)slots[i]));
 	return arr;
 }
 

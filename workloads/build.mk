@@ -3,8 +3,8 @@
 # Contract with the host side (hatrace inflate; tests/guest_vm.py is a working example):
 #   kernel     $(BUILD)/guest/bzImage: Linux 6.1 "baseline" (kernel/build.mk; other
 #              flavours are bzImage-<flavour>); vmlinux-<flavour> links to its vmlinux.
-#   initramfs  $(BUILD)/guest/initramfs.cpio.gz: busybox, /init, /bin/hatrace-guest and
-#              the workloads in /bin; no disk, root stays in the initramfs.
+#   initramfs  $(BUILD)/guest/initramfs.cpio.gz: busybox, /init, /bin/hatrace-guest,
+#              /bin/hatrace and the workloads in /bin; no disk, root stays in the initramfs.
 #   cmdline    $(BUILD)/guest/cmdline, i.e.
 #              console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=reliable
 #              panic=-1 with -no-reboot: a guest panic ends QEMU. tsc=reliable: under TCG
@@ -59,9 +59,10 @@ $(GUEST_AGENT): $(BUILD)/user/hatrace-guest.o $(BUILD)/user/common.o | $(GUEST_D
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(GUEST_INITRAMFS): workloads/mkinitramfs.sh workloads/init $(GUEST_AGENT) $(GUEST_WL_BINS)
+# hatrace itself goes in too: tests/guest_hatrace.py runs it on the 6.1 guest.
+$(GUEST_INITRAMFS): workloads/mkinitramfs.sh workloads/init $(GUEST_AGENT) $(GUEST_WL_BINS) $(HATRACE)
 	$(call msg,CPIO,$@)
-	$(Q)workloads/mkinitramfs.sh $@ workloads/init $(GUEST_AGENT) $(GUEST_WL_BINS)
+	$(Q)workloads/mkinitramfs.sh $@ workloads/init $(GUEST_AGENT) $(GUEST_WL_BINS) $(HATRACE)
 
 # Rewritten only when the text changes.
 $(GUEST_DIR)/cmdline: FORCE | $(GUEST_DIR)
@@ -76,4 +77,4 @@ FORCE:
 ALL_TARGETS += $(GUEST_INITRAMFS) $(GUEST_DIR)/cmdline
 UNIT_TESTS  += tests/guest_workloads.py tests/guest_agent.py tests/guest_initramfs.sh
 BPF_TESTS   += tests/guest_agent_bpf.py
-VM_TESTS    += tests/guest_vm.py
+VM_TESTS    += tests/guest_vm.py tests/guest_hatrace.py

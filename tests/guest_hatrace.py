@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""VM test: the host tool itself inside the Linux 6.1 guest. The same static
+binary and CO-RE objects must relocate onto 6.1's BTF (where the fault
+tracepoint's type is still named x86_exceptions), and there fentry/fexit work,
+so the doctor's positive path and hist's fault-latency upgrade run for real."""
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from guest_lib import GUEST, GuestVM, check, fail, finish, skip  # noqa: E402
+
+
+def run(agent, argv, timeout=120):
+    """The last JSON line the command printed, or {}."""
+    rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
+    if not (rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)):
+        fail(" ".join(argv[:3]), f"reply {rep}")
+        return {}
+    return rep["result"]
+
+
+def test(vm):
+    agent = vm.agent
+    agent.wait_event("ready", 120)
+
+    doctor = {f["name"]: f for f in run(agent, ["hatrace", "doctor", "-o", "json"]).get("features", [])}
+    for name in ("btf", "exceptions:page_fault_user", "kmem:rss_stat", "fentry/fexit"):
+        check(doctor.get(name, {}).get("ok"), f"guest doctor: {name} available",
+              str(doctor.get(name)))
+
+    # hist over a workload that touches 32 MiB, its faults timed by the fexit upgrade
+    script = ("hatrace hist -o json -d 6 > /tmp/hist & sleep 3; "
+              "ht-touch --bytes 33554432 --threads 1 > /dev/null; wait; "
+              "grep '\"comm\":\"ht-touch\"' /tmp/hist | grep user_fault | tail -1")
+    fault = run(agent, ["sh", "-c", script])
+    check(fault.get("type") == "hist" and fault.get("unit") == "ns",
+          "guest hist: user faults carry a latency (fexit upgrade)", str(fault))
+    check(fault.get("count", 0) >= 8192, "guest hist: the workload's 8192 page faults seen",
+          str(fault.get("count")))
+    check(sum(b["count"] for b in fault.get("buckets", [])) == fault.get("count"),
+          "guest hist: every fault is in a latency bucket", str(fault.get("buckets")))
+
+    row = run(agent, ["hatrace", "footprint", "-p", "1", "-o", "json", "-d", "1"])
+    check(row.get("pid") == 1 and row.get("rss_bytes", 0) > 0,
+          "guest footprint loads and reports RSS on 6.1", str(row))
+
+
+def main():
+    for path in ("bzImage", "initramfs.cpio.gz", "cmdline"):
+        if not os.path.exists(os.path.join(GUEST, path)):
+            skip("hatrace in the guest", f"{GUEST}/{path} is not built (run make)")
+            finish()
+    if not shutil.which("qemu-system-x86_64"):
+        skip("hatrace in the guest", "qemu-system-x86_64 is not installed")
+        finish()
+    vm = GuestVM(mem_mib=1024)
+    try:
+        test(vm)
+    except (TimeoutError, EOFError, RuntimeError, OSError) as e:
+        fail("hatrace in the guest", f"{type(e).__name__}: {e}; console: {vm.console_tail()}")
+    finally:
+        vm.destroy()
+    finish()
+
+
+if __name__ == "__main__":
+    main()
