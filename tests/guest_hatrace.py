@@ -4,11 +4,10 @@ binary and CO-RE objects must relocate onto 6.1's BTF (where the fault
 tracepoint's type is still named x86_exceptions), and there fentry/fexit work,
 so the doctor's positive path and hist's fault-latency upgrade run for real."""
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GUEST, GuestVM, check, fail, finish, skip  # noqa: E402
+from guest_lib import GuestVM, require_guest, check, fail, finish  # noqa: E402
 
 
 def run(agent, argv, timeout=120):
@@ -47,13 +46,7 @@ def test(vm):
 
 
 def main():
-    for path in ("bzImage", "initramfs.cpio.gz", "cmdline"):
-        if not os.path.exists(os.path.join(GUEST, path)):
-            skip("hatrace in the guest", f"{GUEST}/{path} is not built (run make)")
-            finish()
-    if not shutil.which("qemu-system-x86_64"):
-        skip("hatrace in the guest", "qemu-system-x86_64 is not installed")
-        finish()
+    require_guest("hatrace in the guest")
     vm = GuestVM(mem_mib=1024)
     try:
         test(vm)

@@ -4,6 +4,7 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,6 +129,17 @@ class Qmp:
 
     def close(self):
         self.sock.close()
+
+
+def require_guest(name):
+    """Skips the whole test (and exits) unless the guest image and QEMU are there."""
+    for path in ("bzImage", "initramfs.cpio.gz", "cmdline"):
+        if not os.path.exists(os.path.join(GUEST, path)):
+            skip(name, f"{GUEST}/{path} is not built (run make)")
+            finish()
+    if not shutil.which("qemu-system-x86_64"):
+        skip(name, "qemu-system-x86_64 is not installed")
+        finish()
 
 
 class GuestVM:

@@ -3,12 +3,11 @@
 talks to hatrace-guest over virtio-serial and checks workloads, integrity across
 balloon and virtio-mem resizes, and the guest BPF counters."""
 import os
-import shutil
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GUEST, GuestVM, check, fail, finish, ok, skip  # noqa: E402
+from guest_lib import GuestVM, require_guest, check, fail, finish, ok  # noqa: E402
 
 MiB = 1 << 20
 
@@ -44,13 +43,7 @@ def mem_total(agent):
 
 
 def main():
-    for path in ("bzImage", "initramfs.cpio.gz", "cmdline"):
-        if not os.path.exists(os.path.join(GUEST, path)):
-            skip("guest vm", f"{GUEST}/{path} is not built (run make)")
-            finish()
-    if not shutil.which("qemu-system-x86_64"):
-        skip("guest vm", "qemu-system-x86_64 is not installed")
-        finish()
+    require_guest("guest vm")
 
     test_panic_ends_qemu()
     vm = GuestVM(mem_mib=1024, vmem_max_mib=512)
