@@ -99,34 +99,21 @@ static int bits_take(struct llfree_bitfield *bf, unsigned order)
 	return -1;
 }
 
-static bool bits_take_at(struct llfree_bitfield *bf, unsigned frame, unsigned order)
+/* Sets (take) or clears (put) the frames of an aligned run, only if all of
+ * them are in the opposite state; false otherwise (taken, or a double free). */
+static bool bits_flip(struct llfree_bitfield *bf, unsigned frame, unsigned order, bool take)
 {
-	uint64_t *word = &bf->words[frame / 64], mask, w;
+	uint64_t *word = &bf->words[frame / 64], mask, want, w;
 
 	if (order > 6)
-		return words_take(word, 1u << (order - 6));
+		return take ? words_take(word, 1u << (order - 6)) : words_put(word, 1u << (order - 6));
 	mask = run_mask(order) << (frame % 64);
+	want = take ? 0 : mask;
 	w = llfree_load(word);
 	do {
-		if (w & mask)
+		if ((w & mask) != want)
 			return false;
-	} while (!llfree_cas(word, &w, w | mask));
-	return true;
-}
-
-/* False if any of the frames was not allocated. */
-static bool bits_put(struct llfree_bitfield *bf, unsigned frame, unsigned order)
-{
-	uint64_t *word = &bf->words[frame / 64], mask, w;
-
-	if (order > 6)
-		return words_put(word, 1u << (order - 6));
-	mask = run_mask(order) << (frame % 64);
-	w = llfree_load(word);
-	do {
-		if ((w & mask) != mask)
-			return false;
-	} while (!llfree_cas(word, &w, w & ~mask));
+	} while (!llfree_cas(word, &w, w ^ mask));
 	return true;
 }
 
@@ -573,8 +560,8 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 		taken = huge_take(pw, half, &before);
 	} else {
 		taken = child_take(pw, half, n, &before);
-		if (taken && !bits_take_at(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES,
-					   order)) {
+		if (taken && !bits_flip(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES,
+					order, true)) {
 			child_give(pw, half, n);
 			taken = false;
 		}
@@ -605,7 +592,7 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 	child = frame / LLFREE_CHILD_FRAMES;
 	tree = child / LLFREE_TREE_CHILDREN;
 	if (order < LLFREE_CHILD_ORDER) {
-		if (!bits_put(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES, order))
+		if (!bits_flip(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES, order, false))
 			return LLFREE_EDOUBLE;
 		child_give(&self->pairs[child / 2], child & 1, n);
 		err = 0;
