@@ -1,6 +1,7 @@
 /* Attaches an empty BPF program to every tracepoint `hatrace hist` uses and
  * waits for SIGINT/SIGTERM: the cost of tracing itself, the benchmark's floor. */
 #include "common.h"
+#include "hostprobes.h"
 #include "empty.skel.h"
 
 #include <dirent.h>
@@ -9,18 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const fixed[][2] = {
-	{ "syscalls", "sys_enter_madvise" },  { "syscalls", "sys_exit_madvise" },
-	{ "syscalls", "sys_enter_fallocate" }, { "syscalls", "sys_exit_fallocate" },
-	{ "syscalls", "sys_enter_process_madvise" }, { "syscalls", "sys_exit_process_madvise" },
-	{ "exceptions", "page_fault_user" },  { "kvm", "kvm_exit" },
-	{ "kvm", "kvm_entry" },               { "kvm", "kvm_page_fault" },
-	{ "kvm", "kvm_unmap_hva_range" },
-};
 
 int main(void)
 {
 	struct bpf_link *links[64];
+	struct tracepoint_ref tps[24];
+	int ntp = host_probes_tracepoints(tps, ARRAY_SIZE(tps));
 	struct empty_bpf *skel;
 	struct dirent *e;
 	int n = 0;
@@ -29,9 +24,9 @@ int main(void)
 	setup_libbpf();
 	if (ensure_tracefs() || !(skel = empty_bpf__open_and_load()))
 		return 1;
-	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
-		if ((links[n] = bpf_program__attach_tracepoint(skel->progs.empty, fixed[i][0],
-							       fixed[i][1])))
+	for (int i = 0; i < ntp; i++)
+		if ((links[n] = bpf_program__attach_tracepoint(skel->progs.empty, tps[i].category,
+							       tps[i].event)))
 			n++;
 	d = opendir("/sys/kernel/tracing/events/kvmmmu");
 	while (d && (e = readdir(d)) && n < (int)ARRAY_SIZE(links))

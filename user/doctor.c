@@ -2,19 +2,18 @@
 #include "cmds.h"
 #include "common.h"
 #include "hostcaps.h"
+#include "hostprobes.h"
 
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Every tracepoint some hatrace probe uses. */
-static const char *const tracepoints[][2] = {
-	{ "syscalls", "sys_enter_madvise" },  { "syscalls", "sys_enter_fallocate" },
-	{ "syscalls", "sys_enter_process_madvise" }, { "exceptions", "page_fault_user" },
-	{ "kvm", "kvm_exit" },                { "kvm", "kvm_entry" },
-	{ "kvm", "kvm_page_fault" },          { "kvm", "kvm_unmap_hva_range" },
-	{ "kvmmmu", "kvm_mmu_set_spte" },     { "kvmmmu", "kvm_tdp_mmu_spte_changed" },
+/* Besides hist's own: two kvmmmu events as a sample of the category, and
+ * footprint's rss_stat. */
+static const struct tracepoint_ref more_tracepoints[] = {
+	{ "kvmmmu", "kvm_mmu_set_spte" },
+	{ "kvmmmu", "kvm_tdp_mmu_spte_changed" },
 	{ "kmem", "rss_stat" },
 };
 
@@ -34,7 +33,9 @@ int cmd_doctor(int argc, char **argv)
 		{},
 	};
 	enum out_fmt fmt = OUT_TEXT;
-	struct feature fs[32];
+	struct tracepoint_ref tps[24];
+	struct feature fs[48];
+	int ntp;
 	int n = 0, c, failed = 0;
 
 	opterr = 0;
@@ -56,8 +57,11 @@ int cmd_doctor(int argc, char **argv)
 	setup_libbpf();
 
 	feature_btf(&fs[n++]);
-	for (size_t i = 0; i < ARRAY_SIZE(tracepoints); i++)
-		feature_tracepoint(tracepoints[i][0], tracepoints[i][1], &fs[n++]);
+	ntp = host_probes_tracepoints(tps, ARRAY_SIZE(tps));
+	for (size_t i = 0; i < ARRAY_SIZE(more_tracepoints); i++)
+		tps[ntp++] = more_tracepoints[i];
+	for (int i = 0; i < ntp; i++)
+		feature_tracepoint(tps[i].category, tps[i].event, &fs[n++]);
 	feature_tp_btf(&fs[n++]);
 	feature_fentry("handle_mm_fault", &fs[n++]);
 	feature_kprobe(&fs[n++]);

@@ -26,25 +26,43 @@ struct host_probes {
 	struct probe_status status[P_MAX];
 };
 
-/* Each probe's programs and the tracepoint that must exist for them. */
+/* Each probe's programs and the tracepoints they attach to (kvmmmu: every
+ * event of the category, attached by cookie). */
 static const struct {
 	enum probe_id id;
-	const char *name, *category, *event;
+	const char *name;
+	struct tracepoint_ref tps[2];
 	const char *progs[2];
 } probe_table[] = {
-	{ P_MADVISE, "madvise", "syscalls", "sys_enter_madvise", { "madvise_enter", "madvise_exit" } },
-	{ P_FALLOCATE, "fallocate", "syscalls", "sys_enter_fallocate",
+	{ P_MADVISE, "madvise",
+	  { { "syscalls", "sys_enter_madvise" }, { "syscalls", "sys_exit_madvise" } },
+	  { "madvise_enter", "madvise_exit" } },
+	{ P_FALLOCATE, "fallocate",
+	  { { "syscalls", "sys_enter_fallocate" }, { "syscalls", "sys_exit_fallocate" } },
 	  { "fallocate_enter", "fallocate_exit" } },
-	{ P_PROCESS_MADVISE, "process_madvise", "syscalls", "sys_enter_process_madvise",
+	{ P_PROCESS_MADVISE, "process_madvise",
+	  { { "syscalls", "sys_enter_process_madvise" },
+	    { "syscalls", "sys_exit_process_madvise" } },
 	  { "process_madvise_enter", "process_madvise_exit" } },
-	{ P_USER_FAULT, "user_fault", "exceptions", "page_fault_user", { "user_fault" } },
-	{ P_KVM_PAGE_FAULT, "kvm_page_fault", "kvm", "kvm_page_fault", { "kvm_page_fault" } },
-	{ P_KVM_EXIT, "kvm_exit", "kvm", "kvm_exit", { "kvm_exit" } },
-	{ P_KVM_ENTRY, "kvm_entry", "kvm", "kvm_entry", { "kvm_entry" } },
-	{ P_KVM_UNMAP_HVA, "kvm_unmap_hva_range", "kvm", "kvm_unmap_hva_range",
+	{ P_USER_FAULT, "user_fault", { { "exceptions", "page_fault_user" } }, { "user_fault" } },
+	{ P_KVM_PAGE_FAULT, "kvm_page_fault", { { "kvm", "kvm_page_fault" } },
+	  { "kvm_page_fault" } },
+	{ P_KVM_EXIT, "kvm_exit", { { "kvm", "kvm_exit" } }, { "kvm_exit" } },
+	{ P_KVM_ENTRY, "kvm_entry", { { "kvm", "kvm_entry" } }, { "kvm_entry" } },
+	{ P_KVM_UNMAP_HVA, "kvm_unmap_hva_range", { { "kvm", "kvm_unmap_hva_range" } },
 	  { "kvm_unmap_hva_range" } },
-	{ P_KVMMMU, "kvmmmu", "kvmmmu", NULL, { "kvmmmu_event" } },
+	{ P_KVMMMU, "kvmmmu", { { "kvmmmu", NULL } }, { "kvmmmu_event" } },
 };
+
+int host_probes_tracepoints(struct tracepoint_ref *out, int max)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(probe_table); i++)
+		for (int t = 0; t < 2 && probe_table[i].tps[t].event && n < max; t++)
+			out[n++] = probe_table[i].tps[t];
+	return n;
+}
 
 static void set_status(struct host_probes *hp, enum probe_id id, const char *name, bool ok,
 		       const char *reason)
@@ -81,9 +99,9 @@ static void select_programs(struct host_probes *hp)
 	struct feature f;
 
 	for (size_t i = 0; i < ARRAY_SIZE(probe_table); i++) {
-		bool present = probe_table[i].event ?
-			tracepoint_exists(probe_table[i].category, probe_table[i].event) :
-			hp->nr_kvmmmu > 0;
+		const struct tracepoint_ref *tp = &probe_table[i].tps[0];
+		bool present = tp->event ? tracepoint_exists(tp->category, tp->event) :
+					   hp->nr_kvmmmu > 0;
 
 		set_status(hp, probe_table[i].id, probe_table[i].name, present,
 			   present ? "" : "tracepoint not available in this kernel");

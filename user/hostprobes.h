@@ -10,6 +10,14 @@
 
 struct host_probes;
 
+struct tracepoint_ref {
+	const char *category, *event;
+};
+
+/* The fixed tracepoints the probes attach to (the kvmmmu category comes on
+ * top, every event of it); returns how many were written to out. */
+int host_probes_tracepoints(struct tracepoint_ref *out, int max);
+
 struct probe_status {
 	const char *name;   /* e.g. "madvise", "kvm_exit" */
 	bool attached;
