@@ -38,7 +38,13 @@ struct {
 } events SEC(".maps");
 
 unsigned long long drops;
-unsigned long long seen;
+/* rss_stat events of traced processes, per CPU: this runs for every page */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} seen SEC(".maps");
 
 /* Counters not seen yet are -1; user space fills them from /proc. */
 static __always_inline long long rss_of(const struct mm_state *s)
@@ -85,7 +91,11 @@ static __always_inline int handle_rss_stat(struct trace_event_raw_rss_stat *ctx)
 			return 0;
 		first = true; /* the trace starts with a row */
 	}
-	__sync_fetch_and_add(&seen, 1);
+	u32 zero = 0;
+	u64 *count = bpf_map_lookup_elem(&seen, &zero);
+
+	if (count)
+		(*count)++;
 	s->bytes[member] = ctx->size;
 	rss = rss_of(s);
 	moved = rss - s->emitted_rss;

@@ -207,6 +207,18 @@ static bool any_alive(const struct fp_ctx *c)
 	return false;
 }
 
+static uint64_t events_seen(struct footprint_bpf *skel)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	uint64_t vals[ncpus], sum = 0;
+	__u32 zero = 0;
+
+	if (!bpf_map__lookup_elem(skel->maps.seen, &zero, sizeof(zero), vals, sizeof(vals), 0))
+		for (int c = 0; c < ncpus; c++)
+			sum += vals[c];
+	return sum;
+}
+
 int cmd_footprint(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -372,7 +384,7 @@ int cmd_footprint(int argc, char **argv)
 		fprintf(c.out.f, "\n]}\n");
 	err = out_file_commit(&c.out);
 	fprintf(stderr, "footprint: %llu rows, %llu rss_stat events, %llu dropped\n",
-		(unsigned long long)c.rows, skel->bss->seen, skel->bss->drops);
+		(unsigned long long)c.rows, (unsigned long long)events_seen(skel), skel->bss->drops);
 cleanup:
 	if (err)
 		out_file_abort(&c.out);
