@@ -3,14 +3,12 @@
 hatrace-guest --stdio: ping against the host clock, meminfo, run (results,
 failures, timeouts, requests served while a workload runs) and bad requests."""
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GUEST, Agent, check, die_with_parent, finish, skip  # noqa: E402
+from guest_lib import check, finish, start_stdio_agent  # noqa: E402
 
-AGENT = os.path.join(GUEST, "bin", "hatrace-guest")
 
 
 def host_meminfo(key):
@@ -22,13 +20,7 @@ def host_meminfo(key):
 
 
 def main():
-    if not os.path.exists(AGENT):
-        skip("guest agent", f"{AGENT} is not built (run make)")
-        finish()
-    env = dict(os.environ, PATH=os.path.join(GUEST, "bin") + ":/usr/bin:/bin")
-    proc = subprocess.Popen([AGENT, "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env=env, preexec_fn=die_with_parent)
-    a = Agent(proc.stdout.fileno(), proc.stdin.fileno())
+    proc, a = start_stdio_agent("guest agent")
     try:
         test(a)
         proc.stdin.close()

@@ -3,26 +3,18 @@
 loads, the page allocator tracepoints count a workload's pages, and every probe
 that cannot attach here (no fentry, no kprobes on this host) says why."""
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GUEST, Agent, check, die_with_parent, finish, skip  # noqa: E402
+from guest_lib import check, finish, skip, start_stdio_agent  # noqa: E402
 
-AGENT = os.path.join(GUEST, "bin", "hatrace-guest")
 
 
 def main():
     if os.geteuid() != 0:
         skip("guest agent bpf", "needs root")
         finish()
-    if not os.path.exists(AGENT):
-        skip("guest agent bpf", f"{AGENT} is not built (run make)")
-        finish()
-    env = dict(os.environ, PATH=os.path.join(GUEST, "bin") + ":/usr/bin:/bin")
-    proc = subprocess.Popen([AGENT, "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            env=env, preexec_fn=die_with_parent)
-    a = Agent(proc.stdout.fileno(), proc.stdin.fileno())
+    proc, a = start_stdio_agent("guest agent bpf")
     try:
         a.wait_event("ready", 10)
         test(a)

@@ -131,6 +131,21 @@ class Qmp:
         self.sock.close()
 
 
+AGENT = os.path.join(GUEST, "bin", "hatrace-guest")
+
+
+def start_stdio_agent(name):
+    """Runs the agent on the host, speaking over its stdin/stdout, with the guest
+    workloads on its PATH; skips the test (and exits) if it is not built."""
+    if not os.path.exists(AGENT):
+        skip(name, f"{AGENT} is not built (run make)")
+        finish()
+    env = dict(os.environ, PATH=os.path.join(GUEST, "bin") + ":/usr/bin:/bin")
+    proc = subprocess.Popen([AGENT, "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=env, preexec_fn=die_with_parent)
+    return proc, Agent(proc.stdout.fileno(), proc.stdin.fileno())
+
+
 def require_guest(name):
     """Skips the whole test (and exits) unless the guest image and QEMU are there."""
     for path in ("bzImage", "initramfs.cpio.gz", "cmdline"):
