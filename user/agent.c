@@ -1,14 +1,16 @@
 #include "agent.h"
 #include "agent_proto.h"
 #include "common.h"
-#include "qmp.h"
+#include "jsonl.h"
+#include "safe_text.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct agent {
-	struct jconn c;
+	struct jsonl c;
 	int next_id;
 };
 
@@ -20,7 +22,7 @@ int agent_open(struct agent **out, const char *path, int qemu_pid, uint64_t time
 	*out = NULL;
 	if (!a)
 		return -ENOMEM;
-	err = jconn_connect(&a->c, "guest agent", path, AGENT_MAX_LINE, qemu_pid, timeout_ns);
+	err = jsonl_connect(&a->c, "guest agent", path, AGENT_MAX_LINE, qemu_pid, timeout_ns);
 	if (err) {
 		free(a);
 		return err;
@@ -29,77 +31,77 @@ int agent_open(struct agent **out, const char *path, int qemu_pid, uint64_t time
 	return 0;
 }
 
+static bool is_ready_event(json_t *msg, void *unused)
+{
+	const char *ev = json_string_value(json_object_get(msg, "event"));
+
+	return ev && !strcmp(ev, "ready");
+}
+
 int agent_wait_ready(struct agent *a, uint64_t timeout_ns, char *kernel, size_t len)
 {
-	uint64_t deadline = now_ns() + timeout_ns;
 	json_t *msg;
-	int err;
+	int err = jsonl_wait(&a->c, now_ns() + timeout_ns, is_ready_event, NULL, &msg);
+	const char *k = json_string_value(json_object_get(msg, "kernel"));
 
-	while (!(err = jconn_read(&a->c, deadline, &msg))) {
-		const char *ev = json_string_value(json_object_get(msg, "event"));
-
-		if (ev && !strcmp(ev, "ready")) {
-			const char *k = json_string_value(json_object_get(msg, "kernel"));
-
-			if (kernel && len)
-				snprintf(kernel, len, "%s", k ? k : "unknown");
-			json_decref(msg);
-			return 0;
-		}
-		json_decref(msg);
-	}
+	if (!err && kernel && len)
+		term_safe(kernel, len, k ? k : "unknown", strlen(k ? k : "unknown"));
+	json_decref(msg);
 	return err;
+}
+
+/* A string of the reply, or "", made safe for the terminal. */
+static const char *shown(json_t *reply, const char *key, char *buf, size_t len)
+{
+	const char *s = json_string_value(json_object_get(reply, key));
+
+	return term_safe(buf, len, s ? s : "", s ? strlen(s) : 0);
 }
 
 int agent_call(struct agent *a, json_t *req, uint64_t timeout_ns, json_t **reply)
 {
-	uint64_t deadline = now_ns() + timeout_ns;
-	int id = ++a->next_id;
-	char cmd[32];
-	json_t *msg;
+	char cmd[32], error[256], tail[404];
 	int err;
 
 	*reply = NULL;
-	snprintf(cmd, sizeof(cmd), "%s", json_string_value(json_object_get(req, "cmd")) ?: "?");
-	json_object_set_new(req, "id", json_integer(id));
-	err = jconn_send(&a->c, req);
+	shown(req, "cmd", cmd, sizeof(cmd));
+	err = jsonl_call(&a->c, req, ++a->next_id, now_ns() + timeout_ns, reply);
 	json_decref(req);
-	while (!err && !(err = jconn_read(&a->c, deadline, &msg))) {
-		json_t *jid = json_object_get(msg, "id");
-
-		if (!json_is_integer(jid) || json_integer_value(jid) != id) {
-			json_decref(msg); /* events, stale replies */
-			continue;
-		}
-		if (!json_is_true(json_object_get(msg, "ok"))) {
-			const char *e = json_string_value(json_object_get(msg, "error"));
-			const char *tail = json_string_value(json_object_get(msg, "stderr"));
-
-			ht_err("guest agent %s failed: %s%s%.400s", cmd, e ? e : "(no error text)",
-			       tail ? "; stderr: " : "", tail ? tail : "");
-			*reply = msg;
-			return -EREMOTEIO;
-		}
-		*reply = msg;
-		return 0;
-	}
 	if (err == -EPIPE)
 		ht_err("guest agent %s: connection closed (did QEMU exit?)", cmd);
 	else if (err == -ETIMEDOUT)
 		ht_err("guest agent %s: no reply within %.0f s", cmd, timeout_ns / 1e9);
-	return err;
+	if (err)
+		return err;
+	if (!json_is_true(json_object_get(*reply, "ok"))) {
+		shown(*reply, "error", error, sizeof(error));
+		shown(*reply, "stderr", tail, sizeof(tail));
+		ht_err("guest agent %s failed: %s%s%s", cmd, *error ? error : "(no error text)",
+		       *tail ? "; stderr: " : "", tail);
+		return -EREMOTEIO;
+	}
+	return 0;
+}
+
+bool agent_u64(json_t *obj, const char *key, uint64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*out = json_integer_value(v);
+	return true;
 }
 
 static int get_u64(json_t *obj, const char *key, uint64_t *out)
 {
-	json_t *v = json_object_get(obj, key);
+	char name[72];
 
-	if (!json_is_integer(v) || json_integer_value(v) < 0) {
-		ht_err("guest agent: reply lacks a non-negative integer '%s'", key);
-		return -EPROTO;
-	}
-	*out = json_integer_value(v);
-	return 0;
+	if (agent_u64(obj, key, out))
+		return 0;
+	ht_err("guest agent: reply lacks a non-negative integer '%s'",
+	       term_safe(name, sizeof(name), key, strlen(key)));
+	return -EPROTO;
 }
 
 int agent_clock_offset(struct agent *a, int n, int64_t *offset_ns, uint64_t *rtt_ns)
@@ -120,6 +122,7 @@ int agent_clock_offset(struct agent *a, int n, int64_t *offset_ns, uint64_t *rtt
 			return err;
 		if (t1 - t0 < best) {
 			best = t1 - t0;
+			/* Both clocks are below 2^63: the difference cannot overflow. */
 			*offset_ns = (int64_t)(t0 + (t1 - t0) / 2) - (int64_t)guest;
 		}
 	}
@@ -147,11 +150,13 @@ int agent_run(struct agent *a, const char *const *argv, unsigned timeout_s, json
 	}
 	ex = json_object_get(reply, "exit");
 	if (!json_is_integer(ex) || json_integer_value(ex) != 0) {
-		const char *tail = json_string_value(json_object_get(reply, "stderr"));
+		char prog[64], tail[404];
 
-		ht_err("guest: %s exited with status %lld%s%.400s", argv[0],
+		ht_err("guest: %s exited with status %lld%s%s",
+		       term_safe(prog, sizeof(prog), argv[0], strlen(argv[0])),
 		       json_is_integer(ex) ? (long long)json_integer_value(ex) : -1LL,
-		       tail ? "; stderr: " : "", tail ? tail : "");
+		       json_is_string(json_object_get(reply, "stderr")) ? "; stderr: " : "",
+		       shown(reply, "stderr", tail, sizeof(tail)));
 		json_decref(reply);
 		return -EREMOTEIO;
 	}
@@ -162,6 +167,87 @@ int agent_run(struct agent *a, const char *const *argv, unsigned timeout_s, json
 		*result = json_incref(res);
 	json_decref(reply);
 	return 0;
+}
+
+bool agent_plain_name(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 64)
+		return false;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:+-") == n;
+}
+
+/* Absent (0) or an agent_u64. */
+static bool optional_u64(json_t *obj, const char *key, uint64_t *out)
+{
+	return !json_object_get(obj, key) || agent_u64(obj, key, out);
+}
+
+int agent_trace_read(struct agent *a, json_t **events)
+{
+	json_t *reply, *ev, *res;
+	unsigned dropped = 0;
+	size_t i;
+	int err;
+
+	*events = NULL;
+	err = agent_call(a, json_pack("{s:s}", "cmd", "trace_read"), 30000000000ull, &reply);
+	if (err) {
+		json_decref(reply);
+		return err;
+	}
+	res = json_object();
+	json_array_foreach(json_object_get(reply, "events"), i, ev) {
+		const char *name = json_string_value(json_object_get(ev, "name"));
+		uint64_t count, sum, first = 0, last = 0;
+
+		if (!agent_plain_name(name) || !agent_u64(ev, "count", &count) ||
+		    !agent_u64(ev, "sum_ns", &sum) || !optional_u64(ev, "first_ns", &first) ||
+		    !optional_u64(ev, "last_ns", &last) || first > last) {
+			dropped++; /* guest data: what does not parse or is out of range */
+			continue;
+		}
+		json_object_set_new(res, name,
+				    json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)count,
+					      "sum_ns", (json_int_t)sum, "first_ns", (json_int_t)first,
+					      "last_ns", (json_int_t)last));
+	}
+	json_decref(reply);
+	if (dropped)
+		ht_warn("guest agent trace_read: %u events ignored (malformed or out of range)",
+			dropped);
+	*events = res;
+	return 0;
+}
+
+/* cur - prev of a guest counter; 0 if it went backwards (a guest bug). */
+static json_int_t counter_delta(json_t *cur, json_t *prev, const char *key)
+{
+	json_int_t c = json_integer_value(json_object_get(cur, key));
+	json_int_t p = json_integer_value(json_object_get(prev, key));
+
+	return c > p ? c - p : 0;
+}
+
+json_t *agent_trace_delta(json_t *prev, json_t *cur)
+{
+	json_t *d = json_object(), *v;
+	const char *name;
+
+	json_object_foreach(cur, name, v) {
+		json_t *p = json_object_get(prev, name);
+		json_int_t dc = counter_delta(v, p, "count");
+
+		if (!dc)
+			continue;
+		json_object_set_new(d, name,
+				    json_pack("{s:I, s:I, s:O, s:O}", "count", dc, "sum_ns",
+					      counter_delta(v, p, "sum_ns"), "first_ns",
+					      json_object_get(v, "first_ns"), "last_ns",
+					      json_object_get(v, "last_ns")));
+	}
+	return d;
 }
 
 int agent_meminfo(struct agent *a, const char *field, uint64_t *bytes)
@@ -188,6 +274,6 @@ void agent_close(struct agent *a)
 {
 	if (!a)
 		return;
-	jconn_close(&a->c);
+	jsonl_close(&a->c);
 	free(a);
 }

@@ -1,5 +1,6 @@
 #include "hostcaps.h"
 #include "common.h"
+#include "run_prog.h"
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -204,17 +205,13 @@ bool feature_kvm(struct feature *f)
 
 bool feature_tcg(struct feature *f)
 {
-	const char *qemu = getenv("HATRACE_QEMU") ? getenv("HATRACE_QEMU") : "qemu-system-x86_64";
-	char cmd[512], line[128];
+	const char *qemu = getenv("HATRACE_QEMU") ?: "qemu-system-x86_64";
+	const char *argv[] = { qemu, "-accel", "help", NULL };
+	char out[4096], *line, *save = NULL;
 	bool ok = false;
-	FILE *p;
 
-	snprintf(cmd, sizeof(cmd), "%s -accel help 2>/dev/null", qemu);
-	p = popen(cmd, "r");
-	if (p) {
-		while (fgets(line, sizeof(line), p))
-			ok |= !strcmp(line, "tcg\n");
-		pclose(p);
-	}
+	if (run_capture(argv, 10000000000ull, out, sizeof(out)) >= 0)
+		for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			ok |= !strcmp(line, "tcg");
 	return set(f, "tcg", ok, ok ? "%s supports -accel tcg" : "%s not found or lacks TCG", qemu);
 }

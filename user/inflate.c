@@ -227,47 +227,11 @@ static void host_delta(const struct host_totals *a, const struct host_totals *b,
 	d->kvm_page_faults = b->kvm_page_faults - a->kvm_page_faults;
 }
 
-/* Guest-provided names end up in CSV and JSON keys: allow a plain charset only. */
-static bool plain_name(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (n == 0 || n > 64)
-		return false;
-	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:+-") == n;
-}
-
-/* Guest trace counters (cumulative) as {"name": {"count","sum_ns","first_ns","last_ns"}}. */
+/* Guest trace counters (cumulative), or nothing when the guest does not trace. */
 static int guest_read(struct run *r, json_t **out)
 {
-	json_t *reply, *events, *ev, *res;
-	size_t i;
-	int err;
-
 	*out = NULL;
-	if (!r->guest_trace_ok)
-		return 0;
-	err = agent_call(r->vm->agent, json_pack("{s:s}", "cmd", "trace_read"), 30 * SEC, &reply);
-	if (err) {
-		json_decref(reply);
-		return err;
-	}
-	res = json_object();
-	events = json_object_get(reply, "events");
-	json_array_foreach(events, i, ev) {
-		const char *name = json_string_value(json_object_get(ev, "name"));
-		json_t *c = json_object_get(ev, "count"), *s = json_object_get(ev, "sum_ns");
-
-		if (!plain_name(name) || !json_is_integer(c) || !json_is_integer(s))
-			continue; /* guest data: skip what does not parse */
-		json_object_set_new(res, name,
-				    json_pack("{s:O, s:O, s:O, s:O}", "count", c, "sum_ns", s,
-					      "first_ns", json_object_get(ev, "first_ns") ?: json_null(),
-					      "last_ns", json_object_get(ev, "last_ns") ?: json_null()));
-	}
-	json_decref(reply);
-	*out = res;
-	return 0;
+	return r->guest_trace_ok ? agent_trace_read(r->vm->agent, out) : 0;
 }
 
 static json_int_t jint(json_t *o, const char *k)
@@ -275,24 +239,14 @@ static json_int_t jint(json_t *o, const char *k)
 	return json_integer_value(json_object_get(o, k));
 }
 
-static json_t *guest_delta(json_t *prev, json_t *cur)
+/* Guest times plus the clock offset, held within int64_t. */
+static int64_t sat_add(int64_t a, int64_t b)
 {
-	json_t *d = json_object(), *v;
-	const char *name;
+	int64_t s;
 
-	json_object_foreach(cur, name, v) {
-		json_t *p = json_object_get(prev, name);
-		json_int_t dc = jint(v, "count") - jint(p, "count");
-		json_int_t ds = jint(v, "sum_ns") - jint(p, "sum_ns");
-
-		if (dc <= 0)
-			continue;
-		json_object_set_new(d, name,
-				    json_pack("{s:I, s:I, s:I, s:I}", "count", dc, "sum_ns", ds,
-					      "first_ns", jint(v, "first_ns"), "last_ns",
-					      jint(v, "last_ns")));
-	}
-	return d;
+	if (__builtin_add_overflow(a, b, &s))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return s;
 }
 
 /* ---- phases ---- */
@@ -447,7 +401,7 @@ static int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 	if ((err = guest_read(r, &g)))
 		return failed(r, err);
 	if (g) {
-		pr->guest = guest_delta(r->guest_prev, g);
+		pr->guest = agent_trace_delta(r->guest_prev, g);
 		json_decref(r->guest_prev);
 		r->guest_prev = g;
 	}
@@ -769,7 +723,7 @@ static int boot_vm(struct run *r, struct iteration *it)
 	if ((err = vm_wait_ready(r->vm, o->boot_timeout_ns, it->guest_kernel,
 				 sizeof(it->guest_kernel))))
 		return err;
-	if (!plain_name(it->guest_kernel))
+	if (!agent_plain_name(it->guest_kernel))
 		snprintf(it->guest_kernel, sizeof(it->guest_kernel), "unknown");
 	if (r->t->kind == K_VMEM) {
 		uint64_t t;
@@ -825,6 +779,11 @@ static int workload_bytes(struct run *r, uint64_t *bytes)
 
 	if (err)
 		return failed(r, err);
+	if (avail > r->o->mem) {
+		ht_err("the guest reports %llu bytes MemAvailable, more than its %llu bytes of RAM",
+		       (unsigned long long)avail, (unsigned long long)r->o->mem);
+		return failed(r, -EPROTO);
+	}
 	/* "Most of RAM": what the guest can give without swapping or OOM. */
 	*bytes = avail > 160 * MiB ? (avail - 128 * MiB) & ~(2 * MiB - 1) : avail / 2;
 	return 0;
@@ -847,7 +806,8 @@ static int integrity_fill(struct run *r)
 static int integrity_check(struct run *r, struct iteration *it)
 {
 	const char *argv[] = { "ht-integrity", "stop", NULL };
-	json_t *res = NULL, *pages, *bad;
+	uint64_t pages, bad;
+	json_t *res = NULL;
 	int err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, &res, NULL);
 
 	if (err) {
@@ -857,15 +817,14 @@ static int integrity_check(struct run *r, struct iteration *it)
 			       r->t->name);
 		return failed(r, err);
 	}
-	pages = json_object_get(res, "pages");
-	bad = json_object_get(res, "bad_pages");
-	if (!json_is_integer(pages) || !json_is_integer(bad)) {
-		ht_err("ht-integrity stop: result lacks pages/bad_pages");
+	if (!agent_u64(res, "pages", &pages) || !agent_u64(res, "bad_pages", &bad) ||
+	    bad > pages) {
+		ht_err("ht-integrity stop: result lacks counts 0 <= bad_pages <= pages");
 		json_decref(res);
 		return -EPROTO;
 	}
-	it->integrity_pages = json_integer_value(pages);
-	it->integrity_bad = json_integer_value(bad);
+	it->integrity_pages = pages;
+	it->integrity_bad = bad;
 	json_decref(res);
 	fprintf(stderr, "[%s %u/%u] integrity        %lld pages verified, %lld bad\n", r->t->name,
 		r->iter + 1, r->o->iterations, (long long)it->integrity_pages,
@@ -1268,17 +1227,17 @@ static void trace_add_iteration(json_t *events, unsigned tech, const struct iter
 				  (json_int_t)r->host.kvm_page_faults));
 		json_object_foreach(r->guest, name, v) {
 			json_int_t first = jint(v, "first_ns"), last = jint(v, "last_ns");
-			double ts = (double)(first + offset) / 1e3;
+			double ts = (double)sat_add(first, offset) / 1e3;
 
 			/* Clip to the phase: first_ns is cumulative since trace_start. */
-			if (first + offset < (json_int_t)r->t0)
+			if (sat_add(first, offset) < (json_int_t)r->t0)
 				ts = r->t0 / 1e3;
-			if (last + offset < ts * 1e3)
+			if (sat_add(last, offset) < ts * 1e3)
 				continue;
 			json_array_append_new(
 				events, json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:s, s:I, s:I}}",
 						  "name", name, "cat", "guest", "ph", "X", "ts", ts,
-						  "dur", (last + offset) / 1e3 - ts, "pid", pid, "tid",
+						  "dur", sat_add(last, offset) / 1e3 - ts, "pid", pid, "tid",
 						  2, "args", "phase", phase_names[p], "count",
 						  jint(v, "count"), "sum_ns", jint(v, "sum_ns")));
 		}

@@ -2,6 +2,7 @@
 #include "agent.h"
 #include "common.h"
 #include "qmp.h"
+#include "run_prog.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -133,20 +134,13 @@ char *qemu_find(const char *path)
 
 char *qemu_version(const char *qemu)
 {
-	char *cmd, line[256] = "";
-	FILE *p;
+	const char *argv[] = { qemu, "--version", NULL };
+	char out[256];
 
-	if (asprintf(&cmd, "'%s' --version 2>/dev/null", qemu) < 0)
-		return strdup("unknown");
-	p = popen(cmd, "r");
-	free(cmd);
-	if (p) {
-		if (!fgets(line, sizeof(line), p))
-			line[0] = 0;
-		pclose(p);
-	}
-	line[strcspn(line, "\n")] = 0;
-	return strdup(*line ? line : "unknown");
+	if (run_capture(argv, 10000000000ull, out, sizeof(out)) < 0)
+		out[0] = 0;
+	out[strcspn(out, "\n")] = 0;
+	return strdup(*out ? out : "unknown");
 }
 
 /* VMs alive in this process, killed at exit whatever the path out. */
