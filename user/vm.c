@@ -3,6 +3,7 @@
 #include "common.h"
 #include "qmp.h"
 #include "run_prog.h"
+#include "safe_text.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +21,8 @@
 
 #define PVM_VENDOR_SIGNATURE 0x4d5650 /* "PVM": kvm_cpuid_vendor_signature of kvm_pvm */
 #define CONNECT_TIMEOUT_NS (15 * 1000000000ull)
+#define CONSOLE_FD 3
+#define CONSOLE_FDSET 1
 
 static const char *const accel_names[] = { "auto", "kvm", "tcg" };
 
@@ -171,54 +174,94 @@ static void track(struct vm *vm, bool add)
 	}
 }
 
-static void remove_dir(const char *dir)
+#define TMP_DIR "/tmp"
+#define VM_DIR_PREFIX "hatrace-vm."
+#define OWNER_FILE "owner"
+#define OWNER_MARKER "hatrace-vm owner "
+
+/* Removes the entries of the VM dir dfd (closed here), then the dir name in
+ * parent. Everything is relative to dir fds: no path is followed twice. */
+static void remove_vm_dir_at(int parent, const char *name, int dfd)
 {
-	DIR *d = opendir(dir);
+	DIR *d = fdopendir(dfd);
 	struct dirent *e;
 
-	if (!d)
+	if (!d) {
+		close(dfd);
 		return;
-	while ((e = readdir(d))) {
-		char p[512];
-
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-		unlink(p);
 	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dfd, e->d_name, 0); /* a symlink goes, not its target */
 	closedir(d);
-	rmdir(dir);
+	unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static void remove_vm_dir(const char *dir)
+{
+	const char *name = strrchr(dir, '/') + 1;
+	int tmp = open(TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = tmp < 0 ? -1 : openat(tmp, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (dfd >= 0)
+		remove_vm_dir_at(tmp, name, dfd);
+	if (tmp >= 0)
+		close(tmp);
+}
+
+/* The owner PID of a VM dir that hatrace made: a real directory, owned by us
+ * (root) and private, holding our marker file; 0 for anything else. */
+static int vm_dir_owner(int dfd)
+{
+	char marker[64] = "";
+	struct stat st;
+	int fd, owner = 0;
+	ssize_t n;
+
+	if (fstat(dfd, &st) || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 077))
+		return 0;
+	fd = openat(dfd, OWNER_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+	    (n = read(fd, marker, sizeof(marker) - 1)) > 0) {
+		marker[n] = 0;
+		if (strncmp(marker, OWNER_MARKER, strlen(OWNER_MARKER)) ||
+		    sscanf(marker + strlen(OWNER_MARKER), "%d", &owner) != 1 || owner <= 0)
+			owner = 0;
+	}
+	close(fd);
+	return owner;
 }
 
 /* Temp dirs of a hatrace that was SIGKILLed (its QEMU died with it through
- * PR_SET_PDEATHSIG) are removed by the next one. */
+ * PR_SET_PDEATHSIG) are removed by the next one: only ours, only once their
+ * owner is gone, never through a symlink. */
 static void remove_stale_dirs(void)
 {
-	DIR *d = opendir("/tmp");
+	int tmp = open(TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = tmp < 0 ? NULL : fdopendir(dup(tmp));
 	struct dirent *e;
 
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		char p[512];
-		FILE *f;
-		int owner = 0;
+	while (d && (e = readdir(d))) {
+		int dfd, owner;
 
-		if (strncmp(e->d_name, "hatrace-vm.", 11))
+		if (strncmp(e->d_name, VM_DIR_PREFIX, strlen(VM_DIR_PREFIX)))
 			continue;
-		snprintf(p, sizeof(p), "/tmp/%s/owner", e->d_name);
-		f = fopen(p, "r");
-		if (!f)
+		dfd = openat(tmp, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0)
 			continue;
-		if (fscanf(f, "%d", &owner) != 1)
-			owner = 0;
-		fclose(f);
-		if (owner > 0 && !pid_alive(owner)) {
-			snprintf(p, sizeof(p), "/tmp/%s", e->d_name);
-			remove_dir(p);
-		}
+		owner = vm_dir_owner(dfd);
+		if (owner > 0 && !pid_alive(owner))
+			remove_vm_dir_at(tmp, e->d_name, dfd);
+		else
+			close(dfd);
 	}
-	closedir(d);
+	if (d)
+		closedir(d);
+	if (tmp >= 0)
+		close(tmp);
 }
 
 struct argv_buf {
@@ -266,8 +309,12 @@ static void build_argv(struct argv_buf *a, const struct vm *vm, const struct vm_
 		    (unsigned long long)(cfg->maxmem >> 20));
 	else
 		add(a, "%lluM", (unsigned long long)(cfg->mem >> 20));
+	/* The console goes to a pipe that hatrace drains (fd CONSOLE_FD in QEMU);
+	 * append=on, since QEMU would truncate it otherwise, which a pipe refuses. */
+	add(a, "-add-fd");
+	add(a, "fd=%d,set=%d", CONSOLE_FD, CONSOLE_FDSET);
 	add(a, "-chardev");
-	add(a, "file,id=console,path=%s", vm->console_path);
+	add(a, "file,id=console,path=/dev/fdset/%d,append=on", CONSOLE_FDSET);
 	add(a, "-serial");
 	add(a, "chardev:console");
 	add(a, "-chardev");
@@ -301,39 +348,49 @@ static void build_argv(struct argv_buf *a, const struct vm *vm, const struct vm_
 	a->v[a->n] = NULL;
 }
 
-static void print_file_tail(const char *path, const char *what, FILE *f, int lines)
+static void print_log_tail(struct vm *vm, int stream, const char *what, FILE *f, int lines)
 {
-	FILE *in = fopen(path, "r");
-	char *ring[64] = { 0 }, *line = NULL;
-	size_t cap = 0;
+	size_t len, start, end;
+	char *text = log_drain_copy(&vm->logs, stream, &len, NULL);
 	int n = 0;
 
-	if (!in)
+	if (!text)
 		return;
-	if (lines > 64)
-		lines = 64;
-	while (getline(&line, &cap, in) > 0) {
-		free(ring[n % lines]);
-		ring[n % lines] = strdup(line);
-		n++;
+	end = len;
+	if (end && text[end - 1] == '\n')
+		end--;
+	if (!end || lines <= 0) {
+		free(text);
+		return;
 	}
-	fclose(in);
-	free(line);
-	if (n)
-		fprintf(f, "hatrace: last %d lines of %s:\n", n < lines ? n : lines, what);
-	for (int i = n < lines ? 0 : n - lines; i < n; i++) {
-		char *s = ring[i % lines];
+	for (start = end, n = 1; start > 0; start--) {
+		if (text[start - 1] == '\n') {
+			if (n == lines)
+				break;
+			n++;
+		}
+	}
+	fprintf(f, "hatrace: last %d lines of %s:\n", n, what);
+	while (start <= end) {
+		char *nl = memchr(text + start, '\n', end - start);
+		size_t line_len = (nl ? (size_t)(nl - text) : end) - start, shown_len = line_len;
+		char shown[VM_TAIL_LINE_MAX + 1];
 
-		s[strcspn(s, "\r\n")] = 0;
-		fprintf(f, "  | %s\n", s);
+		if (shown_len && text[start + shown_len - 1] == '\r')
+			shown_len--;
+		term_safe(shown, sizeof(shown), text + start, shown_len);
+		if (shown_len > VM_TAIL_LINE_MAX)
+			fprintf(f, "  | %s [... %zu more bytes]\n", shown, shown_len - VM_TAIL_LINE_MAX);
+		else
+			fprintf(f, "  | %s\n", shown);
+		start += line_len + 1;
 	}
-	for (int i = 0; i < lines; i++)
-		free(ring[i]);
+	free(text);
 }
 
 void vm_print_console_tail(struct vm *vm, FILE *f, int lines)
 {
-	print_file_tail(vm->console_path, "the guest console", f, lines);
+	print_log_tail(vm, VM_LOG_CONSOLE, "the guest console", f, lines);
 }
 
 bool vm_alive(struct vm *vm)
@@ -372,29 +429,33 @@ int vm_start(struct vm **out, const struct vm_config *cfg)
 	struct vm *vm = calloc(1, sizeof(*vm));
 	struct argv_buf a = { .n = 0 };
 	pid_t parent = getpid();
+	int console[2], output[2], fd, err;
 	char owner[128];
-	FILE *f;
-	int err;
 
 	*out = NULL;
 	if (!vm)
 		return -ENOMEM;
 	remove_stale_dirs();
-	strcpy(vm->dir, "/tmp/hatrace-vm.XXXXXX");
+	strcpy(vm->dir, TMP_DIR "/" VM_DIR_PREFIX "XXXXXX");
 	if (!mkdtemp(vm->dir)) {
 		err = -errno;
 		ht_err("cannot create a temp dir: %s", strerror(errno));
 		free(vm);
 		return err;
 	}
-	snprintf(owner, sizeof(owner), "%s/owner", vm->dir);
-	f = fopen(owner, "w");
-	if (f) {
-		fprintf(f, "%d\n", (int)parent);
-		fclose(f);
+	snprintf(owner, sizeof(owner), "%s/" OWNER_FILE, vm->dir);
+	fd = open(owner, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		dprintf(fd, OWNER_MARKER "%d\n", (int)parent);
+		close(fd);
 	}
-	snprintf(vm->console_path, sizeof(vm->console_path), "%s/console.log", vm->dir);
-	snprintf(vm->qemu_log_path, sizeof(vm->qemu_log_path), "%s/qemu.log", vm->dir);
+	if (pipe2(console, O_CLOEXEC) || pipe2(output, O_CLOEXEC)) {
+		err = -errno;
+		ht_err("pipe: %s", strerror(errno));
+		remove_vm_dir(vm->dir);
+		free(vm);
+		return err;
+	}
 	build_argv(&a, vm, cfg);
 	if (verbose) {
 		fprintf(stderr, "hatrace: starting");
@@ -405,8 +466,8 @@ int vm_start(struct vm **out, const struct vm_config *cfg)
 	fflush(NULL);
 	vm->pid = fork();
 	if (vm->pid == 0) {
-		int log = open(vm->qemu_log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		int null = open("/dev/null", O_RDONLY);
+		int console_w = fcntl(console[1], F_DUPFD, CONSOLE_FD + 1);
 
 		setpgid(0, 0);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -415,8 +476,9 @@ int vm_start(struct vm **out, const struct vm_config *cfg)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		dup2(null, 0);
-		dup2(log, 1);
-		dup2(log, 2);
+		dup2(output[1], 1);
+		dup2(output[1], 2);
+		dup2(console_w, CONSOLE_FD); /* dup2 clears close-on-exec */
 		execv(a.v[0], a.v);
 		dprintf(2, "exec %s: %s\n", a.v[0], strerror(errno));
 		_exit(127);
@@ -424,9 +486,26 @@ int vm_start(struct vm **out, const struct vm_config *cfg)
 	err = vm->pid < 0 ? -errno : 0;
 	for (int i = 0; i < a.n; i++)
 		free(a.v[i]);
+	close(console[1]);
+	close(output[1]);
+	if (!err) {
+		const int fds[] = { [VM_LOG_CONSOLE] = console[0], [VM_LOG_QEMU] = output[0] };
+		const size_t keep[] = { [VM_LOG_CONSOLE] = VM_CONSOLE_KEEP,
+					[VM_LOG_QEMU] = VM_QEMU_LOG_KEEP };
+
+		err = log_drain_start(&vm->logs, 2, fds, keep);
+	} else {
+		close(console[0]);
+		close(output[0]);
+	}
 	if (err) {
-		ht_err("fork: %s", strerror(-err));
-		remove_dir(vm->dir);
+		ht_err("cannot start QEMU: %s", strerror(-err));
+		if (vm->pid > 0) {
+			kill(vm->pid, SIGKILL);
+			waitpid(vm->pid, NULL, 0);
+		}
+		log_drain_free(&vm->logs);
+		remove_vm_dir(vm->dir);
 		free(vm);
 		return err;
 	}
@@ -450,7 +529,9 @@ int vm_start(struct vm **out, const struct vm_config *cfg)
 				vm_wait_exit(vm, 1000000000ull);
 			ht_err("QEMU did not come up (%s)",
 			       vm_alive(vm) ? strerror(-err) : vm_exit_reason(vm, why, sizeof(why)));
-			print_file_tail(vm->qemu_log_path, "QEMU's output", stderr, 15);
+			if (!vm_alive(vm))
+				log_drain_stop(&vm->logs); /* take all it wrote */
+			print_log_tail(vm, VM_LOG_QEMU, "QEMU's output", stderr, 15);
 		}
 		vm_destroy(vm);
 		return err;
@@ -475,31 +556,35 @@ int vm_wait_ready(struct vm *vm, uint64_t timeout_ns, char *kernel, size_t len)
 		ht_err("QEMU died while the guest booted: %s", vm_exit_reason(vm, why, sizeof(why)));
 	else
 		ht_err("the guest agent failed while booting: %s", strerror(-err));
+	if (!vm_alive(vm))
+		log_drain_stop(&vm->logs); /* take all it wrote */
 	vm_print_console_tail(vm, stderr, 20);
-	print_file_tail(vm->qemu_log_path, "QEMU's output", stderr, 5);
+	print_log_tail(vm, VM_LOG_QEMU, "QEMU's output", stderr, 5);
 	return err;
 }
 
 int vm_save_console(struct vm *vm, const char *path)
 {
 	struct out_file of;
-	FILE *in = fopen(vm->console_path, "r");
-	char buf[65536];
-	size_t n;
+	uint64_t dropped;
+	size_t len;
+	char *text = log_drain_copy(&vm->logs, VM_LOG_CONSOLE, &len, &dropped);
 	int err;
 
-	if (!in)
-		return -errno;
+	if (!text)
+		return -ENOMEM;
 	err = out_file_open(&of, path);
-	if (err) {
-		fclose(in);
-		return err;
+	if (!err) {
+		fchmod(fileno(of.f), 0644);
+		if (dropped)
+			fprintf(of.f, "[hatrace: the first %llu bytes of the console were dropped; "
+				"the last %u MiB are kept]\n", (unsigned long long)dropped,
+				VM_CONSOLE_KEEP >> 20);
+		fwrite(text, 1, len, of.f);
+		err = out_file_commit(&of);
 	}
-	fchmod(fileno(of.f), 0644);
-	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-		fwrite(buf, 1, n, of.f);
-	fclose(in);
-	return out_file_commit(&of);
+	free(text);
+	return err;
 }
 
 uint64_t vm_rss(struct vm *vm)
@@ -576,9 +661,10 @@ void vm_destroy(struct vm *vm)
 			;
 		vm->exited = true;
 	}
+	log_drain_free(&vm->logs);
 	agent_close(vm->agent);
 	qmp_close(vm->qmp);
-	remove_dir(vm->dir);
+	remove_vm_dir(vm->dir);
 	track(vm, false);
 	free(vm);
 }

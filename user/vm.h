@@ -1,8 +1,11 @@
-/* A QEMU process run by hatrace: private temp dir, own process group,
- * console log, QMP and agent sockets; everything goes away with vm_destroy()
+/* A QEMU process run by hatrace: private temp dir, own process group, QMP
+ * and agent sockets, the guest console and QEMU's output kept in bounded
+ * memory rings (logring.h); everything goes away with vm_destroy()
  * (and, as a last resort, at exit or when hatrace dies: PR_SET_PDEATHSIG). */
 #ifndef HATRACE_VM_H
 #define HATRACE_VM_H
+
+#include "logring.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,12 +42,19 @@ struct vm_config {
 	bool paused;             /* -S */
 };
 
+enum { VM_LOG_CONSOLE, VM_LOG_QEMU };
+/* What is kept of each: the last bytes. */
+#define VM_CONSOLE_KEEP (4u << 20)
+#define VM_QEMU_LOG_KEEP (1u << 20)
+/* Longest line a tail prints; the rest is counted. */
+#define VM_TAIL_LINE_MAX 200
+
 struct vm {
 	pid_t pid;
 	bool exited;
 	int status;              /* waitpid status once exited */
 	char dir[64];            /* private temp dir */
-	char console_path[128], qemu_log_path[128];
+	struct log_drain logs;   /* VM_LOG_CONSOLE, VM_LOG_QEMU */
 	struct qmp *qmp;
 	struct agent *agent;
 	bool ready;              /* the guest agent said it is up */
@@ -60,8 +70,11 @@ bool vm_alive(struct vm *vm);
 bool vm_wait_exit(struct vm *vm, uint64_t timeout_ns);
 /* A one-line description of how QEMU ended, e.g. "killed by signal 9". */
 const char *vm_exit_reason(struct vm *vm, char *buf, size_t len);
+/* The last lines of the console, made safe for a terminal and cut at
+ * VM_TAIL_LINE_MAX bytes. */
 void vm_print_console_tail(struct vm *vm, FILE *f, int lines);
-/* Copies the console log to path (e.g. into the results directory). */
+/* Writes the kept console output to path (e.g. into the results directory),
+ * after a line that says how much older output was dropped, if any. */
 int vm_save_console(struct vm *vm, const char *path);
 /* QEMU's resident set size (VmRSS) in bytes; 0 if it is gone. */
 uint64_t vm_rss(struct vm *vm);
