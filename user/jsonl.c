@@ -132,16 +132,19 @@ static int make_room(struct jsonl *c)
 
 static int parse_line(struct jsonl *c, char *line, size_t len, json_t **out)
 {
-	char shown[96];
+	char shown[96], why[JSON_ERROR_TEXT_LENGTH];
 	json_error_t jerr;
+	const char *what;
 
 	*out = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (json_is_object(*out))
 		return 0;
+	what = *out ? "not an object" : jerr.text; /* quotes the line: guest text */
+	ht_err("%s sent a line that is not a JSON object (%s): %s", c->peer,
+	       term_safe(why, sizeof(why), what, strlen(what)),
+	       term_safe(shown, sizeof(shown), line, len));
 	json_decref(*out);
 	*out = NULL;
-	ht_err("%s sent a line that is not a JSON object: %s", c->peer,
-	       term_safe(shown, sizeof(shown), line, len));
 	return -EPROTO;
 }
 
