@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define READ_CHUNK 65536
@@ -26,6 +27,16 @@ void jsonl_attach(struct jsonl *c, const char *peer, int fd, size_t max_line)
 {
 	reset(c, peer, fd, max_line);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Whether process pid is gone, counting a child that exited but was not reaped yet. */
+static bool gone(int pid)
+{
+	siginfo_t si = { 0 };
+
+	if (!waitid(P_PID, pid, &si, WEXITED | WNOHANG | WNOWAIT))
+		return si.si_pid == pid;
+	return !pid_alive(pid);
 }
 
 int jsonl_connect(struct jsonl *c, const char *peer, const char *path, size_t max_line,
@@ -52,7 +63,7 @@ int jsonl_connect(struct jsonl *c, const char *peer, const char *path, size_t ma
 		close(fd);
 		if (exiting)
 			return -EINTR;
-		if (watch_pid && !pid_alive(watch_pid))
+		if (watch_pid && gone(watch_pid))
 			return -ESRCH;
 		if (now_ns() > deadline)
 			return err;
