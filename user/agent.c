@@ -5,7 +5,6 @@
 #include "safe_text.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -243,7 +243,7 @@ int jsonl_wait(struct jsonl *c, uint64_t deadline_ns, bool (*match)(json_t *msg,
 	int err;
 
 	*out = NULL;
-	for (unsigned skipped = 0; skipped <= JSONL_MAX_SKIPPED; skipped++) {
+	for (unsigned skipped = 0; skipped < JSONL_MAX_SKIPPED; skipped++) {
 		if ((err = jsonl_read(c, deadline_ns, &msg)))
 			return err;
 		if (match(msg, arg)) {

@@ -40,7 +40,7 @@ void jsonl_attach(struct jsonl *c, const char *peer, int fd, size_t max_line);
 int jsonl_read(struct jsonl *c, uint64_t deadline_ns, json_t **out);
 /* Sends obj (not stolen) as one line; -ETIMEDOUT if the peer does not take it. */
 int jsonl_send(struct jsonl *c, json_t *obj, uint64_t deadline_ns);
-/* Reads until match(msg, arg) holds, skipping at most JSONL_MAX_SKIPPED others. */
+/* Reads until match(msg, arg) holds; -EPROTO after JSONL_MAX_SKIPPED others. */
 int jsonl_wait(struct jsonl *c, uint64_t deadline_ns, bool (*match)(json_t *msg, void *arg),
 	       void *arg, json_t **out);
 /* Sets req's "id" to id, sends it and waits for the message with that id. */
