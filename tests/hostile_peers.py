@@ -240,6 +240,25 @@ def test_qemu_version_argv():
           "qemu_version_runs_argv", f"version {value(out, 'version')!r}, shell ran: {pwned}")
 
 
+def start_qemu_version_timeout():
+    """A "QEMU" that answers --version, closes its stdout and hangs: run in the
+    background (it costs the 10 s timeout), checked by the returned function."""
+    fake = os.path.join(TMP, "hanging-qemu")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\necho 'QEMU emulator version 99.2'\nexec >&-\nexec sleep 120\n")
+    os.chmod(fake, 0o755)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=client("qemu-version", fake)))
+    thread.start()
+
+    def finish_check():
+        thread.join()
+        rc, out, err, secs = result["r"]
+        check(rc == 0 and secs < HANG_S, "qemu_version_timeout",
+              f"rc {rc} after {secs:.1f} s, version {value(out, 'version')!r}")
+    return finish_check
+
+
 def test_doctor_tcg_argv():
     if os.geteuid():
         skip("doctor_tcg_probe_argv", "hatrace doctor needs root")
@@ -331,11 +350,13 @@ def main():
         return
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
+        qemu_version_timeout = start_qemu_version_timeout()
         for test in (test_flood_deadline, test_events_bounded, test_huge_line,
                      test_send_timeout, test_qmp_error_text, test_agent_error_text,
                      test_console_flood, test_trace_ranges, test_qemu_version_argv,
                      test_doctor_tcg_argv, test_stale_dirs):
             test()
+        qemu_version_timeout()
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     finish()

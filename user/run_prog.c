@@ -50,8 +50,9 @@ static int drain(int fd, uint64_t deadline_ns, char *out, size_t len)
 
 int run_capture(const char *const argv[], uint64_t timeout_ns, char *out, size_t len)
 {
+	uint64_t deadline = now_ns() + timeout_ns;
 	posix_spawn_file_actions_t fa;
-	int pipefd[2], status, err;
+	int pipefd[2], status = 0, err;
 	pid_t pid;
 
 	if (len)
@@ -69,14 +70,22 @@ int run_capture(const char *const argv[], uint64_t timeout_ns, char *out, size_t
 		close(pipefd[0]);
 		return err;
 	}
-	err = drain(pipefd[0], now_ns() + timeout_ns, out, len);
+	err = drain(pipefd[0], deadline, out, len);
 	close(pipefd[0]);
-	if (err)
+	/* It may close its stdout and go on running. */
+	while (!err && !waitpid(pid, &status, WNOHANG)) {
+		if (exiting)
+			err = -EINTR;
+		else if (now_ns() >= deadline)
+			err = -ETIMEDOUT;
+		else
+			usleep(10000);
+	}
+	if (err) {
 		kill(pid, SIGKILL);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return err ?: -errno;
-	if (err)
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
 		return err;
+	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
