@@ -93,6 +93,39 @@ static void case_linear(void)
 	stop_peer(&c, pid);
 }
 
+/* 20000 objects of about 1 KiB, written in pieces that end inside lines. */
+static void many_objects(int fd)
+{
+	char line[1100];
+	size_t n = snprintf(line, sizeof(line), "{\"event\":\"x\",\"pad\":\"%01000d\"}\n", 0);
+	char *all = malloc(20000 * n);
+
+	for (int i = 0; i < 20000; i++)
+		memcpy(all + i * n, line, n);
+	for (size_t off = 0; off < 20000 * n; off += 4093)
+		write_all(fd, all + off, 20000 * n - off < 4093 ? 20000 * n - off : 4093);
+	pause();
+}
+
+static void case_partial_lines(void)
+{
+	struct jsonl c;
+	pid_t pid = start_peer(&c, MiB, many_objects);
+	uint64_t deadline = now_ns() + HANG_S * 1000 * MS;
+	json_t *msg;
+	int n = 0;
+
+	while (n < 20000 && !jsonl_read(&c, deadline, &msg)) {
+		json_decref(msg);
+		n++;
+	}
+	check(n == 20000, "jsonl_partial_lines_read", "read %d of 20000 objects", n);
+	check(c.moved > 0 && c.moved + c.scanned <= 2 * c.received, "jsonl_compaction_linear",
+	      "moved %llu + scanned %llu bytes for %llu received", (unsigned long long)c.moved,
+	      (unsigned long long)c.scanned, (unsigned long long)c.received);
+	stop_peer(&c, pid);
+}
+
 static void endless_newlines(int fd)
 {
 	for (;;)
@@ -238,6 +271,7 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	run("jsonl_linear", case_linear);
+	run("jsonl_partial_lines", case_partial_lines);
 	run("jsonl_deadline", case_deadline);
 	run("jsonl_ctrl_c", case_ctrl_c);
 	run("jsonl_long_line", case_long_line);
