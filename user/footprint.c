@@ -260,6 +260,10 @@ int cmd_footprint(int argc, char **argv)
 				return -EINVAL;
 			break;
 		case 'w':
+			if (!*optarg) {
+				ht_err("-w: empty path (use -w - or no -w for stdout)");
+				return -EINVAL;
+			}
 			path = optarg;
 			break;
 		case 'd':
@@ -290,13 +294,20 @@ int cmd_footprint(int argc, char **argv)
 		return -EINVAL;
 	if (all_vms) {
 		struct vm_info *vms;
-		int n = vm_scan(&vms);
+		int n;
 
+		/* without root, other users' VMs cannot be seen: not "no VMs" */
+		if ((err = require_root("hatrace footprint --all-vms")))
+			return err;
+		n = vm_scan(&vms);
+		if (n < 0) {
+			ht_err("--all-vms: cannot scan /proc for VMs: %s", strerror(-n));
+			return n;
+		}
 		for (int i = 0; i < n; i++)
 			if (add_proc(&c, vms[i].pid))
 				break;
-		if (n > 0)
-			free(vms);
+		free(vms);
 	}
 	if (!c.nprocs) {
 		ht_err(all_vms ? "--all-vms: no VMs found on this host" :
@@ -309,6 +320,9 @@ int cmd_footprint(int argc, char **argv)
 		ht_err("tracepoint kmem:rss_stat is missing from this kernel");
 		return -ENOENT;
 	}
+	/* the output path is checked (and a FIFO's reader awaited) before the trace */
+	if ((err = out_file_open(&c.out, path)))
+		return err;
 	setup_libbpf();
 	c.sample_step = step;
 
@@ -341,8 +355,6 @@ int cmd_footprint(int argc, char **argv)
 		ht_err("cannot create the ring buffer: %s", strerror(errno));
 		goto cleanup;
 	}
-	if ((err = out_file_open(&c.out, path)))
-		goto cleanup;
 	if (c.fmt == OUT_CSV)
 		fprintf(c.out.f, "time_ns,pid,comm,anon_bytes,file_bytes,shmem_bytes,rss_bytes\n");
 	if (c.fmt == OUT_PERFETTO) {
