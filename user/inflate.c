@@ -1483,9 +1483,9 @@ static void remove_tree(const char *dir)
 }
 
 /* -o DIR is replaced only if it does not exist, is empty or is a results
- * directory of an earlier run (it holds RESULTS_MARKER); when is "at start"
- * or "now", for the message. */
-static int out_dir_replaceable(const char *dir, const char *when)
+ * directory of an earlier run (it holds RESULTS_MARKER); checked before the
+ * run and again before the replacement (!at_start). */
+static int out_dir_replaceable(const char *dir, bool at_start)
 {
 	char marker[PATH_MAX];
 	struct dirent *e;
@@ -1521,8 +1521,9 @@ static int out_dir_replaceable(const char *dir, const char *when)
 	if (!entries)
 		return 0;
 	ht_err("--output: %s %s files of its own and no " RESULTS_MARKER
-	       ": hatrace replaces only empty directories and its own results directories; "
-	       "remove it or name another one", dir, when);
+	       ": hatrace replaces only empty directories and its own results directories%s",
+	       dir, at_start ? "has" : "now has",
+	       at_start ? "; remove it or name another one" : ", so it was left alone");
 	return -EEXIST;
 }
 
@@ -1533,7 +1534,7 @@ static int commit_dir(const char *tmp, const char *dir)
 	bool had_old;
 	int err;
 
-	if ((err = out_dir_replaceable(dir, "now has")))
+	if ((err = out_dir_replaceable(dir, false)))
 		return err;
 	snprintf(old, sizeof(old), "%s.old-%d", dir, (int)getpid());
 	had_old = !rename(dir, old);
@@ -1604,7 +1605,8 @@ static void usage(FILE *f)
 		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
 		"                        a stock guest, TCG on PVM hosts; TCG is multi-threaded)\n"
 		"  -l, --live            live log2 histograms of reclaim syscalls and faults\n"
-		"  -o, --output DIR      results directory (default results/inflate)\n"
+		"  -o, --output DIR      results directory (default results/inflate); replaced\n"
+		"                        only if empty or an earlier run's results directory\n"
 		"      --qemu PATH       QEMU binary (default $HATRACE_QEMU, else\n"
 		"                        qemu-system-x86_64 on PATH)\n"
 		"      --kernel PATH     guest kernel (default build/guest/bzImage)\n"
@@ -1832,7 +1834,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 		}
 	}
-	if (no_operands(argc, argv) || out_dir_replaceable(o->out_dir, "has"))
+	if (no_operands(argc, argv) || out_dir_replaceable(o->out_dir, true))
 		return -EINVAL;
 	if (o->mem % (128 * MiB) || o->mem < 256 * MiB) {
 		ht_err("--mem: %llu MiB is not a multiple of 128 MiB of at least 256 MiB",
