@@ -284,8 +284,10 @@ int ensure_tracefs(void)
 		return -ENOENT;
 	}
 	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) && errno != EBUSY) {
-		ht_err("tracefs is not mounted and mounting it failed: %s", strerror(errno));
-		return -errno;
+		int err = -errno; /* ht_err may change errno */
+
+		ht_err("tracefs is not mounted and mounting it failed: %s", strerror(-err));
+		return err;
 	}
 	return 0;
 }
@@ -368,9 +370,14 @@ void json_println(FILE *f, json_t *doc)
 static int out_target(const char *path, char **target, bool *direct)
 {
 	struct stat st;
+	int err;
 
 	*target = NULL;
 	*direct = false;
+	if (!*path) {
+		ht_err("cannot write to an empty path");
+		return -EINVAL;
+	}
 	if (lstat(path, &st)) {
 		if (errno != ENOENT)
 			goto err;
@@ -401,8 +408,22 @@ static int out_target(const char *path, char **target, bool *direct)
 	if (*target)
 		return 0;
 err:
-	ht_err("cannot write %s: %s", path, strerror(errno));
-	return -errno;
+	err = -errno; /* ht_err may change errno */
+	ht_err("cannot write %s: %s", path, strerror(-err));
+	return err;
+}
+
+int out_file_check(const char *path)
+{
+	char *target;
+	bool direct;
+	int err;
+
+	if (!path || !strcmp(path, "-"))
+		return 0;
+	err = out_target(path, &target, &direct);
+	free(target);
+	return err;
 }
 
 int out_file_open(struct out_file *of, const char *path)
@@ -416,10 +437,6 @@ int out_file_open(struct out_file *of, const char *path)
 		of->f = stdout;
 		return 0;
 	}
-	if (!*path) {
-		ht_err("cannot write to an empty path");
-		return -EINVAL;
-	}
 	if ((err = out_target(path, &of->path, &direct)))
 		return err;
 	if (direct) {
@@ -428,10 +445,10 @@ int out_file_open(struct out_file *of, const char *path)
 		of->f = fd >= 0 ? fdopen(fd, "w") : NULL;
 		if (!of->f) {
 			err = -errno;
-			ht_err("cannot write %s: %s", path, strerror(errno));
+			ht_err("cannot write %s: %s", path, strerror(-err));
 			if (fd >= 0)
 				close(fd);
-			return err;
+			goto fail;
 		}
 		return 0;
 	}

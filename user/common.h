@@ -68,6 +68,8 @@ struct out_file {
 	char *path;
 	char *tmp;
 };
+/* The checks of out_file_open without creating anything, to refuse a bad path early. */
+int out_file_check(const char *path);
 int out_file_open(struct out_file *of, const char *path);
 int out_file_commit(struct out_file *of);
 void out_file_abort(struct out_file *of);

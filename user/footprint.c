@@ -320,8 +320,8 @@ int cmd_footprint(int argc, char **argv)
 		ht_err("tracepoint kmem:rss_stat is missing from this kernel");
 		return -ENOENT;
 	}
-	/* the output path is checked (and a FIFO's reader awaited) before the trace */
-	if ((err = out_file_open(&c.out, path)))
+	/* a bad output path is refused before anything is loaded */
+	if ((err = out_file_check(path)))
 		return err;
 	setup_libbpf();
 	c.sample_step = step;
@@ -355,6 +355,8 @@ int cmd_footprint(int argc, char **argv)
 		ht_err("cannot create the ring buffer: %s", strerror(errno));
 		goto cleanup;
 	}
+	if ((err = out_file_open(&c.out, path)))
+		goto cleanup;
 	if (c.fmt == OUT_CSV)
 		fprintf(c.out.f, "time_ns,pid,comm,anon_bytes,file_bytes,shmem_bytes,rss_bytes\n");
 	if (c.fmt == OUT_PERFETTO) {

@@ -1490,14 +1490,15 @@ static int out_dir_replaceable(const char *dir, bool at_start)
 	char marker[PATH_MAX];
 	struct dirent *e;
 	struct stat st;
-	int entries = 0;
+	int entries = 0, err;
 	DIR *d;
 
 	if (lstat(dir, &st)) {
 		if (errno == ENOENT)
 			return 0;
-		ht_err("--output: cannot use %s: %s", dir, strerror(errno));
-		return -errno;
+		err = -errno; /* ht_err may change errno */
+		ht_err("--output: cannot use %s: %s", dir, strerror(-err));
+		return err;
 	}
 	if (S_ISLNK(st.st_mode)) {
 		ht_err("--output: %s is a symbolic link; name the directory itself", dir);
@@ -1512,8 +1513,9 @@ static int out_dir_replaceable(const char *dir, bool at_start)
 		return 0;
 	d = opendir(dir);
 	if (!d) {
-		ht_err("--output: cannot read %s: %s", dir, strerror(errno));
-		return -errno;
+		err = -errno;
+		ht_err("--output: cannot read %s: %s", dir, strerror(-err));
+		return err;
 	}
 	while ((e = readdir(d)))
 		entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
@@ -1897,6 +1899,7 @@ static int write_marker(const char *dir)
 {
 	char path[PATH_MAX];
 	FILE *f;
+	int err;
 
 	snprintf(path, sizeof(path), "%s/" RESULTS_MARKER, dir);
 	f = fopen(path, "w");
@@ -1906,8 +1909,9 @@ static int write_marker(const char *dir)
 		if (!ferror(f) & !fclose(f))
 			return 0;
 	}
-	ht_err("cannot write %s: %s", path, strerror(errno));
-	return -errno;
+	err = errno ? -errno : -EIO; /* ht_err may change errno */
+	ht_err("cannot write %s: %s", path, strerror(-err));
+	return err;
 }
 
 int cmd_inflate(int argc, char **argv)
