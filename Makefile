@@ -13,10 +13,12 @@ BPFTOOL    ?= bpftool
 ARCH       := x86
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE
+CFLAGS     += $(SANITIZE)
 CPPFLAGS   += -I$(BUILD)/bpf -Ibpf -iquote user
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_$(ARCH) -I. -Ibpf
 # Static so that the same binary can be copied into a guest initramfs.
-LDLIBS     := -static -Wl,--start-group -ljansson -lbpf -lelf -lz -lzstd -lm -lpthread -Wl,--end-group
+STATIC     ?= -static
+LDLIBS     := $(STATIC) -Wl,--start-group -ljansson -lbpf -lelf -lz -lzstd -lm -lpthread -Wl,--end-group
 
 ifeq ($(V),1)
 Q :=
@@ -40,7 +42,7 @@ VM_TESTS    :=
 E2E_TESTS   :=
 BENCHES     :=
 
-.PHONY: all deps test bench run fuzz vmlinux clean
+.PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan
 # Keep generated skeletons and BPF objects, so a second `make` has nothing to do.
 .SECONDARY:
 all: real-all
@@ -93,6 +95,19 @@ test: real-all
 
 bench: real-all $(BENCHES)
 
+# ThreadSanitizer build of the host tool, build-tsan/hatrace (linked dynamically:
+# TSan cannot be static), with the guest images of $(BUILD). `make test-tsan`
+# runs the inflate test with it; a TSan report fails the run.
+TSAN_BUILD := build-tsan
+tsan:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) STATIC= SANITIZE=-fsanitize=thread \
+		$(TSAN_BUILD)/hatrace
+	$(Q)ln -sfn $(abspath $(BUILD))/guest $(TSAN_BUILD)/guest
+
+test-tsan: real-all tsan
+	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 $(TSAN_OPTIONS)" HATRACE=$(TSAN_BUILD)/hatrace \
+		tests/vm_inflate.sh
+
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(HATRACE) inflate --untouched -o results/inflate
@@ -104,4 +119,4 @@ vmlinux:
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h
 
 clean:
-	$(Q)rm -rf $(BUILD)
+	$(Q)rm -rf $(BUILD) $(TSAN_BUILD)

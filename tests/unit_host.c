@@ -147,6 +147,13 @@ static void test_parsing(void)
 	check(!parse_seconds_ns("-d", "1.5", 0, ~0ULL, &v) && v == 1500000000ULL, "1.5 s", " ");
 	check(parse_seconds_ns("-d", "-3", 0, ~0ULL, &v) < 0, "negative duration refused", " ");
 	check(parse_seconds_ns("-d", "nan", 0, ~0ULL, &v) < 0, "nan duration refused", " ");
+	check(parse_seconds_ns("-d", "0x1p3", 0, ~0ULL, &v) < 0, "hex float duration refused", " ");
+	check(parse_seconds_ns("-d", "1e2", 0, ~0ULL, &v) < 0, "exponent duration refused", " ");
+	check(parse_seconds_ns("-d", "inf", 0, ~0ULL, &v) < 0, "inf duration refused", " ");
+	check(parse_seconds_ns("-d", ".", 0, ~0ULL, &v) < 0, "lone dot refused", " ");
+	check(!parse_seconds_ns("-d", ".25", 0, ~0ULL, &v) && v == 250000000ULL, ".25 s", " ");
+	check(!parse_seconds_ns("-d", "2.", 0, ~0ULL, &v) && v == 2000000000ULL, "2. s", " ");
+	check(parse_size("--mem", "0x10M", &v) < 0, "hex size refused", " ");
 	check(parse_out_fmt("yaml", 1 << OUT_TEXT | 1 << OUT_JSON, &fmt) < 0, "bad -o refused", " ");
 	check(parse_out_fmt("csv", 1 << OUT_TEXT | 1 << OUT_JSON, &fmt) < 0,
 	      "-o not offered by this command refused", " ");

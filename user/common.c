@@ -3,6 +3,7 @@
 #include <bpf/libbpf.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
@@ -42,22 +43,34 @@ void ht_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
-int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* A whole-string decimal number, no sign or space; no message. */
+static int strict_u64(const char *s, uint64_t *out)
 {
-	char *end;
 	unsigned long long v;
+	char *end;
 
-	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s)) {
-		ht_err("%s: '%s' is not a non-negative integer", opt, s ? s : "");
+	if (!s || !isdigit((unsigned char)*s))
 		return -EINVAL;
-	}
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (*end) {
-		ht_err("%s: '%s' is not a non-negative integer", opt, s);
+	if (*end)
 		return -EINVAL;
+	if (errno == ERANGE)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	uint64_t v;
+	int err = strict_u64(s, &v);
+
+	if (err == -EINVAL) {
+		ht_err("%s: '%s' is not a non-negative integer", opt, s ? s : "");
+		return err;
 	}
-	if (errno == ERANGE || v < min || v > max) {
+	if (err || v < min || v > max) {
 		ht_err("%s: %s is out of range [%llu, %llu]", opt, s, (unsigned long long)min,
 		       (unsigned long long)max);
 		return -ERANGE;
@@ -73,41 +86,46 @@ int parse_size(const char *opt, const char *s, uint64_t *out)
 	size_t n = s ? strlen(s) : 0;
 	const char *u;
 	uint64_t v, mult = 1;
+	int err = -EINVAL;
 
-	if (n == 0 || n >= sizeof(num)) {
+	if (n > 0 && n < sizeof(num)) {
+		memcpy(num, s, n + 1);
+		/* accept "MB"/"GiB"-less "GB" too */
+		if (n > 1 && (num[n - 1] == 'B' || num[n - 1] == 'b') &&
+		    strchr(units, num[n - 2] & ~0x20))
+			num[--n] = 0;
+		u = strchr(units, num[n - 1] & ~0x20);
+		if (u && num[n - 1] > '9') {
+			mult = 1ULL << (10 * (u - units + 1));
+			num[--n] = 0;
+		}
+		err = strict_u64(num, &v);
+		if (!err && v > UINT64_MAX / mult)
+			err = -ERANGE;
+	}
+	if (err == -ERANGE)
+		ht_err("%s: %s is too large", opt, s);
+	else if (err)
 		ht_err("%s: '%s' is not a size (e.g. 512M, 2G)", opt, s ? s : "");
-		return -EINVAL;
-	}
-	memcpy(num, s, n + 1);
-	if (n > 1 && (num[n - 1] == 'B' || num[n - 1] == 'b') && strchr(units, num[n - 2] & ~0x20))
-		num[--n] = 0; /* accept "MB"/"GiB"-less "GB" too */
-	u = strchr(units, num[n - 1] & ~0x20);
-	if (u && num[n - 1] > '9') {
-		mult = 1ULL << (10 * (u - units + 1));
-		num[--n] = 0;
-	}
-	if (parse_u64(opt, num, 0, UINT64_MAX / mult, &v))
-		return -EINVAL;
-	*out = v * mult;
-	return 0;
+	else
+		*out = v * mult;
+	return err;
 }
 
 int parse_seconds_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t max_ns,
 		     uint64_t *out)
 {
-	char *end;
+	size_t whole = s ? strspn(s, "0123456789") : 0, frac = 0;
 	double v;
 
-	if (!s || !*s || *s == '-' || *s == '+' || isspace((unsigned char)*s)) {
+	/* digits with an optional fraction: no sign, exponent, hex, inf or nan */
+	if (s && s[whole] == '.')
+		frac = strspn(s + whole + 1, "0123456789");
+	if (!s || (!whole && !frac) || s[whole + (s[whole] == '.') + frac]) {
 		ht_err("%s: '%s' is not a non-negative number of seconds", opt, s ? s : "");
 		return -EINVAL;
 	}
-	errno = 0;
-	v = strtod(s, &end);
-	if (*end || errno || v != v) {
-		ht_err("%s: '%s' is not a number of seconds", opt, s);
-		return -EINVAL;
-	}
+	v = strtod(s, NULL);
 	if (v * 1e9 < (double)min_ns || v * 1e9 > (double)max_ns) {
 		ht_err("%s: %s s is out of range [%g, %g] s", opt, s, min_ns / 1e9, max_ns / 1e9);
 		return -ERANGE;
@@ -266,8 +284,10 @@ int ensure_tracefs(void)
 		return -ENOENT;
 	}
 	if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL) && errno != EBUSY) {
-		ht_err("tracefs is not mounted and mounting it failed: %s", strerror(errno));
-		return -errno;
+		int err = -errno; /* ht_err may change errno */
+
+		ht_err("tracefs is not mounted and mounting it failed: %s", strerror(-err));
+		return err;
 	}
 	return 0;
 }
@@ -302,6 +322,7 @@ void install_signal_handlers(void)
 
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL); /* the terminal went away: finish as for Ctrl-C */
 }
 
 uint64_t now_ns(void)
@@ -344,61 +365,146 @@ void json_println(FILE *f, json_t *doc)
 	json_decref(doc);
 }
 
-int out_file_open(struct out_file *of, const char *path)
+/* Where a replaced output goes: path itself, or a symlink's target (the link
+ * stays). Character devices and FIFOs are written in place (*direct). */
+static int out_target(const char *path, char **target, bool *direct)
 {
 	struct stat st;
+	int err;
+
+	*target = NULL;
+	*direct = false;
+	if (!*path) {
+		ht_err("cannot write to an empty path");
+		return -EINVAL;
+	}
+	if (lstat(path, &st)) {
+		if (errno != ENOENT)
+			goto err;
+		*target = strdup(path); /* a new file */
+		return *target ? 0 : -ENOMEM;
+	}
+	if (stat(path, &st)) {
+		if (errno == ENOENT) {
+			ht_err("cannot write %s: it is a symbolic link to a missing file", path);
+			return -ENOENT;
+		}
+		goto err;
+	}
+	if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
+		*direct = true;
+		*target = strdup(path);
+		return *target ? 0 : -ENOMEM;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		ht_err("cannot write %s: it is a directory", path);
+		return -EISDIR;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ht_err("cannot write %s: it is not a regular file, character device or FIFO", path);
+		return -EINVAL;
+	}
+	*target = realpath(path, NULL);
+	if (*target)
+		return 0;
+err:
+	err = -errno; /* ht_err may change errno */
+	ht_err("cannot write %s: %s", path, strerror(-err));
+	return err;
+}
+
+int out_file_check(const char *path)
+{
+	char *target;
+	bool direct;
+	int err;
+
+	if (!path || !strcmp(path, "-"))
+		return 0;
+	err = out_target(path, &target, &direct);
+	free(target);
+	return err;
+}
+
+int out_file_open(struct out_file *of, const char *path)
+{
+	bool direct;
 	mode_t mask;
-	int fd;
+	int fd, err;
 
 	memset(of, 0, sizeof(*of));
 	if (!path || !strcmp(path, "-")) {
 		of->f = stdout;
 		return 0;
 	}
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		ht_err("cannot write %s: it is a directory", path);
-		return -EISDIR;
+	if ((err = out_target(path, &of->path, &direct)))
+		return err;
+	if (direct) {
+		/* a FIFO blocks here until a reader opens it, as in the shell */
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		of->f = fd >= 0 ? fdopen(fd, "w") : NULL;
+		if (!of->f) {
+			err = -errno;
+			ht_err("cannot write %s: %s", path, strerror(-err));
+			if (fd >= 0)
+				close(fd);
+			goto fail;
+		}
+		return 0;
 	}
-	if (asprintf(&of->tmp, "%s.XXXXXX", path) < 0)
-		return -ENOMEM;
+	if (asprintf(&of->tmp, "%s.XXXXXX", of->path) < 0) {
+		of->tmp = NULL;
+		err = -ENOMEM;
+		goto fail;
+	}
 	fd = mkstemp(of->tmp);
 	if (fd < 0) {
+		err = -errno;
 		ht_err("cannot create %s: %s", path, strerror(errno));
-		free(of->tmp);
-		of->tmp = NULL;
-		return -errno;
+		goto fail;
 	}
 	mask = umask(0);
 	umask(mask);
 	fchmod(fd, 0666 & ~mask); /* mkstemp creates 0600; give it the usual mode */
 	of->f = fdopen(fd, "w");
-	of->path = strdup(path);
-	if (!of->f || !of->path) {
+	if (!of->f) {
+		err = -errno;
 		ht_err("cannot write %s: %s", path, strerror(errno));
-		if (!of->f)
-			close(fd);
+		close(fd);
 		unlink(of->tmp);
-		free(of->tmp);
-		free(of->path);
-		if (of->f)
-			fclose(of->f);
-		memset(of, 0, sizeof(*of));
-		return -ENOMEM;
+		goto fail;
 	}
 	return 0;
+fail:
+	free(of->tmp);
+	free(of->path);
+	memset(of, 0, sizeof(*of));
+	return err;
 }
 
 int out_file_commit(struct out_file *of)
 {
+	bool write_failed = ferror(of->f);
+	struct stat st;
 	int err = 0;
 
-	if (!of->tmp)
-		return fflush(of->f) ? -errno : 0;
+	errno = 0;
+	if (of->f == stdout)
+		return fflush(of->f) || write_failed ? (errno ? -errno : -EIO) : 0;
 	/* a short write (full disk) must not be renamed into place */
-	if (ferror(of->f) | fclose(of->f) || rename(of->tmp, of->path)) {
+	if (fclose(of->f) || write_failed) {
 		err = errno ? -errno : -EIO;
 		ht_err("cannot write %s: %s", of->path, strerror(-err));
-		unlink(of->tmp);
+		if (of->tmp)
+			unlink(of->tmp);
+	} else if (of->tmp && !lstat(of->path, &st) && !S_ISREG(st.st_mode)) {
+		err = -EEXIST;
+		ht_err("%s is no longer a regular file: not replaced; the output is in %s", of->path,
+		       of->tmp);
+	} else if (of->tmp && rename(of->tmp, of->path)) {
+		err = -errno;
+		ht_err("cannot rename %s to %s: %s; the output is in %s", of->tmp, of->path,
+		       strerror(errno), of->tmp);
 	}
 	free(of->tmp);
 	free(of->path);
@@ -408,11 +514,11 @@ int out_file_commit(struct out_file *of)
 
 void out_file_abort(struct out_file *of)
 {
-	if (of->tmp) {
+	if (of->f && of->f != stdout)
 		fclose(of->f);
+	if (of->tmp)
 		unlink(of->tmp);
-		free(of->tmp);
-		free(of->path);
-	}
+	free(of->tmp);
+	free(of->path);
 	memset(of, 0, sizeof(*of));
 }

@@ -10,7 +10,7 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 extern bool verbose;
-extern volatile int exiting; /* set by SIGINT/SIGTERM */
+extern volatile int exiting; /* set by SIGINT/SIGTERM/SIGHUP */
 
 void ht_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ht_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -58,13 +58,18 @@ int read_comm(int pid, char *buf, size_t len);
 /* Writes one compact JSON document and a newline, then frees it. */
 void json_println(FILE *f, json_t *doc);
 
-/* A file written to a temporary name and renamed on success, so that an error
- * never leaves a partial output file behind. */
+/* An output file. A regular file (or a new one) is written to a temporary name
+ * and renamed over it on success, so that an error never leaves a partial file
+ * behind; a symlink to a regular file has its target replaced. Character
+ * devices and FIFOs are written in place; other kinds of file, a dangling
+ * symlink and "" are refused when opened. NULL or "-" is stdout. */
 struct out_file {
 	FILE *f;
 	char *path;
 	char *tmp;
 };
+/* The checks of out_file_open without creating anything, to refuse a bad path early. */
+int out_file_check(const char *path);
 int out_file_open(struct out_file *of, const char *path);
 int out_file_commit(struct out_file *of);
 void out_file_abort(struct out_file *of);

@@ -260,6 +260,10 @@ int cmd_footprint(int argc, char **argv)
 				return -EINVAL;
 			break;
 		case 'w':
+			if (!*optarg) {
+				ht_err("-w: empty path (use -w - or no -w for stdout)");
+				return -EINVAL;
+			}
 			path = optarg;
 			break;
 		case 'd':
@@ -290,13 +294,20 @@ int cmd_footprint(int argc, char **argv)
 		return -EINVAL;
 	if (all_vms) {
 		struct vm_info *vms;
-		int n = vm_scan(&vms);
+		int n;
 
+		/* without root, other users' VMs cannot be seen: not "no VMs" */
+		if ((err = require_root("hatrace footprint --all-vms")))
+			return err;
+		n = vm_scan(&vms);
+		if (n < 0) {
+			ht_err("--all-vms: cannot scan /proc for VMs: %s", strerror(-n));
+			return n;
+		}
 		for (int i = 0; i < n; i++)
 			if (add_proc(&c, vms[i].pid))
 				break;
-		if (n > 0)
-			free(vms);
+		free(vms);
 	}
 	if (!c.nprocs) {
 		ht_err(all_vms ? "--all-vms: no VMs found on this host" :
@@ -309,6 +320,9 @@ int cmd_footprint(int argc, char **argv)
 		ht_err("tracepoint kmem:rss_stat is missing from this kernel");
 		return -ENOENT;
 	}
+	/* a bad output path is refused before anything is loaded */
+	if ((err = out_file_check(path)))
+		return err;
 	setup_libbpf();
 	c.sample_step = step;
 

@@ -12,12 +12,14 @@
 #include "stats.h"
 #include "vm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <stddef.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,6 +39,8 @@
 #define PHASE_TIMEOUT_NS (1200 * SEC)
 #define STALL_NS (60 * SEC) /* a resize that makes no progress for this long failed */
 #define VMEM_PATH "/machine/peripheral/vmem0"
+/* Marks a results directory as hatrace's: -o replaces only those (or empty ones). */
+#define RESULTS_MARKER ".hatrace-results"
 
 enum kind { K_BALLOON, K_FPR, K_VMEM };
 
@@ -96,7 +100,7 @@ struct opts {
 	bool untouched, live;
 	enum accel accel;
 	char accel_why[160];
-	const char *out_dir;
+	char *out_dir;
 	char *qemu, *kernel, *initrd;
 	const char *append;
 	uint64_t boot_timeout_ns;
@@ -153,8 +157,8 @@ static void rss_record(uint64_t t, uint64_t v)
 
 static void set_phase(struct run *r, enum phase p)
 {
+	pthread_mutex_lock(&rss.lock); /* the sampler's live_print reads r->phase */
 	r->phase = p;
-	pthread_mutex_lock(&rss.lock);
 	rss.phase = p;
 	pthread_mutex_unlock(&rss.lock);
 }
@@ -889,8 +893,9 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 	struct utsname u;
 	char thp[128] = "unknown", line[4096] = "";
 	char *qv = qemu_version(o->qemu), *cmd = NULL;
+	json_error_t jerr;
+	json_t *m, *params;
 	FILE *f;
-	json_t *m;
 
 	uname(&u);
 	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
@@ -919,23 +924,29 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 		fclose(f);
 	}
 	line[strcspn(line, "\n")] = 0;
-	m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+	m = json_pack_ex(&jerr, 0,
+			 "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 		      "host", u.nodename, "kernel", u.release, "machine", u.machine, "cmdline",
 		      cmd ? cmd : "", "host_cmdline", line, "thp", thp, "accel",
 		      accel_name(o->accel), "accel_reason", o->accel_why, "qemu", o->qemu,
 		      "qemu_version", qv, "guest_kernel", guest_kernel, "guest_kernel_image",
 		      o->kernel, "guest_initrd", o->initrd, "hatrace_revision", HATRACE_GIT_REV);
-	json_object_set_new(m, "params",
-			    json_pack("{s:I, s:I, s:i, s:i, s:b, s:s, s:I}", "mem_bytes",
-				      (json_int_t)o->mem, "shrink_to_bytes", (json_int_t)o->shrink_to,
-				      "vcpus", (int)o->vcpus, "iterations", (int)o->iterations,
-				      "untouched", o->untouched, "guest_append", o->append,
-				      "integrity_bytes", (json_int_t)o->integrity));
+	params = m ? json_pack_ex(&jerr, 0, "{s:I, s:I, s:i, s:i, s:b, s:s, s:I}", "mem_bytes",
+				  (json_int_t)o->mem, "shrink_to_bytes", (json_int_t)o->shrink_to,
+				  "vcpus", (int)o->vcpus, "iterations", (int)o->iterations,
+				  "untouched", o->untouched, "guest_append", o->append,
+				  "integrity_bytes", (json_int_t)o->integrity) : NULL;
+	free(qv);
+	free(cmd);
+	if (!params) {
+		ht_err("meta.json: %s (a path or argument that is not UTF-8?)", jerr.text);
+		json_decref(m);
+		return NULL;
+	}
+	json_object_set_new(m, "params", params);
 	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
 	json_object_set_new(m, "host_mem_bytes",
 			    json_integer((json_int_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)));
-	free(qv);
-	free(cmd);
 	return m;
 }
 
@@ -946,10 +957,15 @@ static int write_json(const char *dir, const char *name, json_t *doc)
 	int err;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!doc) {
+		ht_err("%s not written: its data could not be encoded (see above)", path);
+		return -EINVAL;
+	}
 	if ((err = out_file_open(&of, path)))
 		return err;
 	fchmod(fileno(of.f), 0644);
 	if (json_dumpf(doc, of.f, JSON_INDENT(1) | JSON_REAL_PRECISION(10))) {
+		ht_err("cannot write %s: JSON encoding failed", path);
 		out_file_abort(&of);
 		return -EIO;
 	}
@@ -1364,16 +1380,24 @@ static char *exe_relative(const char *rel)
 	return p;
 }
 
+/* Plots are best-effort: a failure is a warning and the data is kept. Ctrl-C
+ * (or SIGHUP, SIGTERM) stops the plotter; the data is kept then too. */
 static int run_plots(const char *dir)
 {
 	char *script = getenv("HATRACE_ANALYSIS") ? strdup(getenv("HATRACE_ANALYSIS"))
 						    : exe_relative("../analysis/inflate_plots.py");
 	const char *py = getenv("HATRACE_PYTHON") ?: "/usr/bin/python3";
+	bool stopped = false;
 	int status = -1;
 	pid_t pid;
 
+	if (exiting) {
+		ht_warn("interrupted: no plots");
+		free(script);
+		return -EINTR;
+	}
 	if (!script || access(script, R_OK)) {
-		ht_err("plot script not found: %s", script ? script : "(none)");
+		ht_warn("no plots: plot script not found: %s", script ? script : "(none)");
 		free(script);
 		return -ENOENT;
 	}
@@ -1385,12 +1409,22 @@ static int run_plots(const char *dir)
 		_exit(127);
 	}
 	free(script);
-	if (pid < 0)
-		return -errno;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	if (pid < 0) {
+		ht_warn("no plots: cannot fork: %s", strerror(errno));
+		return -EAGAIN;
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			break;
+		if (exiting && !stopped)
+			stopped = !kill(pid, SIGTERM);
+	}
+	if (exiting) {
+		ht_warn("interrupted while plotting: no plots");
+		return -EINTR;
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		ht_err("plotting failed (%s)", py);
+		ht_warn("no plots: %s failed (is python3-matplotlib installed?)", py);
 		return -EIO;
 	}
 	return 0;
@@ -1407,6 +1441,53 @@ static void remove_tree(const char *dir)
 		ht_warn("could not remove %s: %s", dir, strerror(errno));
 }
 
+/* -o DIR is replaced only if it does not exist, is empty or is a results
+ * directory of an earlier run (it holds RESULTS_MARKER); checked before the
+ * run and again before the replacement (!at_start). */
+static int out_dir_replaceable(const char *dir, bool at_start)
+{
+	char marker[PATH_MAX];
+	struct dirent *e;
+	struct stat st;
+	int entries = 0, err;
+	DIR *d;
+
+	if (lstat(dir, &st)) {
+		if (errno == ENOENT)
+			return 0;
+		err = -errno; /* ht_err may change errno */
+		ht_err("--output: cannot use %s: %s", dir, strerror(-err));
+		return err;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		ht_err("--output: %s is a symbolic link; name the directory itself", dir);
+		return -EINVAL;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		ht_err("--output: %s exists and is not a directory", dir);
+		return -ENOTDIR;
+	}
+	snprintf(marker, sizeof(marker), "%s/" RESULTS_MARKER, dir);
+	if (!lstat(marker, &st) && S_ISREG(st.st_mode))
+		return 0;
+	d = opendir(dir);
+	if (!d) {
+		err = -errno;
+		ht_err("--output: cannot read %s: %s", dir, strerror(-err));
+		return err;
+	}
+	while ((e = readdir(d)))
+		entries += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	if (!entries)
+		return 0;
+	ht_err("--output: %s %s files of its own and no " RESULTS_MARKER
+	       ": hatrace replaces only empty directories and its own results directories%s",
+	       dir, at_start ? "has" : "now has",
+	       at_start ? "; remove it or name another one" : ", so it was left alone");
+	return -EEXIST;
+}
+
 /* Results go to DIR.tmp-* and replace DIR only when everything is written. */
 static int commit_dir(const char *tmp, const char *dir)
 {
@@ -1414,6 +1495,8 @@ static int commit_dir(const char *tmp, const char *dir)
 	bool had_old;
 	int err;
 
+	if ((err = out_dir_replaceable(dir, false)))
+		return err;
 	snprintf(old, sizeof(old), "%s.old-%d", dir, (int)getpid());
 	had_old = !rename(dir, old);
 	if (!had_old && errno != ENOENT) {
@@ -1431,6 +1514,35 @@ static int commit_dir(const char *tmp, const char *dir)
 	if (had_old)
 		remove_tree(old);
 	return 0;
+}
+
+/* Writes every results file into tmp, carrying on past a failure so that as
+ * much as possible is kept; returns the first error. */
+static int write_results(const char *tmp, struct iteration *res[NTECH], const int64_t *offsets,
+			 const struct opts *o, json_t *summary, json_t *meta)
+{
+	json_t *trace = json_object(), *events = json_array();
+	int err, e;
+
+	for (unsigned t = 0; t < NTECH; t++)
+		if (res[t])
+			trace_add_iteration(events, t, &res[t][0], offsets[t]);
+	json_object_set_new(trace, "traceEvents", events);
+	json_object_set_new(trace, "displayTimeUnit", json_string("ms"));
+	/* the raw data first */
+	err = write_csv(tmp, res, o);
+	if ((e = write_guest_csv(tmp, res, o)) && !err)
+		err = e;
+	if ((e = write_rss_csv(tmp)) && !err)
+		err = e;
+	if ((e = write_json(tmp, "meta.json", meta)) && !err)
+		err = e;
+	if ((e = write_json(tmp, "summary.json", summary)) && !err)
+		err = e;
+	if ((e = write_json(tmp, "trace.json", trace)) && !err)
+		err = e;
+	json_decref(trace);
+	return err;
 }
 
 /* ---- command line ---- */
@@ -1454,7 +1566,8 @@ static void usage(FILE *f)
 		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
 		"                        a stock guest, TCG on PVM hosts; TCG is multi-threaded)\n"
 		"  -l, --live            live log2 histograms of reclaim syscalls and faults\n"
-		"  -o, --output DIR      results directory (default results/inflate)\n"
+		"  -o, --output DIR      results directory (default results/inflate); replaced\n"
+		"                        only if empty or an earlier run's results directory\n"
 		"      --qemu PATH       QEMU binary (default $HATRACE_QEMU, else\n"
 		"                        qemu-system-x86_64 on PATH)\n"
 		"      --kernel PATH     guest kernel (default build/guest/bzImage)\n"
@@ -1553,6 +1666,34 @@ static const char *guest_cmdline(void)
 	return line;
 }
 
+/* -o DIR: trailing slashes are dropped; "", "/", "." and ".." are refused. */
+static int parse_out_dir(const char *arg, struct opts *o)
+{
+	size_t n = strlen(arg);
+	const char *base;
+
+	while (n > 1 && arg[n - 1] == '/')
+		n--;
+	if (!n) {
+		ht_err("--output: empty path");
+		return -EINVAL;
+	}
+	if (n > PATH_MAX - 64) {
+		ht_err("--output: path too long");
+		return -ENAMETOOLONG;
+	}
+	free(o->out_dir);
+	o->out_dir = strndup(arg, n);
+	base = strrchr(o->out_dir, '/');
+	base = base ? base + 1 : o->out_dir;
+	if (!*base || !strcmp(base, ".") || !strcmp(base, "..")) {
+		ht_err("--output: '%s' is not a directory hatrace can replace; name one, e.g. "
+		       "results/run1", arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY };
@@ -1585,7 +1726,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->shrink_to = 512 * MiB;
 	o->vcpus = 2;
 	o->iterations = 5;
-	o->out_dir = "results/inflate";
+	o->out_dir = strdup("results/inflate");
 	o->boot_timeout_ns = 300 * SEC;
 	o->append = NULL;
 	optind = 1;
@@ -1625,7 +1766,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->live = true;
 			break;
 		case 'o':
-			o->out_dir = optarg;
+			if (parse_out_dir(optarg, o))
+				return -EINVAL;
 			break;
 		case O_QEMU:
 			qemu = optarg;
@@ -1653,7 +1795,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 		}
 	}
-	if (no_operands(argc, argv))
+	if (no_operands(argc, argv) || out_dir_replaceable(o->out_dir, true))
 		return -EINVAL;
 	if (o->mem % (128 * MiB) || o->mem < 256 * MiB) {
 		ht_err("--mem: %llu MiB is not a multiple of 128 MiB of at least 256 MiB",
@@ -1712,13 +1854,31 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+static int write_marker(const char *dir)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	int err;
+
+	snprintf(path, sizeof(path), "%s/" RESULTS_MARKER, dir);
+	f = fopen(path, "w");
+	if (f) {
+		fputs("hatrace inflate results: a later run with -o naming this directory "
+		      "replaces it\n", f);
+		if (!ferror(f) & !fclose(f))
+			return 0;
+	}
+	err = errno ? -errno : -EIO; /* ht_err may change errno */
+	ht_err("cannot write %s: %s", path, strerror(-err));
+	return err;
+}
+
 int cmd_inflate(int argc, char **argv)
 {
 	struct opts o = { 0 };
 	struct iteration *res[NTECH] = { 0 };
 	int64_t offsets[NTECH] = { 0 };
-	char tmp[2048], guest_kernel[128] = "unknown", path[PATH_MAX];
-	json_t *events = NULL;
+	char tmp[PATH_MAX], guest_kernel[128] = "unknown", path[PATH_MAX];
 	int err = 0;
 
 	if (parse_args(argc, argv, &o))
@@ -1745,6 +1905,7 @@ int cmd_inflate(int argc, char **argv)
 	chmod(tmp, 0755);
 	snprintf(path, sizeof(path), "%s/consoles", tmp);
 	mkdir(path, 0755);
+	err = write_marker(tmp);
 
 	for (unsigned t = 0; t < NTECH && !err; t++) {
 		struct run r = { .o = &o, .t = &techniques[t], .tech_idx = t };
@@ -1770,22 +1931,20 @@ int cmd_inflate(int argc, char **argv)
 				ht_err("interrupted");
 		}
 	}
-	if (!err) {
-		json_t *trace = json_object(), *summary = summary_json(res, &o);
-		json_t *meta = meta_json(&o, argc, argv, guest_kernel);
+	if (err) {
+		remove_tree(tmp);
+	} else {
+		/* Measuring is done: from here on a failure keeps the data. */
+		json_t *summary = summary_json(res, &o), *meta = meta_json(&o, argc, argv, guest_kernel);
 
-		events = json_array();
-		for (unsigned t = 0; t < NTECH; t++)
-			if (res[t])
-				trace_add_iteration(events, t, &res[t][0], offsets[t]);
-		json_object_set_new(trace, "traceEvents", events);
-		json_object_set_new(trace, "displayTimeUnit", json_string("ms"));
-		err = write_json(tmp, "meta.json", meta) ?:
-		      write_json(tmp, "summary.json", summary) ?:
-		      write_json(tmp, "trace.json", trace) ?: write_csv(tmp, res, &o) ?:
-		      write_guest_csv(tmp, res, &o) ?: write_rss_csv(tmp) ?: run_plots(tmp) ?: commit_dir(tmp, o.out_dir);
-		json_decref(trace);
+		err = write_results(tmp, res, offsets, &o, summary, meta);
 		if (!err) {
+			run_plots(tmp);
+			err = commit_dir(tmp, o.out_dir);
+		}
+		if (err) {
+			ht_err("the data of this run is kept in %s", tmp);
+		} else {
 			print_table(res, &o);
 			print_breakdown(summary, o.accel == ACCEL_KVM);
 			printf("results are in %s\n", o.out_dir);
@@ -1793,16 +1952,15 @@ int cmd_inflate(int argc, char **argv)
 		json_decref(summary);
 		json_decref(meta);
 	}
-	if (err)
-		remove_tree(tmp);
 	for (unsigned t = 0; t < NTECH; t++) {
 		for (unsigned i = 0; res[t] && i < o.iterations; i++)
 			for (int p = 0; p < PH_MAX; p++)
 				json_decref(res[t][i].ph[p].guest);
 		free(res[t]);
 	}
+	free(o.out_dir);
 	free(o.qemu);
 	free(o.kernel);
 	free(o.initrd);
-	return err ? 1 : 0;
+	return err || exiting ? 1 : 0;
 }
