@@ -30,14 +30,15 @@ static int run(struct bpf_program *prog, const __u64 *args, int nargs)
 	return bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
 }
 
-/* The histogram of a key of a process; all zero if absent. */
+/* The histogram of a key of a process, whichever map holds it; all zero if absent. */
 static struct hist lookup_pid(struct hist_test_bpf *skel, unsigned pid, unsigned metric,
 			      unsigned isa, unsigned sub)
 {
 	struct hist_key key = { .pid = pid, .metric = metric, .isa = isa, .sub = sub };
 	struct hist h = {};
 
-	bpf_map__lookup_elem(skel->maps.hists, &key, sizeof(key), &h, sizeof(h), 0);
+	if (bpf_map__lookup_elem(skel->maps.hists, &key, sizeof(key), &h, sizeof(h), 0))
+		bpf_map__lookup_elem(skel->maps.other_hists, &key, sizeof(key), &h, sizeof(h), 0);
 	return h;
 }
 
@@ -114,7 +115,7 @@ static void test_start_stop_releases_everything(void)
 	struct host_probes *hp;
 	const struct probe_status *st;
 
-	if (!check(!host_probes_start(&hp, &pid, 1, NULL, 0), "host probes start", "start failed"))
+	if (!check(!host_probes_start(&hp, &pid, 1, false, NULL, 0), "host probes start", "start failed"))
 		return;
 	host_probes_status(hp, &st);
 	check(st[P_MADVISE].attached && st[P_USER_FAULT].attached, "host probes attached",
@@ -217,6 +218,7 @@ static struct hist_test_bpf *load_filtered(const __u32 *pids, int n)
 	if (!skel)
 		return NULL;
 	skel->rodata->nr_pids = n;
+	skel->rodata->trace_others = false;
 	for (int i = 0; i < n && i < INLINE_PIDS; i++)
 		skel->rodata->inline_pids[i] = pids[i];
 	bpf_program__set_autoload(skel->progs.user_fault_done, false);
