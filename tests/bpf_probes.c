@@ -13,12 +13,17 @@
 #include "hostprobes.h"
 #include "kvm_exit.h"
 #include "metric_names.h"
+#include "vmfind.h"
+#include "vmslots.h"
 #include "vmslots.skel.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -566,6 +571,118 @@ static void test_sweep(void)
 	host_probes_stop(hp);
 }
 
+/* A KVM VM of this process with n one-page memslots; -1 (and a skip) if
+ * this host cannot make one. */
+static int kvm_vm_with_slots(int n, const char *name)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+
+	if (vm < 0)
+		skip(name, "no KVM VM on this host: %s", strerror(errno));
+	for (int i = 0; vm >= 0 && i < n; i++) {
+		void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct kvm_userspace_memory_region region = {
+			.slot = i, .guest_phys_addr = (__u64)i << 20, .memory_size = 4096,
+			.userspace_addr = (__u64)(unsigned long)mem,
+		};
+
+		if (mem == MAP_FAILED || ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region)) {
+			skip(name, "memslot %d: %s", i, strerror(errno));
+			close(vm);
+			vm = -1;
+		}
+	}
+	if (kvm >= 0)
+		close(kvm);
+	return vm;
+}
+
+/* A VM with more memslots than are kept (VM_MAX_REGIONS) or than the BPF
+ * walker reads (VMSLOTS_MAX_SLOTS): what is left out is said. */
+static void test_memslot_limits(void)
+{
+	static const struct { int slots; const char *said; } cases[] = {
+		{ 70, "only 32 of 70 memslots kept" },
+		{ VMSLOTS_MAX_SLOTS + 4, "only 32 of more than 256 memslots kept" },
+	};
+
+	for (size_t c = 0; c < ARRAY_SIZE(cases); c++) {
+		char name[96];
+		struct vm_info vm = { .pid = getpid() };
+		int fd;
+
+		snprintf(name, sizeof(name), "VM with %d memslots: the ones left out are reported",
+			 cases[c].slots);
+		fd = kvm_vm_with_slots(cases[c].slots, name);
+		if (fd < 0)
+			return;
+		vm.vm_fd = fd;
+		snprintf(vm.name, sizeof(vm.name), "bpf_probes");
+		vm_read_memslots(&vm, 1);
+		CHECK_EQ_U64(vm.nregions, VM_MAX_REGIONS, "memslots kept up to VM_MAX_REGIONS");
+		int pages = 0;
+		for (int r = 0; r < vm.nregions; r++)
+			pages += vm.regions[r].size == 4096 && vm.regions[r].hva;
+		CHECK_EQ_U64(pages, VM_MAX_REGIONS, "each kept memslot read whole (one page, its HVA)");
+		check(strstr(vm.ram_source, cases[c].said) != NULL, name, "ram_source '%s'",
+		      vm.ram_source);
+		close(fd);
+	}
+}
+
+/* hist traces two VMs with 32 memslots each: more guest RAM ranges than the
+ * probes classify (MAX_RAM_RANGES), which it must say. */
+static void test_ram_range_limit(void)
+{
+	const char *hatrace = getenv("HATRACE") ?: "build/hatrace", *name = "hist says when guest RAM ranges do not fit";
+	int vms[2], ready[2], release[2], status;
+	char p0[16], p1[16], err[4096] = "", out[] = "/tmp/ht-bpf-probes-XXXXXX";
+	int fd = mkstemp(out);
+	ssize_t n;
+	pid_t tr;
+
+	if (fd < 0 || pipe(ready) || pipe(release))
+		return (void)check(false, name, "mkstemp/pipe: %s", strerror(errno));
+	for (int i = 0; i < 2; i++) {
+		if ((vms[i] = fork()) == 0) {
+			int vm = kvm_vm_with_slots(VM_MAX_REGIONS, name);
+			char c = vm >= 0 ? 'y' : 'n';
+
+			close(release[1]); /* EOF on release once the parent closes it */
+
+			if (write(ready[1], &c, 1) != 1 || read(release[0], &c, 1) < 0)
+				_exit(1);
+			_exit(0);
+		}
+	}
+	close(ready[1]);
+	close(release[0]);
+	char c0 = 0, c1 = 0;
+	if (read(ready[0], &c0, 1) == 1 && read(ready[0], &c1, 1) == 1 && c0 == 'y' && c1 == 'y') {
+		snprintf(p0, sizeof(p0), "%d", vms[0]);
+		snprintf(p1, sizeof(p1), "%d", vms[1]);
+		if ((tr = fork()) == 0) {
+			dup2(fd, 2);
+			dup2(open("/dev/null", O_WRONLY), 1);
+			execl(hatrace, hatrace, "hist", "-p", p0, "-p", p1, "-d", "0.1", (char *)NULL);
+			_exit(127);
+		}
+		waitpid(tr, &status, 0);
+		n = pread(fd, err, sizeof(err) - 1, 0);
+		err[n > 0 ? n : 0] = 0;
+		check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "hist over two VMs runs",
+		      "status %#x: %s", status, err);
+		check(strstr(err, "only the first 32 of 64 guest RAM ranges") != NULL, name,
+		      "stderr: '%s'", err);
+	}
+	close(release[1]); /* the VMs end */
+	close(ready[0]);
+	for (int i = 0; i < 2; i++)
+		waitpid(vms[i], &status, 0);
+	close(fd);
+	unlink(out);
+}
+
 int main(void)
 {
 	if (geteuid()) {
@@ -583,6 +700,8 @@ int main(void)
 	test_fault_latency();
 	test_crowding();
 	test_sweep();
+	test_memslot_limits();
+	test_ram_range_limit();
 	test_footprint_coalescing();
 	return check_exit();
 }
