@@ -201,13 +201,14 @@ static __always_inline void begin(u64 id, int cls, enum slot s, u16 metric, u16 
  * another address is stale: it is dropped, never taken as a latency. */
 static __always_inline void end(u64 id, int cls, enum slot s, u64 addr)
 {
-	u64 key = slot_key((u32)id, s), now = bpf_ktime_get_ns();
+	u64 key = slot_key((u32)id, s), now;
 	void *map = inflight_of(cls);
 	struct inflight *v = bpf_map_lookup_elem(map, &key);
 	u32 tgid = id >> 32;
 
 	if (!v)
 		return;
+	now = bpf_ktime_get_ns();
 	if (v->tgid != tgid || v->addr != addr || now - v->ts > max_inflight_ns)
 		count_drop(v->metric);
 	else
