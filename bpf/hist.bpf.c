@@ -9,12 +9,18 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Traced tgids (none: every process). The first INLINE_PIDS are constants
- * after load, compared without a map lookup; any further ones are in `pids`. */
+/* Priority tgids (the -p processes, or the VMs when every process is traced),
+ * each with a slot in fault_counts and maps of their own, so that other
+ * processes cannot crowd them out. The first INLINE_PIDS are constants after
+ * load, compared without a map lookup; any further ones are in `pids`. */
 const volatile unsigned int nr_pids = 0;
 const volatile unsigned int inline_pids[INLINE_PIDS];
+/* Whether processes other than the priority ones are traced too. */
+const volatile bool trace_others = true;
 /* Set when fexit/handle_mm_fault is loaded: faults then get a latency. */
 const volatile bool fault_latency = false;
+/* An interval whose start is older than this is stale: dropped, not recorded. */
+const volatile unsigned long long max_inflight_ns = MAX_INFLIGHT_NS;
 
 /* Guest RAM ranges, written by user space before the programs are attached. */
 struct ram_range guest_ram[MAX_RAM_RANGES];
@@ -37,13 +43,23 @@ struct {
 	__type(value, u64);
 } fault_counts SEC(".maps");
 
-/* Shared by all CPUs (atomic adds), so its size does not grow with the CPU count. */
+/* Shared by all CPUs (atomic adds), so its size does not grow with the CPU
+ * count. Priority processes have `hists`; every other process shares
+ * `other_hists`, whose entries user space removes once their process exited. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_HIST_ENTRIES);
 	__type(key, struct hist_key);
 	__type(value, struct hist);
 } hists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_HIST_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* filled only when every process is traced */
+	__type(key, struct hist_key);
+	__type(value, struct hist);
+} other_hists SEC(".maps");
 
 /* Command names, taken when a process gets its first histogram, so that
  * processes that have exited by print time are still named. */
@@ -54,7 +70,7 @@ struct {
 	__type(value, char[16]);
 } comms SEC(".maps");
 
-/* Events lost to full maps, by metric. */
+/* Events lost to full maps or to stale in-flight starts, by metric. */
 unsigned long long drops[M_MAX];
 
 /* One in-flight interval per thread and kind (syscall, exit, kvm fault, user fault). */
@@ -63,17 +79,23 @@ enum slot { S_SYSCALL, S_KVM_EXIT, S_KVM_FAULT, S_USER_FAULT };
 struct inflight {
 	u64 ts;
 	u64 bytes;
+	u64 addr;	/* user fault: the faulting address its handler must name */
+	u32 tgid;	/* the thread ID may have been reused by another process */
 	u32 sub;
 	u16 metric;
 	u16 isa;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+/* LRU: a start whose end never comes (the thread died, a fault was never
+ * handled) is evicted instead of filling the map. Priority processes have
+ * their own map, which other processes cannot flush. */
+struct inflight_map {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MAX_INFLIGHT);
 	__type(key, u64);
 	__type(value, struct inflight);
-} inflight SEC(".maps");
+};
+struct inflight_map inflight SEC(".maps"), other_inflight SEC(".maps");
 
 /* Slot of a traced tgid in fault_counts, or -1. */
 static __always_inline int pid_slot(u32 tgid)
@@ -89,9 +111,14 @@ static __always_inline int pid_slot(u32 tgid)
 	return slot ? (int)*slot : -1;
 }
 
-static __always_inline bool traced(u32 tgid)
+#define OTHER_PROCESS (-2)
+
+/* A priority process's slot, OTHER_PROCESS for another traced process, or -1. */
+static __always_inline int classify(u32 tgid)
 {
-	return !nr_pids || pid_slot(tgid) >= 0;
+	int slot = pid_slot(tgid);
+
+	return slot >= 0 ? slot : trace_others ? OTHER_PROCESS : -1;
 }
 
 static __always_inline u32 log2_slot(u64 v)
@@ -114,14 +141,15 @@ static __always_inline void count_drop(u16 metric)
 		__sync_fetch_and_add(&drops[metric], 1);
 }
 
-static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 value, u64 bytes,
-				   bool count_only)
+static __always_inline void record(u32 tgid, int cls, u16 metric, u16 isa, u32 sub, u64 value,
+				   u64 bytes, bool count_only)
 {
 	struct hist_key key = { .pid = tgid, .metric = metric, .isa = isa, .sub = sub };
+	void *map = cls >= 0 ? (void *)&hists : (void *)&other_hists;
 	static const struct hist zero;
 	struct hist *h;
 
-	h = bpf_map_lookup_elem(&hists, &key);
+	h = bpf_map_lookup_elem(map, &key);
 	if (!h) {
 		if ((bpf_get_current_pid_tgid() >> 32) == tgid) {
 			char comm[16];
@@ -129,8 +157,8 @@ static __always_inline void record(u32 tgid, u16 metric, u16 isa, u32 sub, u64 v
 			bpf_get_current_comm(comm, sizeof(comm));
 			bpf_map_update_elem(&comms, &tgid, comm, BPF_NOEXIST);
 		}
-		bpf_map_update_elem(&hists, &key, &zero, BPF_NOEXIST);
-		h = bpf_map_lookup_elem(&hists, &key);
+		bpf_map_update_elem(map, &key, &zero, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(map, &key);
 		if (!h) {
 			count_drop(metric);
 			return;
@@ -152,25 +180,40 @@ static __always_inline u64 slot_key(u32 tid, enum slot s)
 	return (u64)tid << 2 | s;
 }
 
-static __always_inline void begin(u32 tid, enum slot s, u16 metric, u16 isa, u32 sub, u64 bytes)
+static __always_inline void *inflight_of(int cls)
 {
-	struct inflight v = { .ts = bpf_ktime_get_ns(), .bytes = bytes, .sub = sub,
-			      .metric = metric, .isa = isa };
-	u64 key = slot_key(tid, s);
+	return cls >= 0 ? (void *)&inflight : (void *)&other_inflight;
+}
 
-	if (bpf_map_update_elem(&inflight, &key, &v, BPF_ANY))
+static __always_inline void begin(u64 id, int cls, enum slot s, u16 metric, u16 isa, u32 sub,
+				  u64 bytes, u64 addr)
+{
+	struct inflight v = { .ts = bpf_ktime_get_ns(), .bytes = bytes, .addr = addr,
+			      .tgid = id >> 32, .sub = sub, .metric = metric, .isa = isa };
+	u64 key = slot_key((u32)id, s);
+
+	if (bpf_map_update_elem(inflight_of(cls), &key, &v, BPF_ANY))
 		count_drop(metric);
 }
 
-static __always_inline void end(u32 tgid, u32 tid, enum slot s)
+/* Ends the thread's interval of kind s. A start of another process (the
+ * thread ID was reused), older than max_inflight_ns, or (user faults) for
+ * another address is stale: it is dropped, never taken as a latency. */
+static __always_inline void end(u64 id, int cls, enum slot s, u64 addr)
 {
-	u64 key = slot_key(tid, s);
-	struct inflight *v = bpf_map_lookup_elem(&inflight, &key);
+	u64 key = slot_key((u32)id, s), now;
+	void *map = inflight_of(cls);
+	struct inflight *v = bpf_map_lookup_elem(map, &key);
+	u32 tgid = id >> 32;
 
 	if (!v)
 		return;
-	record(tgid, v->metric, v->isa, v->sub, bpf_ktime_get_ns() - v->ts, v->bytes, false);
-	bpf_map_delete_elem(&inflight, &key);
+	now = bpf_ktime_get_ns();
+	if (v->tgid != tgid || v->addr != addr || now - v->ts > max_inflight_ns)
+		count_drop(v->metric);
+	else
+		record(tgid, cls, v->metric, v->isa, v->sub, now - v->ts, v->bytes, false);
+	bpf_map_delete_elem(map, &key);
 }
 
 /* ---- reclaim syscalls ---- */
@@ -178,18 +221,20 @@ static __always_inline void end(u32 tgid, u32 tid, enum slot s)
 static __always_inline int syscall_enter(u16 metric, u32 sub, u64 bytes)
 {
 	u64 id = bpf_get_current_pid_tgid();
+	int cls = classify(id >> 32);
 
-	if (traced(id >> 32))
-		begin((u32)id, S_SYSCALL, metric, 0, sub, bytes);
+	if (cls != -1)
+		begin(id, cls, S_SYSCALL, metric, 0, sub, bytes, 0);
 	return 0;
 }
 
 static __always_inline int syscall_exit(void)
 {
 	u64 id = bpf_get_current_pid_tgid();
+	int cls = classify(id >> 32);
 
-	if (traced(id >> 32))
-		end(id >> 32, (u32)id, S_SYSCALL);
+	if (cls != -1)
+		end(id, cls, S_SYSCALL, 0);
 	return 0;
 }
 
@@ -270,14 +315,14 @@ static __always_inline int handle_user_fault(void *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
-	int slot = -1;
+	int slot = classify(tgid);
 	bool guest;
 	u64 addr;
 
-	if (nr_pids && (slot = pid_slot(tgid)) < 0)
+	if (slot == -1)
 		return 0;
 	/* a direct context load where the type has today's name, no helper call */
-	if (!nr_guest_ram)
+	if (!nr_guest_ram && !fault_latency)
 		addr = 0;
 	else if (bpf_core_type_exists(struct trace_event_raw_exceptions))
 		addr = ((struct trace_event_raw_exceptions *)ctx)->address;
@@ -285,7 +330,7 @@ static __always_inline int handle_user_fault(void *ctx)
 		addr = BPF_CORE_READ((struct trace_event_raw_x86_exceptions___old *)ctx, address);
 	guest = in_guest_ram(tgid, addr);
 	if (fault_latency) {
-		begin((u32)id, S_USER_FAULT, M_USER_FAULT, 0, guest, 0);
+		begin(id, slot, S_USER_FAULT, M_USER_FAULT, 0, guest, 0, addr);
 	} else if (slot >= 0) {
 		u32 idx = (u32)slot * 2 + guest;
 		u64 *count = bpf_map_lookup_elem(&fault_counts, &idx);
@@ -293,7 +338,7 @@ static __always_inline int handle_user_fault(void *ctx)
 		if (count)
 			(*count)++;
 	} else {
-		record(tgid, M_USER_FAULT, 0, guest, 0, 0, true);
+		record(tgid, slot, M_USER_FAULT, 0, guest, 0, 0, true);
 	}
 	return 0;
 }
@@ -319,15 +364,31 @@ int renamed(void *ctx)
 	return 0;
 }
 
-/* Load-time upgrade where fexit works: the fault's latency up to its handler's return. */
-SEC("fexit/handle_mm_fault")
-int BPF_PROG(user_fault_done)
+/* A return of handle_mm_fault: the end of the user fault begun at address,
+ * unless the handler asks to be called again (VM_FAULT_RETRY). A kernel-mode
+ * fault (no FAULT_FLAG_USER) or another address means the started fault
+ * never reached its handler: that start is stale. */
+static __always_inline int handle_fault_done(u64 address, u32 flags, u32 ret)
 {
 	u64 id = bpf_get_current_pid_tgid();
+	int cls = classify(id >> 32);
 
-	if (traced(id >> 32))
-		end(id >> 32, (u32)id, S_USER_FAULT);
+	if (cls == -1)
+		return 0;
+	if (!(flags & bpf_core_enum_value(enum fault_flag, FAULT_FLAG_USER)))
+		address = ~0ULL; /* never a user fault's address */
+	else if (ret & bpf_core_enum_value(enum vm_fault_reason, VM_FAULT_RETRY))
+		return 0;
+	end(id, cls, S_USER_FAULT, address);
 	return 0;
+}
+
+/* Load-time upgrade where fexit works: the fault's latency up to its handler's return. */
+SEC("fexit/handle_mm_fault")
+int BPF_PROG(user_fault_done, struct vm_area_struct *vma, unsigned long address,
+	     unsigned int flags, struct pt_regs *regs, vm_fault_t ret)
+{
+	return handle_fault_done(address, flags, ret);
 }
 
 /* ---- KVM ---- */
@@ -337,13 +398,14 @@ int BPF_PROG(user_fault_done)
 static __always_inline int handle_kvm_exit(struct trace_event_raw_kvm_exit *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
+	int cls = classify(id >> 32);
 	u16 isa = KVM_ISA_VMX;
 
-	if (!traced(id >> 32))
+	if (cls == -1)
 		return 0;
 	if (bpf_core_field_exists(ctx->isa))
 		isa = ctx->isa;
-	begin((u32)id, S_KVM_EXIT, M_KVM_EXIT, isa, ctx->exit_reason, 0);
+	begin(id, cls, S_KVM_EXIT, M_KVM_EXIT, isa, ctx->exit_reason, 0, 0);
 	return 0;
 }
 
@@ -357,12 +419,13 @@ static __always_inline int handle_kvm_page_fault(struct trace_event_raw_kvm_page
 {
 	u64 id = bpf_get_current_pid_tgid();
 	u32 tgid = id >> 32;
+	int cls = classify(tgid);
 
-	if (!traced(tgid))
+	if (cls == -1)
 		return 0;
-	record(tgid, M_KVM_FAULT_GPA, 0, 0, ctx->fault_address, 0, false);
-	begin((u32)id, S_KVM_FAULT, M_KVM_PAGE_FAULT, 0,
-	      (ctx->error_code & PFERR_WRITE_MASK) ? 1 : 0, 0);
+	record(tgid, cls, M_KVM_FAULT_GPA, 0, 0, ctx->fault_address, 0, false);
+	begin(id, cls, S_KVM_FAULT, M_KVM_PAGE_FAULT, 0,
+	      (ctx->error_code & PFERR_WRITE_MASK) ? 1 : 0, 0, 0);
 	return 0;
 }
 
@@ -375,12 +438,12 @@ int kvm_page_fault(struct trace_event_raw_kvm_page_fault *ctx)
 static __always_inline int handle_kvm_entry(void *ctx)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	u32 tgid = id >> 32;
+	int cls = classify(id >> 32);
 
-	if (!traced(tgid))
+	if (cls == -1)
 		return 0;
-	end(tgid, (u32)id, S_KVM_FAULT);
-	end(tgid, (u32)id, S_KVM_EXIT);
+	end(id, cls, S_KVM_FAULT, 0);
+	end(id, cls, S_KVM_EXIT, 0);
 	return 0;
 }
 
@@ -409,12 +472,13 @@ static __always_inline int handle_kvm_unmap_hva_range(struct trace_event_raw_kvm
 	u64 start = ctx->start, end = ctx->end, bytes = end - start;
 	/* kswapd, khugepaged or KSM may unmap a VM's memory: credit the VM */
 	u32 owner = ram_owner(start, end);
+	int cls;
 
 	if (!owner)
 		owner = bpf_get_current_pid_tgid() >> 32;
-	if (!traced(owner))
+	if ((cls = classify(owner)) == -1)
 		return 0;
-	record(owner, M_KVM_UNMAP_HVA, 0, 0, bytes, bytes, false);
+	record(owner, cls, M_KVM_UNMAP_HVA, 0, 0, bytes, bytes, false);
 	return 0;
 }
 
@@ -429,9 +493,10 @@ SEC("tp")
 int kvmmmu_event(void *ctx)
 {
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	int cls = classify(tgid);
 
-	if (!traced(tgid))
+	if (cls == -1)
 		return 0;
-	record(tgid, M_KVMMMU, 0, (u32)bpf_get_attach_cookie(ctx), 0, 0, true);
+	record(tgid, cls, M_KVMMMU, 0, (u32)bpf_get_attach_cookie(ctx), 0, 0, true);
 	return 0;
 }

@@ -7,7 +7,9 @@
 #define MAX_PIDS 64
 #define INLINE_PIDS 4 /* traced PIDs compared without a map lookup */
 #define MAX_RAM_RANGES 32
-#define MAX_INFLIGHT 16384
+#define MAX_INFLIGHT 16384 /* per in-flight map (priority processes, others) */
+/* Longer intervals are taken for stale starts (e.g. a thread ID reused). */
+#define MAX_INFLIGHT_NS (60ULL * 1000000000)
 
 /* What a histogram measures; `sub` refines it. */
 enum metric {

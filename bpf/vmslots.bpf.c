@@ -16,7 +16,6 @@ struct {
 } vm_files SEC(".maps");
 
 #define ID_HASH_BUCKETS 128
-#define CHAIN_MAX 8
 
 /* Slots found for the current file; per CPU since iterators may run in parallel. */
 struct scratch {
@@ -35,34 +34,46 @@ struct walk {
 	struct kvm_memslots *slots;
 	struct scratch *out;
 	struct vmslot_rec tmpl;
+	struct hlist_node *node; /* next slot of the current bucket's chain */
+	u32 bucket;		 /* next bucket */
 	int idx;
+	bool done;
 };
 
-/* bpf_loop callback (5.17, commit e6f2dd0f8067): one id_hash bucket. */
-static long walk_bucket(u32 b, struct walk *w)
+/* bpf_loop callback (5.17, commit e6f2dd0f8067): one step of the walk over
+ * every id_hash chain, whatever its length: a slot, or the next bucket. */
+static long walk_step(u32 i, struct walk *w)
 {
+	/* locals: CO-RE must relocate kernel types only */
 	struct kvm_memslots *slots = w->slots;
-	struct hlist_node *node = BPF_CORE_READ(slots, id_hash[b & (ID_HASH_BUCKETS - 1)].first);
+	u32 bucket = w->bucket & (ID_HASH_BUCKETS - 1);
+	struct hlist_node *node = w->node;
+	struct kvm_memory_slot *slot;
+	unsigned int n = w->out->n;
+	struct vmslot_rec *r;
 
-	for (int c = 0; c < CHAIN_MAX && node; c++) {
-		struct kvm_memory_slot *slot = (void *)node -
-			bpf_core_field_offset(struct kvm_memory_slot, id_node) -
-			w->idx * sizeof(struct hlist_node);
-		unsigned int n = w->out->n;
-		struct vmslot_rec *r;
-
-		if (n >= VMSLOTS_MAX_SLOTS)
+	if (!node) {
+		if (w->bucket >= ID_HASH_BUCKETS) {
+			w->done = true;
 			return 1;
-		r = &w->out->recs[n];
-		*r = w->tmpl;
-		r->gpa = BPF_CORE_READ(slot, base_gfn) << 12;
-		r->size = BPF_CORE_READ(slot, npages) << 12;
-		r->hva = BPF_CORE_READ(slot, userspace_addr);
-		r->flags = BPF_CORE_READ(slot, flags);
-		r->slot_id = (int)BPF_CORE_READ(slot, as_id) << 16 | BPF_CORE_READ(slot, id);
-		w->out->n = n + 1;
-		node = BPF_CORE_READ(node, next);
+		}
+		w->node = BPF_CORE_READ(slots, id_hash[bucket].first);
+		w->bucket++;
+		return 0;
 	}
+	if (n >= VMSLOTS_MAX_SLOTS)
+		return 1; /* more slots than fit: reported to user space */
+	slot = (void *)node - bpf_core_field_offset(struct kvm_memory_slot, id_node) -
+	       w->idx * sizeof(struct hlist_node);
+	r = &w->out->recs[n];
+	*r = w->tmpl;
+	r->gpa = BPF_CORE_READ(slot, base_gfn) << 12;
+	r->size = BPF_CORE_READ(slot, npages) << 12;
+	r->hva = BPF_CORE_READ(slot, userspace_addr);
+	r->flags = BPF_CORE_READ(slot, flags);
+	r->slot_id = (int)BPF_CORE_READ(slot, as_id) << 16 | BPF_CORE_READ(slot, id);
+	w->out->n = n + 1;
+	w->node = BPF_CORE_READ(node, next);
 	return 0;
 }
 
@@ -75,7 +86,7 @@ int walk_memslots(struct bpf_iter__task_file *ctx)
 	struct kvm_memslots *slots;
 	struct walk w = {};
 	struct kvm *kvm;
-	u32 zero = 0;
+	u32 zero = 0, n;
 	u64 key;
 
 	if (!task || !file || task->pid != task->tgid)
@@ -98,11 +109,15 @@ int walk_memslots(struct bpf_iter__task_file *ctx)
 	w.tmpl.pid = task->tgid;
 	w.tmpl.fd = ctx->fd;
 	w.out->n = 0;
-	bpf_loop(ID_HASH_BUCKETS, walk_bucket, &w, 0);
-	for (int i = 0; i < VMSLOTS_MAX_SLOTS; i++) {
-		if (i >= w.out->n)
-			break;
-		bpf_seq_write(seq, &w.out->recs[i], sizeof(w.out->recs[i]));
+	/* a step per bucket and per slot, and one to see the end */
+	bpf_loop(ID_HASH_BUCKETS + VMSLOTS_MAX_SLOTS + 1, walk_step, &w, 0);
+	n = w.out->n;
+	if (n > VMSLOTS_MAX_SLOTS)
+		n = VMSLOTS_MAX_SLOTS;
+	bpf_seq_write(seq, w.out->recs, n * sizeof(w.out->recs[0]));
+	if (!w.done) {
+		w.tmpl.slot_id = VMSLOT_MORE;
+		bpf_seq_write(seq, &w.tmpl, sizeof(w.tmpl));
 	}
 	return 0;
 }

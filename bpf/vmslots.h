@@ -3,7 +3,8 @@
 #define HATRACE_VMSLOTS_H
 
 #define VMSLOTS_MAX_VMS 64
-#define VMSLOTS_MAX_SLOTS 64
+#define VMSLOTS_MAX_SLOTS 256 /* per VM; more are reported by a VMSLOT_MORE record */
+#define VMSLOT_MORE (-1)      /* slot_id of the record that says slots were left out */
 
 /* One KVM memory slot of address space 0. */
 struct vmslot_rec {

@@ -19,7 +19,7 @@ $(patsubst %,$(BUILD)/tests/%,$(HOST_TESTS)): $(BUILD)/tests/%: tests/%.c tests/
 ALL_TARGETS += $(patsubst %,$(BUILD)/tests/%,$(HOST_TESTS))
 UNIT_TESTS  += $(BUILD)/tests/unit_host tests/cli_errors.sh tests/cli_help.sh
 BPF_TESTS   += $(BUILD)/tests/bpf_probes
-VM_TESTS    += tests/vms_discovery.sh tests/inflate_late.sh
+VM_TESTS    += tests/vms_discovery.sh tests/inflate_late.sh tests/json_utf8.sh
 E2E_TESTS   += tests/hist_counts.sh tests/footprint_steps.sh tests/output_paths.sh
 
 # Tracer benchmark: `make bench` writes results/bench-tracer.json

@@ -19,6 +19,16 @@ def run(agent, argv, timeout=120):
     return rep["result"]
 
 
+def median_bucket(buckets):
+    """The log2 bucket holding the median sample, or None."""
+    total, seen = sum(b["count"] for b in buckets), 0
+    for b in buckets:
+        seen += b["count"]
+        if total and 2 * seen >= total:
+            return b
+    return None
+
+
 def test(vm):
     agent = vm.agent
     agent.wait_event("ready", 120)
@@ -37,8 +47,14 @@ def test(vm):
           "guest hist: user faults carry a latency (fexit upgrade)", str(fault))
     check(fault.get("count", 0) >= 8192, "guest hist: the workload's 8192 page faults seen",
           str(fault.get("count")))
-    check(sum(b["count"] for b in fault.get("buckets", [])) == fault.get("count"),
-          "guest hist: every fault is in a latency bucket", str(fault.get("buckets")))
+    buckets = fault.get("buckets", [])
+    check(sum(b["count"] for b in buckets) == fault.get("count"),
+          "guest hist: every fault is in a latency bucket", str(buckets))
+    # A first-touch fault under TCG takes microseconds: a median bucket below
+    # 256 ns or past 16 ms means starts and ends were paired wrongly.
+    median = median_bucket(buckets)
+    check(median is not None and median["low"] >= 256 and median["high"] < 1 << 24,
+          "guest hist: median fault latency between 256 ns and 16 ms", str(median))
 
     row = run(agent, ["hatrace", "footprint", "-p", "1", "-o", "json", "-d", "1"])
     check(row.get("pid") == 1 and row.get("rss_bytes", 0) > 0,

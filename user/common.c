@@ -357,6 +357,59 @@ int read_comm(int pid, char *buf, size_t len)
 	return 0;
 }
 
+/* Length of the valid UTF-8 sequence s starts with, or 0 (overlong forms,
+ * surrogates and code points past U+10FFFF are invalid, as for jansson). */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+	unsigned n, min, cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, min = 0x80, cp = s[0] & 0x1f;
+	else if ((s[0] & 0xf0) == 0xe0)
+		n = 3, min = 0x800, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, min = 0x10000, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (unsigned i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	return cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ? 0 : n;
+}
+
+json_t *json_string_lossy(const char *s)
+{
+	json_t *str;
+	char *clean, *o;
+
+	if (!s)
+		return json_null();
+	if ((str = json_string(s)))
+		return str;
+	o = clean = malloc(strlen(s) * 3 + 1);
+	if (!clean)
+		return NULL;
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = utf8_seq_len(p);
+
+		if (n) {
+			memcpy(o, p, n);
+			o += n, p += n;
+		} else {
+			memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for one bad byte */
+			o += 3, p++;
+		}
+	}
+	*o = 0;
+	str = json_string(clean);
+	free(clean);
+	return str;
+}
+
 void json_println(FILE *f, json_t *doc)
 {
 	json_dumpf(doc, f, JSON_COMPACT);

@@ -55,6 +55,10 @@ uint64_t now_ns(void); /* CLOCK_MONOTONIC, the clock bpf_ktime_get_ns() uses */
 bool pid_alive(int pid);
 int read_comm(int pid, char *buf, size_t len);
 
+/* A JSON string of any C string (NULL: null): each byte that is not part of
+ * valid UTF-8 becomes U+FFFD. For names from the kernel or a guest, which may
+ * be cut in the middle of a character. */
+json_t *json_string_lossy(const char *s);
 /* Writes one compact JSON document and a newline, then frees it. */
 void json_println(FILE *f, json_t *doc);
 

@@ -121,8 +121,8 @@ static void write_row(struct fp_ctx *c, struct fp_proc *p, uint64_t ts)
 			p->bytes[FP_SHMEM], rss);
 		break;
 	case OUT_JSON:
-		json_println(f, json_pack("{s:I,s:i,s:s,s:I,s:I,s:I,s:I}", "time_ns", (json_int_t)ts,
-					  "pid", p->pid, "comm", p->comm, "anon_bytes",
+		json_println(f, json_pack("{s:I,s:i,s:o,s:I,s:I,s:I,s:I}", "time_ns", (json_int_t)ts,
+					  "pid", p->pid, "comm", json_string_lossy(p->comm), "anon_bytes",
 					  (json_int_t)p->bytes[FP_ANON], "file_bytes",
 					  (json_int_t)p->bytes[FP_FILE], "shmem_bytes",
 					  (json_int_t)p->bytes[FP_SHMEM], "rss_bytes", (json_int_t)rss));
@@ -366,9 +366,9 @@ int cmd_footprint(int argc, char **argv)
 			json_t *meta;
 			bool is_vm = vm_lookup_quiet(c.procs[i].pid, &vm);
 
-			meta = json_pack("{s:s,s:s,s:i,s:{s:s}}", "name", "process_name", "ph", "M",
+			meta = json_pack("{s:s,s:s,s:i,s:{s:o}}", "name", "process_name", "ph", "M",
 					 "pid", c.procs[i].pid, "args", "name",
-					 is_vm ? vm.name : c.procs[i].comm);
+					 json_string_lossy(is_vm ? vm.name : c.procs[i].comm));
 			fputs(c.rows++ ? ",\n" : "\n", c.out.f);
 			json_dumpf(meta, c.out.f, JSON_COMPACT);
 			json_decref(meta);

@@ -116,17 +116,11 @@ static int parse_args(int argc, char **argv, struct hist_opts *o)
 	return parse_interval_count(argc, argv, optind, &o->interval_s, &o->count);
 }
 
-static int key_cmp(const void *a, const void *b)
-{
-	return memcmp(&((const struct hist_entry *)a)->key, &((const struct hist_entry *)b)->key,
-		      sizeof(struct hist_key));
-}
-
 /* cur -= prev, entry by entry; both sorted by key. */
 static void subtract(struct hist_entry *cur, int ncur, const struct hist_entry *prev, int nprev)
 {
 	for (int i = 0, j = 0; i < ncur && j < nprev;) {
-		int d = key_cmp(&cur[i], &prev[j]);
+		int d = hist_entry_cmp(&cur[i], &prev[j]);
 
 		if (d < 0) {
 			i++;
@@ -187,8 +181,8 @@ static json_t *entry_json(struct host_probes *hp, const struct hist_opts *o,
 
 	hist_name(&e->key, host_probes_kvmmmu_name(hp, e->key.sub), name, sizeof(name));
 	host_probes_comm(hp, e->key.pid, comm, sizeof(comm));
-	doc = json_pack("{s:s,s:s,s:i,s:s,s:o,s:I}", "type", "hist", "name", name, "pid",
-			(int)e->key.pid, "comm", comm, "vm", vm ? json_string(vm) : json_null(),
+	doc = json_pack("{s:s,s:s,s:i,s:o,s:o,s:I}", "type", "hist", "name", name, "pid",
+			(int)e->key.pid, "comm", json_string_lossy(comm), "vm", json_string_lossy(vm),
 			"count", (json_int_t)e->val.count);
 	if (!strcmp(unit, "events")) {
 		json_object_set_new(doc, "type", json_string("count"));
@@ -235,7 +229,6 @@ static int print_interval(struct host_probes *hp, const struct hist_opts *o,
 
 	if (n < 0)
 		return n;
-	qsort(cur, n, sizeof(*cur), key_cmp);
 	/* keep the cumulative snapshot, print the difference */
 	struct hist_entry *snap = malloc(sizeof(*cur) * (n ? n : 1));
 	if (!snap) {
@@ -274,15 +267,40 @@ static int print_interval(struct host_probes *hp, const struct hist_opts *o,
 	return 0;
 }
 
+static bool pid_traced(const struct hist_opts *o, int pid)
+{
+	for (int i = 0; i < o->npids; i++)
+		if (o->pids[i] == pid)
+			return true;
+	return !o->npids;
+}
+
+/* The guest RAM ranges of the traced VMs, all of them (host_probes_start
+ * says if they do not fit); *out is malloc'ed. */
+static int traced_ram_ranges(const struct hist_opts *o, const struct vm_info *vms, int n,
+			     struct ram_range **out)
+{
+	int k = 0;
+
+	*out = calloc(n > 0 ? n * VM_MAX_REGIONS : 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++)
+		if (pid_traced(o, vms[i].pid))
+			k += vm_info_ram_ranges(&vms[i], 1, *out + k, VM_MAX_REGIONS);
+	return k;
+}
+
 int cmd_hist(int argc, char **argv)
 {
 	struct hist_opts o = { .fmt = OUT_TEXT };
-	struct ram_range ram[MAX_RAM_RANGES];
+	struct ram_range *ram = NULL;
 	struct host_probes *hp = NULL;
 	struct hist_entry *prev = NULL;
 	struct vm_info *all = NULL;
 	int nprev = 0, nall, nram, err, pidfds[MAX_PIDS], exited = 0;
-	uint64_t start, next, printed = 0;
+	int priority[MAX_PIDS], npriority = 0;
+	uint64_t start, next, next_sweep, printed = 0;
 
 	if (parse_args(argc, argv, &o))
 		return -EINVAL;
@@ -306,10 +324,19 @@ int cmd_hist(int argc, char **argv)
 		for (int k = 0; k < o.npids; k++)
 			if (all[i].pid == o.pids[k] && !vm_name_of(&o, all[i].pid) && o.nvms < MAX_PIDS)
 				o.vms[o.nvms++] = all[i];
-	nram = vm_info_ram_ranges(all, nall > 0 ? nall : 0, ram, MAX_RAM_RANGES);
+	/* traced processes have maps of their own; when every process is
+	 * traced, the VMs do, so that no other process can crowd them out */
+	if (o.npids)
+		memcpy(priority, o.pids, (npriority = o.npids) * sizeof(int));
+	for (int i = 0; !o.npids && i < nall && npriority < MAX_PIDS; i++)
+		priority[npriority++] = all[i].pid;
+	nram = traced_ram_ranges(&o, all, nall > 0 ? nall : 0, &ram);
 	free(all);
+	if (nram < 0)
+		return nram;
 
-	err = host_probes_start(&hp, o.pids, o.npids, ram, nram);
+	err = host_probes_start(&hp, priority, npriority, !o.npids, ram, nram);
+	free(ram);
 	if (err)
 		goto cleanup;
 	install_signal_handlers();
@@ -322,6 +349,7 @@ int cmd_hist(int argc, char **argv)
 	fflush(stdout);
 	start = now_ns();
 	next = start + o.interval_s * 1000000000ULL;
+	next_sweep = start + 1000000000ULL;
 	while (!exiting) {
 		uint64_t now;
 
@@ -329,6 +357,11 @@ int cmd_hist(int argc, char **argv)
 		now = now_ns();
 		if (o.duration_ns && now - start >= o.duration_ns)
 			break;
+		if (now >= next_sweep) { /* exited processes leave the kernel maps */
+			if ((err = host_probes_sweep(hp)))
+				goto cleanup;
+			next_sweep = now + 1000000000ULL;
+		}
 		for (int i = 0; i < o.npids; i++)
 			if (pidfds[i] != -2 && pid_exited(o.pids[i], pidfds[i])) {
 				ht_warn("process %d exited", o.pids[i]);
@@ -341,6 +374,7 @@ int cmd_hist(int argc, char **argv)
 		if (o.interval_s && now >= next) {
 			if ((err = print_interval(hp, &o, &prev, &nprev)))
 				goto cleanup;
+			host_probes_forget_retired(hp); /* printed */
 			next += o.interval_s * 1000000000ULL;
 			if (o.count && ++printed >= o.count)
 				goto cleanup;

@@ -19,11 +19,19 @@ struct host_probes {
 	char kvmmmu_names[MAX_KVMMMU][64];
 	unsigned nr_kvmmmu;
 	int ncpus;
-	int pids[MAX_PIDS]; /* by slot in fault_counts */
+	int pids[MAX_PIDS]; /* priority processes, by slot in fault_counts */
 	char comms[MAX_PIDS][16];
 	int npids;
 	bool fault_latency;
 	struct probe_status status[P_MAX];
+	/* histograms and names of exited processes, moved out of the kernel */
+	struct hist_entry *retired;
+	int nretired, retired_cap;
+	struct retired_comm {
+		unsigned pid;
+		char comm[16];
+	} *retired_comms;
+	int nretired_comms, retired_comms_cap;
 };
 
 /* Each probe's programs and the tracepoints they attach to (kvmmmu: every
@@ -191,7 +199,7 @@ static void set_ram(struct host_probes *hp, const struct ram_range *ram, int nra
 	hp->skel->bss->nr_guest_ram = nram;
 }
 
-int host_probes_start(struct host_probes **out, const int *pids, int npids,
+int host_probes_start(struct host_probes **out, const int *pids, int npids, bool others,
 		      const struct ram_range *ram, int nram)
 {
 	struct host_probes *hp;
@@ -214,6 +222,7 @@ int host_probes_start(struct host_probes **out, const int *pids, int npids,
 		goto fail;
 	}
 	hp->skel->rodata->nr_pids = npids;
+	hp->skel->rodata->trace_others = others || !npids;
 	for (int i = 0; i < npids && i < INLINE_PIDS; i++)
 		hp->skel->rodata->inline_pids[i] = pids[i];
 	list_kvmmmu(hp);
@@ -266,35 +275,23 @@ static int add_fault_counts(struct host_probes *hp, struct hist_entry *entries, 
 	for (int slot = 0; slot < hp->npids; slot++)
 		for (unsigned guest = 0; guest < 2; guest++) {
 			uint64_t count = read_fault_count(hp, slot * 2 + guest);
-			struct hist_key key = { .pid = hp->pids[slot], .metric = M_USER_FAULT,
-						.sub = guest };
-			int i;
 
 			if (!count)
 				continue;
-			for (i = 0; i < n && memcmp(&entries[i].key, &key, sizeof(key)); i++)
-				;
-			if (i == n) {
-				if (n == MAX_HIST_ENTRIES)
-					return n;
-				memset(&entries[n++], 0, sizeof(entries[0]));
-				entries[i].key = key;
-			}
-			entries[i].val.count += count;
+			memset(&entries[n], 0, sizeof(entries[0]));
+			entries[n].key = (struct hist_key){ .pid = hp->pids[slot],
+							    .metric = M_USER_FAULT, .sub = guest };
+			entries[n++].val.count = count;
 		}
 	return n;
 }
 
-int host_probes_read(struct host_probes *hp, struct hist_entry **out)
+/* Appends every entry of a kernel map; returns the new count. */
+static int read_map(struct bpf_map *map, struct hist_entry *entries, int n, int cap)
 {
-	struct bpf_map *map = hp->skel->maps.hists;
-	struct hist_entry *entries = calloc(MAX_HIST_ENTRIES, sizeof(*entries));
 	struct hist_key key, next, *prev = NULL;
-	int n = 0;
 
-	if (!entries)
-		return -ENOMEM;
-	while (n < MAX_HIST_ENTRIES && !bpf_map__get_next_key(map, prev, &next, sizeof(next))) {
+	while (n < cap && !bpf_map__get_next_key(map, prev, &next, sizeof(next))) {
 		key = next;
 		prev = &key;
 		if (bpf_map__lookup_elem(map, &key, sizeof(key), &entries[n].val,
@@ -302,8 +299,107 @@ int host_probes_read(struct host_probes *hp, struct hist_entry **out)
 			continue;
 		entries[n++].key = key;
 	}
+	return n;
+}
+
+int hist_entry_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct hist_entry *)a)->key, &((const struct hist_entry *)b)->key,
+		      sizeof(struct hist_key));
+}
+
+static void hist_add(struct hist *to, const struct hist *from)
+{
+	for (int s = 0; s < HIST_SLOTS; s++)
+		to->slots[s] += from->slots[s];
+	to->count += from->count;
+	to->sum += from->sum;
+	to->bytes += from->bytes;
+}
+
+int host_probes_read(struct host_probes *hp, struct hist_entry **out)
+{
+	int cap = 2 * MAX_HIST_ENTRIES + hp->nretired + 2 * hp->npids, n = 0, merged = 0;
+	struct hist_entry *entries = calloc(cap, sizeof(*entries));
+
+	if (!entries)
+		return -ENOMEM;
+	n = read_map(hp->skel->maps.hists, entries, n, MAX_HIST_ENTRIES);
+	n = read_map(hp->skel->maps.other_hists, entries, n, 2 * MAX_HIST_ENTRIES);
+	memcpy(entries + n, hp->retired, hp->nretired * sizeof(*entries));
+	n = add_fault_counts(hp, entries, n + hp->nretired);
+	/* sorted, one entry per key (a PID reused after its entries retired) */
+	qsort(entries, n, sizeof(*entries), hist_entry_cmp);
+	for (int i = 0; i < n; i++) {
+		if (merged && !hist_entry_cmp(&entries[merged - 1], &entries[i]))
+			hist_add(&entries[merged - 1].val, &entries[i].val);
+		else
+			entries[merged++] = entries[i];
+	}
 	*out = entries;
-	return add_fault_counts(hp, entries, n);
+	return merged;
+}
+
+static int grow(void **arr, int *cap, int need, size_t size)
+{
+	void *bigger;
+
+	if (need <= *cap)
+		return 0;
+	bigger = realloc(*arr, (size_t)(*cap = need * 2) * size);
+	if (!bigger)
+		return -ENOMEM;
+	*arr = bigger;
+	return 0;
+}
+
+static void retire_comm(struct host_probes *hp, unsigned pid)
+{
+	struct retired_comm *rc;
+
+	if (grow((void **)&hp->retired_comms, &hp->retired_comms_cap, hp->nretired_comms + 1,
+		 sizeof(*rc)))
+		return;
+	rc = &hp->retired_comms[hp->nretired_comms];
+	if (bpf_map__lookup_elem(hp->skel->maps.comms, &pid, sizeof(pid), rc->comm,
+				 sizeof(rc->comm), 0))
+		return;
+	rc->pid = pid;
+	hp->nretired_comms++;
+	bpf_map__delete_elem(hp->skel->maps.comms, &pid, sizeof(pid), 0);
+}
+
+int host_probes_sweep(struct host_probes *hp)
+{
+	struct bpf_map *map = hp->skel->maps.other_hists;
+	struct hist_key kept, key;
+	bool any_kept = false;
+	unsigned last_dead = 0;
+	struct hist val;
+
+	/* the walk resumes after the last key kept, so deleting is safe */
+	while (!bpf_map__get_next_key(map, any_kept ? &kept : NULL, &key, sizeof(key))) {
+		if (pid_alive(key.pid) ||
+		    bpf_map__lookup_elem(map, &key, sizeof(key), &val, sizeof(val), 0)) {
+			kept = key;
+			any_kept = true;
+			continue;
+		}
+		if (grow((void **)&hp->retired, &hp->retired_cap, hp->nretired + 1,
+			 sizeof(*hp->retired)))
+			return -ENOMEM;
+		hp->retired[hp->nretired++] = (struct hist_entry){ .key = key, .val = val };
+		bpf_map__delete_elem(map, &key, sizeof(key), 0);
+		if (key.pid != last_dead)
+			retire_comm(hp, last_dead = key.pid);
+	}
+	return 0;
+}
+
+void host_probes_forget_retired(struct host_probes *hp)
+{
+	hp->nretired = 0;
+	hp->nretired_comms = 0;
 }
 
 /* Which probe's events each metric counts. */
@@ -357,6 +453,11 @@ void host_probes_comm(struct host_probes *hp, unsigned pid, char *buf, size_t le
 			snprintf(buf, len, "%s", hp->comms[i]);
 			return;
 		}
+	for (int i = 0; i < hp->nretired_comms; i++)
+		if (hp->retired_comms[i].pid == pid) {
+			snprintf(buf, len, "%.16s", hp->retired_comms[i].comm);
+			return;
+		}
 	if (!bpf_map__lookup_elem(hp->skel->maps.comms, &pid, sizeof(pid), comm, sizeof(comm), 0))
 		snprintf(buf, len, "%.16s", comm);
 	else if (read_comm(pid, buf, len))
@@ -382,5 +483,7 @@ void host_probes_stop(struct host_probes *hp)
 	for (unsigned k = 0; k < hp->nr_kvmmmu; k++)
 		bpf_link__destroy(hp->kvmmmu_links[k]);
 	hist_bpf__destroy(hp->skel);
+	free(hp->retired);
+	free(hp->retired_comms);
 	free(hp);
 }

@@ -31,13 +31,23 @@ struct hist_entry {
 	struct hist val;
 };
 
-/* pids: only these processes (none = all); ram: guest RAM ranges (HVA) that
- * tell guest-RAM faults apart and credit unmaps of guest RAM to the VM. */
-int host_probes_start(struct host_probes **hp, const int *pids, int npids,
+/* Orders hist_entry by key (for qsort). */
+int hist_entry_cmp(const void *a, const void *b);
+
+/* pids: the priority processes, with maps of their own that other processes
+ * cannot fill; others: trace every other process too (always when npids is 0).
+ * ram: guest RAM ranges (HVA) that tell guest-RAM faults apart and credit
+ * unmaps of guest RAM to the VM. */
+int host_probes_start(struct host_probes **hp, const int *pids, int npids, bool others,
 		      const struct ram_range *ram, int nram);
-/* Reads all histograms (cumulative); returns the number of entries or -errno.
- * *out is malloc'ed and owned by the caller. */
+/* Reads all histograms (cumulative), sorted by key, retired ones included;
+ * returns the number of entries or -errno. *out is malloc'ed and owned by the caller. */
 int host_probes_read(struct host_probes *hp, struct hist_entry **out);
+/* Moves the histograms of exited non-priority processes out of the kernel
+ * maps into user space, so that those maps only hold live processes. */
+int host_probes_sweep(struct host_probes *hp);
+/* Frees the retired histograms once printed (interval mode). */
+void host_probes_forget_retired(struct host_probes *hp);
 int host_probes_status(struct host_probes *hp, const struct probe_status **st);
 uint64_t host_probes_drops(struct host_probes *hp);
 /* Command name of a traced process, also after it exited. */

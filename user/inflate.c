@@ -646,7 +646,7 @@ static int start_probes(struct run *r)
 	n = vm_ram_ranges(r->vm, 64 * MiB, s, e, MAX_RAM_RANGES);
 	for (int i = 0; i < n; i++)
 		ram[i] = (struct ram_range){ .pid = pid, .start = s[i], .end = e[i] };
-	if (host_probes_start(&r->hp, &pid, 1, ram, n > 0 ? n : 0)) {
+	if (host_probes_start(&r->hp, &pid, 1, false, ram, n > 0 ? n : 0)) {
 		ht_warn("host probes unavailable: no host breakdown");
 		return 0;
 	}

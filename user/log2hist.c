@@ -12,13 +12,6 @@ uint64_t log2_bucket_high(int i)
 	return i >= 63 ? UINT64_MAX : (1ULL << (i + 1)) - 1;
 }
 
-int log2_bucket(uint64_t v, int nslots)
-{
-	int r = v ? 63 - __builtin_clzll(v) : 0;
-
-	return r < nslots ? r : nslots - 1;
-}
-
 static int used_range(const unsigned long long *slots, int nslots, int *first)
 {
 	int last = -1;

@@ -9,8 +9,6 @@
 /* Bucket i holds values in [low, high]: i = 0 is [0, 1], then [2^i, 2^(i+1) - 1]. */
 uint64_t log2_bucket_low(int i);
 uint64_t log2_bucket_high(int i);
-/* Bucket of a value, as the BPF side computes it. */
-int log2_bucket(uint64_t v, int nslots);
 
 /* Prints the non-empty range of slots; never wider than 80 columns. */
 void print_log2_hist(FILE *f, const unsigned long long *slots, int nslots, const char *unit);

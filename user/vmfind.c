@@ -182,18 +182,40 @@ static struct vm_info *vm_by_pid(struct vm_info *vms, int n, unsigned pid)
 	return NULL;
 }
 
+/* Says in ram_source, and on stderr, that only some of a VM's guest RAM
+ * ranges are kept: total of them, or more than total if more_than. */
+static void report_cut(struct vm_info *vm, const char *what, int total, bool more_than)
+{
+	size_t len = strlen(vm->ram_source);
+
+	snprintf(vm->ram_source + len, sizeof(vm->ram_source) - len, "; only %d of %s%d %s kept",
+		 vm->nregions, more_than ? "more than " : "", total, what);
+	ht_warn("VM %d (%s): only %d of %s%d %s are used", vm->pid, vm->name, vm->nregions,
+		more_than ? "more than " : "", total, what);
+}
+
 int vm_read_memslots(struct vm_info *vms, int n)
 {
 	struct vmslots_bpf *skel;
 	struct bpf_link *link = NULL;
 	struct vmslot_rec rec;
-	int err = 0, iter_fd = -1, nkvm = 0;
+	int err = 0, iter_fd = -1, nkvm = 0, *seen = calloc(n, sizeof(int));
+	bool *more = calloc(n, sizeof(bool));
 	const char *why = NULL;
+
+	if (!seen || !more) {
+		free(seen);
+		free(more);
+		return -ENOMEM;
+	}
 
 	for (int i = 0; i < n; i++)
 		nkvm += vms[i].vm_fd >= 0;
-	if (!nkvm)
+	if (!nkvm) {
+		free(seen);
+		free(more);
 		return 0;
+	}
 	skel = vmslots_bpf__open_and_load();
 	if (!skel) {
 		err = -errno;
@@ -218,7 +240,13 @@ int vm_read_memslots(struct vm_info *vms, int n)
 		struct vm_info *vm = vm_by_pid(vms, n, rec.pid);
 		struct vm_region *r;
 
-		if (!vm || vm->nregions == VM_MAX_REGIONS)
+		if (!vm)
+			continue;
+		if (rec.slot_id == VMSLOT_MORE) {
+			more[vm - vms] = true;
+			continue;
+		}
+		if (seen[vm - vms]++ >= VM_MAX_REGIONS)
 			continue;
 		r = &vm->regions[vm->nregions++];
 		r->gpa = rec.gpa;
@@ -228,10 +256,16 @@ int vm_read_memslots(struct vm_info *vms, int n)
 			 rec.slot_id >> 16 ? " (smm)" : "");
 	}
 out:
-	for (int i = 0; i < n; i++)
-		if (vms[i].vm_fd >= 0)
-			snprintf(vms[i].ram_source, sizeof(vms[i].ram_source), "%s",
-				 why ? why : "KVM memslots (BPF task_file iterator)");
+	for (int i = 0; i < n; i++) {
+		if (vms[i].vm_fd < 0)
+			continue;
+		snprintf(vms[i].ram_source, sizeof(vms[i].ram_source), "%s",
+			 why ? why : "KVM memslots (BPF task_file iterator)");
+		if (seen[i] > vms[i].nregions || more[i])
+			report_cut(&vms[i], "memslots", seen[i], more[i]);
+	}
+	free(seen);
+	free(more);
 	if (iter_fd >= 0)
 		close(iter_fd);
 	bpf_link__destroy(link);
@@ -324,23 +358,24 @@ static uint64_t unique_anon_mapping(int pid, uint64_t size)
 
 /* RAM lines of the "memory" flat view of `info mtree -f`:
  *   0000000000100000-000000001fffffff (prio 0, ram): pc.ram @0000000000100000
- * The offset after '@' is into the RAM block (0 when absent). */
-static void parse_mtree_ram(struct vm_info *vm, const char *text, uint64_t *offsets)
+ * The offset after '@' is into the RAM block (0 when absent). Returns how
+ * many there are; the first VM_MAX_REGIONS are kept. */
+static int parse_mtree_ram(struct vm_info *vm, const char *text, uint64_t *offsets)
 {
+	int total = 0;
 	const char *view = strstr(text, "Root memory region: memory");
 	const char *end = view ? strstr(view, "\n\n") : NULL;
 	const char *crlf_end = view ? strstr(view, "\n\r\n") : NULL; /* HMP ends lines in \r\n */
 
 	if (!end || (crlf_end && crlf_end < end))
 		end = crlf_end;
-	for (const char *l = view; l && l < end && vm->nregions < VM_MAX_REGIONS;
-	     l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+	for (const char *l = view; l && l < end; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
 		unsigned long long lo, hi, off = 0;
 		char name[32];
 		struct vm_region *r;
 
 		if (sscanf(l, " %llx-%llx (prio %*d, ram): %31s @%llx", &lo, &hi, name, &off) < 3 ||
-		    hi < lo)
+		    hi < lo || total++ >= VM_MAX_REGIONS)
 			continue;
 		offsets[vm->nregions] = off;
 		r = &vm->regions[vm->nregions++];
@@ -348,6 +383,7 @@ static void parse_mtree_ram(struct vm_info *vm, const char *text, uint64_t *offs
 		r->size = hi - lo + 1;
 		snprintf(r->name, sizeof(r->name), "%s", name);
 	}
+	return total;
 }
 
 /* `info ramblock` rows: name, page size (two words), offset, used, total. The
@@ -420,9 +456,10 @@ int vm_read_qmp(struct vm_info *vm, const char *qmp_socket)
 	if (!err && json_is_string(ret)) {
 		uint64_t offsets[VM_MAX_REGIONS];
 		json_t *blocks = NULL;
+		int total;
 
 		vm->nregions = 0;
-		parse_mtree_ram(vm, json_string_value(ret), offsets);
+		total = parse_mtree_ram(vm, json_string_value(ret), offsets);
 		err = qmp_call(q, "human-monitor-command",
 			       json_pack("{s:s}", "command-line", "info ramblock"), &blocks,
 			       5000000000ULL);
@@ -435,6 +472,8 @@ int vm_read_qmp(struct vm_info *vm, const char *qmp_socket)
 		json_decref(blocks);
 		snprintf(vm->ram_source, sizeof(vm->ram_source),
 			 "QMP info mtree + info ramblock (HVA by mapping size)");
+		if (total > vm->nregions)
+			report_cut(vm, "RAM ranges", total, false);
 	}
 	json_decref(ret);
 	qmp_close(q);

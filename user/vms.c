@@ -24,14 +24,14 @@ static json_t *vm_json(const struct vm_info *vm)
 	json_t *regions = json_array();
 
 	for (int r = 0; r < vm->nregions; r++)
-		json_array_append_new(regions, json_pack("{s:s,s:I,s:I,s:o}", "name",
-							 vm->regions[r].name, "gpa",
+		json_array_append_new(regions, json_pack("{s:o,s:I,s:I,s:o}", "name",
+							 json_string_lossy(vm->regions[r].name), "gpa",
 							 (json_int_t)vm->regions[r].gpa, "size",
 							 (json_int_t)vm->regions[r].size, "hva",
 							 vm->regions[r].hva ? /* null: not learned */
 							 json_integer(vm->regions[r].hva) : json_null()));
-	return json_pack("{s:i,s:s,s:s,s:s,s:s,s:i,s:I,s:o,s:s}", "pid", vm->pid, "comm", vm->comm,
-			 "name", vm->name, "hypervisor", vm->hypervisor, "accel", vm->accel,
+	return json_pack("{s:i,s:o,s:o,s:s,s:s,s:i,s:I,s:o,s:s}", "pid", vm->pid, "comm",
+			 json_string_lossy(vm->comm), "name", json_string_lossy(vm->name), "hypervisor", vm->hypervisor, "accel", vm->accel,
 			 "vcpus", vm->vcpus, "rss_bytes", (json_int_t)vm->rss_bytes, "regions",
 			 regions, "ram_source", vm->ram_source);
 }

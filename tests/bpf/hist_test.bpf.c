@@ -73,3 +73,9 @@ int test_kvm_unmap_hva_range(u64 *args) /* start, end */
 	rec.end = args[1];
 	return handle_kvm_unmap_hva_range(&rec);
 }
+
+SEC("raw_tp")
+int test_fault_done(u64 *args) /* address, fault flags, vm_fault_t */
+{
+	return handle_fault_done(args[0], args[1], args[2]);
+}
