@@ -924,22 +924,25 @@ static json_t *meta_json(const struct opts *o, int argc, char **argv, const char
 		fclose(f);
 	}
 	line[strcspn(line, "\n")] = 0;
+	/* Paths, arguments and QEMU's version are not always UTF-8. */
 	m = json_pack_ex(&jerr, 0,
-			 "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-		      "host", u.nodename, "kernel", u.release, "machine", u.machine, "cmdline",
-		      cmd ? cmd : "", "host_cmdline", line, "thp", thp, "accel",
-		      accel_name(o->accel), "accel_reason", o->accel_why, "qemu", o->qemu,
-		      "qemu_version", qv, "guest_kernel", guest_kernel, "guest_kernel_image",
-		      o->kernel, "guest_initrd", o->initrd, "hatrace_revision", HATRACE_GIT_REV);
-	params = m ? json_pack_ex(&jerr, 0, "{s:I, s:I, s:i, s:i, s:b, s:s, s:I}", "mem_bytes",
+			 "{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s}",
+			 "host", u.nodename, "kernel", u.release, "machine", u.machine, "cmdline",
+			 json_string_lossy(cmd ? cmd : ""), "host_cmdline", json_string_lossy(line),
+			 "thp", thp, "accel", accel_name(o->accel), "accel_reason", o->accel_why,
+			 "qemu", json_string_lossy(o->qemu), "qemu_version", json_string_lossy(qv),
+			 "guest_kernel", json_string_lossy(guest_kernel), "guest_kernel_image",
+			 json_string_lossy(o->kernel), "guest_initrd", json_string_lossy(o->initrd),
+			 "hatrace_revision", HATRACE_GIT_REV);
+	params = m ? json_pack_ex(&jerr, 0, "{s:I, s:I, s:i, s:i, s:b, s:o, s:I}", "mem_bytes",
 				  (json_int_t)o->mem, "shrink_to_bytes", (json_int_t)o->shrink_to,
 				  "vcpus", (int)o->vcpus, "iterations", (int)o->iterations,
-				  "untouched", o->untouched, "guest_append", o->append,
+				  "untouched", o->untouched, "guest_append", json_string_lossy(o->append),
 				  "integrity_bytes", (json_int_t)o->integrity) : NULL;
 	free(qv);
 	free(cmd);
 	if (!params) {
-		ht_err("meta.json: %s (a path or argument that is not UTF-8?)", jerr.text);
+		ht_err("meta.json: %s", jerr.text);
 		json_decref(m);
 		return NULL;
 	}
