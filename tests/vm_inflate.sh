@@ -3,7 +3,7 @@
 # per technique through boot, untouched shrink, touch, shrink, grow, install,
 # touch2, with an integrity buffer held across all of it.
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
-[ -r build/guest/bzImage ] && [ -r build/guest/initramfs.cpio.gz ] ||
+[ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	{ skip vm_inflate "guest image not built (make)"; finish; }
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
