@@ -91,6 +91,9 @@ static void test_load_production(void)
 	check(hist && !hist_bpf__load(hist), "load hist.bpf.o", "load failed");
 	if (!fexit)
 		skip("load fexit/handle_mm_fault", "%s", f.detail);
+	else
+		check(hist && bpf_program__fd(hist->progs.user_fault_done) >= 0,
+		      "load fexit/handle_mm_fault", "not loaded");
 	hist_bpf__destroy(hist);
 	fp = footprint_bpf__open_and_load();
 	check(fp != NULL, "load footprint.bpf.o", "load failed");
@@ -687,8 +690,10 @@ int main(void)
 {
 	if (geteuid()) {
 		skip("bpf tests", "need root");
+		plan(1);
 		return 0;
 	}
+	plan(47);
 	ensure_tracefs();
 	setup_libbpf();
 	ncpus = libbpf_num_possible_cpus();

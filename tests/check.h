@@ -2,6 +2,7 @@
  *   ok - NAME
  *   not ok - NAME: why
  *   skip - NAME: reason
+ * and one plan line, 1..N: how many of those lines the test reports.
  */
 #ifndef HATRACE_CHECK_H
 #define HATRACE_CHECK_H
@@ -41,6 +42,13 @@ static inline __attribute__((format(printf, 2, 3))) void skip(const char *name,
 	vprintf(fmt, ap);
 	va_end(ap);
 	putchar('\n');
+	fflush(stdout);
+}
+
+/* The number of check() and skip() lines this test reports. */
+static inline void plan(unsigned n)
+{
+	printf("1..%u\n", n);
 	fflush(stdout);
 }
 

@@ -3,6 +3,9 @@
 # man page renders without warnings and covers every command.
 cd "$(dirname "$0")/.." && . tests/lib.sh
 cmds=$($HATRACE --help | awk '/^Commands:/ { on = 1; next } on && !NF { exit } on { print $1 }')
+n=$(wc -w <<<"$cmds")
+# the list, 2 per command, and 2 man page checks (1 skip without groff)
+command -v groff >/dev/null && plan $((1 + 2 * n + 2)) || plan $((1 + 2 * n + 1))
 expect "hatrace --help lists commands" test -n "$cmds"
 for c in $cmds; do
 	out=$($HATRACE "$c" --help 2>&1); rc=$?

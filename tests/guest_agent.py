@@ -7,7 +7,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import check, finish, start_stdio_agent  # noqa: E402
+from guest_lib import check, finish, plan, start_stdio_agent  # noqa: E402
 
 
 
@@ -19,8 +19,25 @@ def host_meminfo(key):
     return 0
 
 
+BAD_REQUESTS = [
+    ("not json", "{oops", "bad request"),
+    ("not an object", "[1,2]", "not a JSON object"),
+    ("no id", '{"cmd":"ping"}', "integer \"id\""),
+    ("no cmd", '{"id":90}', "string \"cmd\""),
+    ("unknown cmd", '{"id":91,"cmd":"fly"}', "unknown cmd"),
+    ("argv not an array", '{"id":92,"cmd":"run","argv":"ls"}', "non-empty array"),
+    ("argv with a number", '{"id":93,"cmd":"run","argv":["ls",1]}', "not a string"),
+    ("timeout_s out of range", '{"id":94,"cmd":"run","argv":["ls"],"timeout_s":0}',
+     "timeout_s"),
+    ("trace_read before trace_start", '{"id":95,"cmd":"trace_read"}', "not started"),
+    ("over-long line", "x" * (1 << 20 | 5), "longer than"),
+]
+
+
 def main():
     proc, a = start_stdio_agent("guest agent")
+    # 14 checks of the protocol, one per bad request, the exit at end of input
+    plan(14 + len(BAD_REQUESTS) + 1)
     try:
         test(a)
         proc.stdin.close()
@@ -95,20 +112,7 @@ def test(a):
     check(r.get("timed_out") is True and r.get("signal") == 9 and time.monotonic() - t0 < 5,
           "run kills a workload at its timeout", str(r))
 
-    bad = [
-        ("not json", "{oops", "bad request"),
-        ("not an object", "[1,2]", "not a JSON object"),
-        ("no id", '{"cmd":"ping"}', "integer \"id\""),
-        ("no cmd", '{"id":90}', "string \"cmd\""),
-        ("unknown cmd", '{"id":91,"cmd":"fly"}', "unknown cmd"),
-        ("argv not an array", '{"id":92,"cmd":"run","argv":"ls"}', "non-empty array"),
-        ("argv with a number", '{"id":93,"cmd":"run","argv":["ls",1]}', "not a string"),
-        ("timeout_s out of range", '{"id":94,"cmd":"run","argv":["ls"],"timeout_s":0}',
-         "timeout_s"),
-        ("trace_read before trace_start", '{"id":95,"cmd":"trace_read"}', "not started"),
-        ("over-long line", "x" * (1 << 20 | 5), "longer than"),
-    ]
-    for name, line, want in bad:
+    for name, line, want in BAD_REQUESTS:
         a.send_raw(line)
         msg = a.read_msg(10)
         a.pending.pop(msg.get("id"), None)

@@ -6,15 +6,19 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import check, finish, skip, start_stdio_agent  # noqa: E402
+from guest_lib import check, finish, plan, skip_all, start_stdio_agent  # noqa: E402
 
+
+
+BAD_SELECTIONS = (["no_such_probe"], "mm_page_alloc", [3])
 
 
 def main():
     if os.geteuid() != 0:
-        skip("guest agent bpf", "needs root")
-        finish()
+        skip_all("guest agent bpf", "needs root")
     proc, a = start_stdio_agent("guest agent bpf")
+    # 11 checks, one per bad selection
+    plan(11 + len(BAD_SELECTIONS))
     try:
         a.wait_event("ready", 10)
         test(a)
@@ -61,7 +65,7 @@ def test(a):
     r = a.req("trace_start", kprobes="yes")
     check(r.get("ok") is False and "kprobes" in r.get("error", ""),
           "trace_start rejects a non-boolean kprobes", str(r))
-    for bad in (["no_such_probe"], "mm_page_alloc", [3]):
+    for bad in BAD_SELECTIONS:
         r = a.req("trace_start", probes=bad)
         check(r.get("ok") is False and "trace_start" in r.get("error", ""),
               f"trace_start rejects the selection {bad!r}", str(r))

@@ -7,7 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GuestVM, require_guest, check, fail, finish  # noqa: E402
+from guest_lib import GuestVM, require_guest, check, fail, finish, plan  # noqa: E402
 
 
 def run(agent, argv, timeout=120):
@@ -63,6 +63,7 @@ def test(vm):
 
 def main():
     require_guest("hatrace in the guest")
+    plan(8)  # 4 doctor features, 3 of hist, 1 of footprint
     vm = GuestVM(mem_mib=1024)
     try:
         test(vm)

@@ -3,12 +3,13 @@
 # the configured options and BTF for every function the guest agent traces.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-BUILD=${BUILD:-build}
 
-if [ ! -e "$BUILD/guest/bzImage-baseline" ]; then
-	skip "guest kernel" "$BUILD/guest/bzImage-baseline is not built (run make)"
-	finish
-fi
+[ -e "$BUILD/guest/bzImage-baseline" ] ||
+	skip_all "guest kernel" "$BUILD/guest/bzImage-baseline is not built (run make)"
+funcs=$(sed -n '/} trace_funcs\[\] = {/,/^};/p' user/hatrace-guest.c | grep -oE '^\s*\{ "[a-z_]+", "[a-z_0-9]+"' |
+	sed -E 's/.*"([a-z_0-9]+)"$/\1/')
+# 9 checks of the cache, config and BTF, and one per traced function
+plan $((9 + $(wc -w <<<"$funcs")))
 start=$(date +%s)
 dir=$(kernel/build-kernel.sh baseline 2>&1)
 took=$(($(date +%s) - start))
@@ -25,8 +26,6 @@ done
 
 btf=$(bpftool btf dump file "$dir/vmlinux" format raw 2>/dev/null)
 expect "vmlinux carries BTF" test -n "$btf"
-funcs=$(sed -n '/} trace_funcs\[\] = {/,/^};/p' user/hatrace-guest.c | grep -oE '^\s*\{ "[a-z_]+", "[a-z_0-9]+"' |
-	sed -E 's/.*"([a-z_0-9]+)"$/\1/')
 expect "the agent's traced-function table is readable" test "$(wc -w <<<"$funcs")" -ge 10
 for f in $funcs; do
 	expect "BTF has traced function $f" grep -q "FUNC '$f' " <<<"$btf"

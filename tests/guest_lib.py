@@ -35,6 +35,18 @@ def skip(name, why):
     print(f"skip - {name}: {why}", flush=True)
 
 
+def plan(n):
+    """The number of ok/not ok/skip lines this test reports (tests/run checks it)."""
+    print(f"1..{n}", flush=True)
+
+
+def skip_all(name, why):
+    """Nothing of this test can run here: one skip, its plan, and the end."""
+    skip(name, why)
+    plan(1)
+    raise SystemExit(0)
+
+
 def check(cond, name, why=""):
     if cond:
         ok(name)
@@ -138,8 +150,7 @@ def start_stdio_agent(name):
     """Runs the agent on the host, speaking over its stdin/stdout, with the guest
     workloads on its PATH; skips the test (and exits) if it is not built."""
     if not os.path.exists(AGENT):
-        skip(name, f"{AGENT} is not built (run make)")
-        finish()
+        skip_all(name, f"{AGENT} is not built (run make)")
     env = dict(os.environ, PATH=os.path.join(GUEST, "bin") + ":/usr/bin:/bin")
     proc = subprocess.Popen([AGENT, "--stdio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env=env, preexec_fn=die_with_parent)
@@ -150,11 +161,9 @@ def require_guest(name):
     """Skips the whole test (and exits) unless the guest image and QEMU are there."""
     for path in ("bzImage", "initramfs.cpio.gz", "cmdline"):
         if not os.path.exists(os.path.join(GUEST, path)):
-            skip(name, f"{GUEST}/{path} is not built (run make)")
-            finish()
+            skip_all(name, f"{GUEST}/{path} is not built (run make)")
     if not shutil.which("qemu-system-x86_64"):
-        skip(name, "qemu-system-x86_64 is not installed")
-        finish()
+        skip_all(name, "qemu-system-x86_64 is not installed")
 
 
 class GuestVM:

@@ -9,7 +9,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GUEST, check, fail, finish, ok, skip  # noqa: E402
+from guest_lib import GUEST, check, fail, finish, plan, skip, skip_all  # noqa: E402
 
 BIN = os.path.join(GUEST, "bin")
 
@@ -61,8 +61,8 @@ def corrupt_page(pid, nbytes, page, data):
 
 def main():
     if not os.path.exists(os.path.join(BIN, "ht-integrity")):
-        skip("guest workloads", f"{BIN} is not built (run make)")
-        finish()
+        skip_all("guest workloads", f"{BIN} is not built (run make)")
+    plan(16)
 
     rc, r, err = run("ht-touch", "--bytes", "8M", "--threads", "3")
     check(rc == 0 and r and r.get("workload") == "ht-touch" and r["pages"] == 2048 and
@@ -113,7 +113,6 @@ def main():
             check(wait_gone(pid, 10), "the daemon exits after stop", f"pid {pid} still alive")
         finally:
             subprocess.run(["kill", str(pid)], capture_output=True)
-    ok("guest workloads")
     finish()
 
 

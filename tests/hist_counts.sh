@@ -2,12 +2,13 @@
 # hatrace hist counts exactly what a workload with known counts does: PAGES
 # first-touch faults and MADVISES madvise(DONTNEED) calls.
 cd "$(dirname "$0")/.." && . tests/lib.sh
-need_root "hist counts" || finish
+need_root "hist counts"
+plan 7
 tmp=$(mktemp -d); trap 'kill $wl $tr 2>/dev/null; rm -rf "$tmp"' EXIT
 PAGES=3000 MADVISES=17
 
 mkfifo "$tmp/go"
-build/tests/fault_workload faults $PAGES $MADVISES <"$tmp/go" >"$tmp/wl" & wl=$!
+"$BUILD"/tests/fault_workload faults $PAGES $MADVISES <"$tmp/go" >"$tmp/wl" & wl=$!
 exec 3>"$tmp/go"
 $HATRACE hist -p $wl -o json >"$tmp/hist" 2>"$tmp/err" & tr=$!
 for _ in $(seq 100); do grep -q '"start"' "$tmp/hist" 2>/dev/null && break; sleep 0.1; done

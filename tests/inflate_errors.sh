@@ -27,6 +27,9 @@ expect_error() {
 	no_leftovers "$name" $pid
 }
 
+# 7 bad-input cases (2 lines each); with the guest image, 2 boot failures (2
+# each + 1 console check), 2 signalled runs (2 each + 1 message), SIGKILL (2)
+[ -r "$BUILD/guest/bzImage" ] && plan 27 || plan 15
 expect_error inflate_shrink_above_mem "must be smaller than --mem" --mem 1G --shrink-to 2G
 expect_error inflate_unknown_technique "unknown technique 'balloonz'" -t virtio-balloon,balloonz
 expect_error inflate_bad_size "is not a" --mem lots
@@ -35,7 +38,7 @@ expect_error inflate_bad_accel "unknown accelerator" --accel xen
 expect_error inflate_qemu_missing "QEMU not found" --qemu /nonexistent/qemu-system-x86_64
 HATRACE_QEMU=no-such-qemu expect_error inflate_qemu_env_missing "QEMU not found: no no-such-qemu"
 
-if [ ! -r build/guest/bzImage ]; then
+if [ ! -r "$BUILD/guest/bzImage" ]; then
 	skip inflate_vm_errors "guest image not built (make)"
 	finish
 fi
@@ -62,6 +65,7 @@ run_and_signal() {
 		sleep 0.2
 	done
 	qpid=$(pgrep -P $pid -f qemu-system)
+	[ -n "$qpid" ] || echo "$name: no QEMU child of hatrace $pid found" >&2
 	if [ "$target" = qemu ]; then kill -"$sig" $qpid; else kill -"$sig" $pid; fi
 	wait $pid
 	rc=$?
@@ -87,8 +91,13 @@ qpid=$(pgrep -P $pid -f qemu-system)
 kill -KILL $pid
 wait $pid 2>/dev/null
 for ((i = 0; i < 50; i++)); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$qpid" 2>/dev/null && fail inflate_sigkill_qemu_follows "QEMU $qpid outlived hatrace" ||
+if [ -z "$qpid" ]; then
+	fail inflate_sigkill_qemu_follows "no QEMU child of hatrace $pid was found before the kill"
+elif kill -0 "$qpid" 2>/dev/null; then
+	fail inflate_sigkill_qemu_follows "QEMU $qpid outlived hatrace"
+else
 	ok inflate_sigkill_qemu_follows
+fi
 rm -rf "$out"/r.tmp-* # a SIGKILLed run cannot remove its own staging dir
 "$HATRACE" inflate -o "$out/r" --qemu /bin/false --mem 1G -n 1 >/dev/null 2>&1 &
 pid2=$!

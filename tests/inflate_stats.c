@@ -9,6 +9,7 @@ int main(void)
 	uint64_t x[100];
 	struct median_ci ci;
 
+	plan(9);
 	for (int i = 0; i < 100; i++)
 		x[i] = (uint64_t)(100 - i) * 10; /* unsorted on purpose: 1000 .. 10 */
 

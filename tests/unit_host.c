@@ -208,6 +208,7 @@ static void test_out_file(void)
 
 int main(void)
 {
+	plan(57); /* every check below runs unconditionally */
 	test_log2_maths();
 	test_print_width();
 	test_hist_json();

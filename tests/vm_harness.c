@@ -40,8 +40,10 @@ int main(void)
 
 	if (!qemu) {
 		skip("vm_harness", "no qemu-system-x86_64");
+		plan(1);
 		return 0;
 	}
+	plan(15);
 	enum accel a = accel_resolve(ACCEL_AUTO, why, sizeof(why));
 	check(a == ACCEL_TCG || access("/sys/module/kvm_pvm", F_OK) != 0, "vm_accel_auto_pvm",
 	      "auto picked %s on a PVM host (%s)", accel_name(a), why);

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer run of the allocator core (guest and host operations plus
 # metadata corruption).  FUZZ_SECONDS (default 25) and FUZZ_CORPUS (default
-# build/llfree/corpus) set the length and the corpus kept between runs.
+# $BUILD/llfree/corpus) set the length and the corpus kept between runs.
 cd "$(dirname "$0")/../.." || exit 1
-fuzz=build/llfree/fuzz
+out=${BUILD:-build}/llfree
+fuzz=$out/fuzz
 secs=${FUZZ_SECONDS:-25}
-corpus=${FUZZ_CORPUS:-build/llfree/corpus}
-log=build/llfree/fuzz-${secs}s.log
+corpus=${FUZZ_CORPUS:-$out/corpus}
+log=$out/fuzz-${secs}s.log
 name="llfree fuzz ${secs}s"
+echo 1..1
 if [ ! -x "$fuzz" ]; then
 	echo "not ok - $name: $fuzz is not built"
 	exit 1
 fi
 mkdir -p "$corpus"
 "$fuzz" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	-artifact_prefix=build/llfree/ "$corpus" >"$log" 2>&1
+	-artifact_prefix="$out"/ "$corpus" >"$log" 2>&1
 rc=$?
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 last=$(grep -aE '^#[0-9]+' "$log" | tail -n 1)

@@ -1,12 +1,18 @@
 /* Concurrency stress: guest threads allocate and free at every order while a
  * host thread hard-reclaims, returns, installs and soft-reclaims on the same
- * metadata through its own handle (guests also use get_at and drain).
- * Checked on every allocation and after
+ * metadata through its own handle (guests also use get_at, drain, and drain
+ * and retry after ENOMEM).  Checked on every allocation and reclaim, and after
  * every round (all threads stopped):
  *   - no frame is handed out twice;
  *   - a child the host holds hard is never handed to the guest;
+ *   - a child the host just reclaimed (hard or soft) holds no frame a guest owns;
  *   - every frame from reclaimed (discarded) memory is reported for install;
  *   - the counters equal a full recount and the metadata validates.
+ * A guest sets the owner of a block only after installing its reclaimed
+ * children (install takes host_lock), so while the host holds host_lock after
+ * a reclaim, an owned frame in that child was owned before the reclaim.
+ * The run fails if it did not exercise every path (get_at, order 10, drain,
+ * retry, soft, hard and bulk reclaim, install).
  * Built plain, with ThreadSanitizer and with ASan+UBSan. */
 #include "check.h"
 #include "zone.h"
@@ -20,6 +26,7 @@
 #define CHILDREN (FRAMES / LLFREE_CHILD_FRAMES)
 #define OWN_MAX (FRAMES / 3 / GUESTS)           /* frames a guest keeps at most */
 #define ROUNDS 4
+#define MAX_ROUNDS 12
 #define ROUND_MS 600
 
 static struct zone z;
@@ -40,12 +47,13 @@ struct block {
 struct guest {
 	unsigned core;
 	uint64_t rng, owned_frames, gets, puts, enomem, installs;
+	uint64_t gets_at, gets_max_order, drains, retries, retried_gets;
 	unsigned nblocks;
 	struct block blocks[OWN_MAX];
 };
 
 static struct guest guests[GUESTS];
-static uint64_t host_ops, host_reclaimed, host_errors;
+static uint64_t host_ops, host_reclaimed, host_errors, host_soft, host_hard, host_bulk;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
@@ -92,31 +100,32 @@ static void guest_get(struct guest *g)
 	if (g->owned_frames + n > OWN_MAX)
 		return;
 	if (next_rand(&g->rng) % 16) {
-		err = llfree_get(&z.ll, g->core, order, next_rand(&g->rng) & LLFREE_MOVABLE, &a);
+		unsigned flags = next_rand(&g->rng) & LLFREE_MOVABLE;
+
+		err = llfree_get(&z.ll, g->core, order, flags, &a);
+		if (err == LLFREE_ENOMEM) { /* perhaps only in this core's reservations */
+			g->enomem++;
+			llfree_drain(&z.ll, g->core);
+			g->drains++;
+			err = llfree_get(&z.ll, g->core, order, flags, &a);
+			g->retries++;
+			g->retried_gets += !err;
+		}
 	} else {
 		err = llfree_get_at(&z.ll, g->core, next_rand(&g->rng) % FRAMES / n * n, order, &a);
-		if (err == LLFREE_ENOMEM) /* taken, or counted in another core's reservation */
-			return;
+		g->gets_at += !err;
 	}
-	if (err == LLFREE_ENOMEM) {
-		g->enomem++;
+	if (err == LLFREE_ENOMEM) /* full, or get_at: taken or in another core's reservation */
 		return;
-	}
 	if (err) {
 		fail("get order %u: %d", order, err);
 		return;
 	}
 	g->gets++;
+	g->gets_max_order += order == LLFREE_MAX_ORDER;
 	if (a.pfn % n || a.pfn + n > FRAMES) {
 		fail("get order %u returned bad pfn %lu", order, a.pfn);
 		return;
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		unsigned char none = 0;
-
-		if (!atomic_compare_exchange_strong(&owner[a.pfn + i], &none, g->core + 1))
-			fail("frame %lu handed out twice (order %u, owner %u)", a.pfn + i, order,
-			     none);
 	}
 	first = a.pfn / LLFREE_CHILD_FRAMES;
 	for (uint64_t c = first; c < first + (order == LLFREE_MAX_ORDER ? 2 : 1); c++) {
@@ -131,6 +140,13 @@ static void guest_get(struct guest *g)
 			install(c);
 			g->installs++;
 		}
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		unsigned char none = 0;
+
+		if (!atomic_compare_exchange_strong(&owner[a.pfn + i], &none, g->core + 1))
+			fail("frame %lu handed out twice (order %u, owner %u)", a.pfn + i, order,
+			     none);
 	}
 	g->blocks[g->nblocks++] = (struct block){ a.pfn, order };
 	g->owned_frames += n;
@@ -161,8 +177,10 @@ static void *guest_main(void *arg)
 	struct guest *g = arg;
 
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		if (next_rand(&g->rng) % 1000 == 0)
+		if (next_rand(&g->rng) % 1000 == 0) {
 			llfree_drain(&z.ll, g->core);
+			g->drains++;
+		}
 		if (g->nblocks && (next_rand(&g->rng) % 100 < 45 || g->owned_frames > OWN_MAX / 2))
 			guest_put(g);
 		else
@@ -171,9 +189,18 @@ static void *guest_main(void *arg)
 	return NULL;
 }
 
-/* Records children the host newly holds after a reclaim. */
+/* Records children the host newly reclaimed; called with host_lock held. */
 static void host_track(uint64_t child, bool hard)
 {
+	for (uint64_t f = child * LLFREE_CHILD_FRAMES; f < (child + 1) * LLFREE_CHILD_FRAMES; f++) {
+		unsigned who = atomic_load(&owner[f]);
+
+		if (who) {
+			fail("%s-reclaimed child %lu holds frame %lu owned by guest %u",
+			     hard ? "hard" : "soft", child, f, who - 1);
+			break;
+		}
+	}
 	if (hard)
 		atomic_store(&held[child], 1);
 	atomic_store(&discarded[child], 1);
@@ -195,6 +222,8 @@ static void host_step(uint64_t *rng)
 		if (!err) {
 			host_track(child, cmd == 0);
 			host_reclaimed++;
+			host_hard += cmd == 0;
+			host_soft += cmd == 1;
 		}
 		break;
 	case 2: /* bulk hard reclaim */
@@ -209,6 +238,7 @@ static void host_step(uint64_t *rng)
 					fail("bulk range covers child %lu not held", c);
 		}
 		host_reclaimed += n;
+		host_bulk += n > 0;
 		break;
 	case 3:
 	case 4:
@@ -270,18 +300,20 @@ static uint64_t held_total(void)
 	return held_children;
 }
 
-/* All threads stopped: counters against a recount and the expected value. */
-static void check_quiescent(const char *when)
+/* All threads stopped: counters against a recount and the expected value.
+ * Keeps the first problem in why. */
+static void check_quiescent(const char *when, char *why, size_t size)
 {
 	uint64_t free = llfree_free_frames(&z.ll), recount = zone_recount(&z);
 	uint64_t expect = FRAMES - owned_total() - held_total() * LLFREE_CHILD_FRAMES;
-	char name[80];
 
-	snprintf(name, sizeof(name), "stress %s: counters equal a recount", when);
-	check(free == recount && free == expect, name, "free %lu, recount %lu, expected %lu", free,
-	      recount, expect);
-	snprintf(name, sizeof(name), "stress %s: metadata valid", when);
-	check(llfree_validate(&z.ll) == 0, name, "see the llfree: line above");
+	if (why[0])
+		return;
+	if (free != recount || free != expect)
+		snprintf(why, size, "%s: free %lu, recount %lu, expected %lu", when, free, recount,
+			 expect);
+	else if (llfree_validate(&z.ll))
+		snprintf(why, size, "%s: metadata invalid, see the llfree: line above", when);
 }
 
 static void run_round(void)
@@ -299,22 +331,66 @@ static void run_round(void)
 		pthread_join(threads[i], NULL);
 }
 
+struct totals {
+	uint64_t gets, puts, installs, enomem, at, max_order, drains, retries, retried_gets;
+};
+
+static struct totals guest_totals(void)
+{
+	struct totals t = { 0 };
+
+	for (unsigned i = 0; i < GUESTS; i++) {
+		t.gets += guests[i].gets;
+		t.puts += guests[i].puts;
+		t.installs += guests[i].installs;
+		t.enomem += guests[i].enomem;
+		t.at += guests[i].gets_at;
+		t.max_order += guests[i].gets_max_order;
+		t.drains += guests[i].drains;
+		t.retries += guests[i].retries;
+		t.retried_gets += guests[i].retried_gets;
+	}
+	return t;
+}
+
+/* Names the paths this run has not taken yet, into buf (empty once all were). */
+static void missed_paths(char *buf, size_t size)
+{
+	struct totals t = guest_totals();
+	const char *const names[] = { "get_at", "order 10", "drain", "retry after drain",
+				      "install", "hard reclaim", "soft reclaim", "bulk reclaim" };
+	const uint64_t counts[] = { t.at, t.max_order, t.drains, t.retries, t.installs,
+				    host_hard, host_soft, host_bulk };
+	size_t len = 0;
+
+	buf[0] = 0;
+	for (unsigned i = 0; i < sizeof(counts) / sizeof(counts[0]) && len < size; i++)
+		if (!counts[i])
+			len += snprintf(buf + len, size - len, " %s", names[i]);
+}
+
 int main(void)
 {
-	uint64_t gets = 0, puts = 0, installs = 0, enomem = 0;
-	char when[32];
+	char when[32], missed[160] = "", rounds_bad[256] = "", end_bad[256] = "";
+	struct totals t;
+	unsigned round;
 
+	plan(5);
 	if (zone_init(&z, GUESTS, 0, FRAMES, LLFREE_INIT_FREE)) {
 		check(false, "stress setup", "zone_init failed");
 		return check_exit();
 	}
 	for (unsigned i = 0; i < GUESTS; i++)
 		guests[i] = (struct guest){ .core = i, .rng = 0x2545f4914f6cdd1dull * (i + 1) };
-	for (unsigned round = 1; round <= ROUNDS; round++) {
+	/* ROUNDS, and more (a slow sanitizer build) until every path ran */
+	for (round = 1; round <= ROUNDS || (missed[0] && round <= MAX_ROUNDS); round++) {
 		run_round();
 		snprintf(when, sizeof(when), "round %u", round);
-		check_quiescent(when);
+		check_quiescent(when, rounds_bad, sizeof(rounds_bad));
+		missed_paths(missed, sizeof(missed));
 	}
+	check(!rounds_bad[0], "stress: after every round the counters equal a recount and the "
+	      "metadata validates", "%s", rounds_bad);
 	/* Give everything back. */
 	for (unsigned i = 0; i < GUESTS; i++) {
 		while (guests[i].nblocks)
@@ -325,21 +401,21 @@ int main(void)
 		if (llfree_host_holds(&z.host, c) && llfree_host_return(&z.host, c))
 			fail("final return of %lu", c);
 	}
-	check_quiescent("end");
+	check_quiescent("end", end_bad, sizeof(end_bad));
+	check(!end_bad[0], "stress end: counters equal a recount, metadata valid", "%s", end_bad);
 	check(llfree_free_frames(&z.ll) == FRAMES, "stress end: everything free again",
 	      "free %lu of %u", llfree_free_frames(&z.ll), FRAMES);
-	for (unsigned i = 0; i < GUESTS; i++) {
-		gets += guests[i].gets;
-		puts += guests[i].puts;
-		installs += guests[i].installs;
-		enomem += guests[i].enomem;
-	}
-	printf("# %lu gets, %lu puts, %lu installs, %lu enomem; host %lu ops, %lu reclaimed, "
-	       "%lu retries\n",
-	       gets, puts, installs, enomem, host_ops, host_reclaimed, host_errors);
-	check(gets > 1000 && installs > 0 && host_reclaimed > 0, "stress exercised all paths",
-	      "%lu gets, %lu installs, %lu reclaimed", gets, installs, host_reclaimed);
-	check(!atomic_load(&errors), "stress: no frame twice, held never handed out, installs reported",
+	t = guest_totals();
+	printf("# %u rounds: %lu gets (%lu get_at, %lu order 10), %lu puts, %lu installs, "
+	       "%lu enomem, %lu drains, %lu retries (%lu got); host %lu ops, %lu reclaimed (%lu hard, "
+	       "%lu soft, %lu bulk calls), %lu ERETRY\n",
+	       round - 1, t.gets, t.at, t.max_order, t.puts, t.installs, t.enomem, t.drains,
+	       t.retries, t.retried_gets, host_ops, host_reclaimed, host_hard, host_soft, host_bulk, host_errors);
+	check(t.gets > 1000 && !missed[0], "stress exercised every path",
+	      "%lu gets; never took:%s", t.gets, missed);
+	check(!atomic_load(&errors),
+	      "stress: no frame twice, held never handed out, reclaimed children hold no owned "
+	      "frame, installs reported",
 	      "%d errors, first: %s", atomic_load(&errors), first_error);
 	return check_exit();
 }

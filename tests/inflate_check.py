@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""Checks a `hatrace inflate` results folder (run by tests/vm_inflate.sh, which
+declares the plan): summary.json against the raw iterations.csv and
+guest-events.csv, and that each technique's own guest events and host discards
+are in proportion to the bytes it moved. Prints CHECKS result lines."""
+import csv
+import json
+import os
+import statistics
+import sys
+
+CHECKS = 18
+TECHNIQUES = ("virtio-balloon", "fpr", "virtio-mem")
+PHASES = ("shrink", "grow", "install", "touch2", "shrink_untouched")
+# summary.json breakdown.host field -> iterations.csv column suffix
+HOST_FIELDS = {"madvise_n": "host_madvise_n", "madvise_ns": "host_madvise_ns",
+               "fallocate_n": "host_fallocate_n", "fallocate_ns": "host_fallocate_ns",
+               "discard_bytes": "host_discard_bytes", "guest_ram_faults": "host_ram_faults",
+               "kvm_exits": "host_kvm_exits", "kvm_page_faults": "host_kvm_page_faults"}
+MiB = 1 << 20
+# An x86-64 guest below 64 GiB hot(un)plugs 128 MiB memory blocks: virtio-mem
+# offlines and unplugs each block it gives back once.
+MEMORY_BLOCK = 128 * MiB
+# Free page reporting sends at most PAGE_REPORTING_CAPACITY (32) blocks of at
+# most MAX_ORDER - 1 (4 MiB) per report: one report per 128 MiB at most.
+REPORT_MAX = 32 * 4 * MiB
+
+
+def res(name, good, why=""):
+    print(f"ok - {name}" if good else f"not ok - {name}: {why}", flush=True)
+
+
+def main(d):
+    s = json.load(open(f"{d}/summary.json"))
+    meta = json.load(open(f"{d}/meta.json"))
+    rows = list(csv.DictReader(open(f"{d}/iterations.csv")))
+    guest_rows = list(csv.DictReader(open(f"{d}/guest-events.csv")))
+    n = meta["params"]["iterations"]
+    want = meta["params"]["mem_bytes"] - meta["params"]["shrink_to_bytes"]
+
+    def raw(t, p, column):
+        """One technique's values of a column, in iteration order, for the
+        iterations that completed the phase."""
+        return [int(r[f"{p}_{column}"]) for r in rows
+                if r["technique"] == t and r[f"{p}_ns"] != ""]
+
+    missing = [f"{t}/{p}" for t in TECHNIQUES for p in PHASES
+               if len(s.get(t, {}).get(p, {}).get("samples_ns", [])) != n]
+    res("vm_inflate_summary_complete", n >= 3 and not missing,
+        f"{n} iterations; phases without {n} samples: {missing}")
+
+    sp = [(t, p, s[t][p]) for t in s for p in s[t]]
+    bad = [f"{t}/{p}" for t, p, v in sp if v["samples_ns"] != raw(t, p, "ns")]
+    res("vm_inflate_summary_samples_are_the_csv", not bad, f"samples differ: {bad}")
+    bad = [f"{t}/{p}: {v['median_ns']}" for t, p, v in sp
+           if v["median_ns"] != statistics.median(raw(t, p, "ns"))]
+    res("vm_inflate_summary_median", not bad, f"not the median of iterations.csv: {bad}")
+    # Distribution-free interval: order statistics; below 6 samples [min, max]
+    # with coverage 1 - 2 / 2^n.
+    bad = []
+    for t, p, v in sp:
+        x = sorted(raw(t, p, "ns"))
+        lo, hi = v["ci95_ns"]
+        if not (lo in x and hi in x and lo <= v["median_ns"] <= hi) or \
+                (len(x) < 6 and ([lo, hi] != [x[0], x[-1]] or
+                                 abs(v["ci_coverage"] - (1 - 2 / 2 ** len(x))) > 1e-9)):
+            bad.append(f"{t}/{p}: {v['ci95_ns']} {v['ci_coverage']} of {x}")
+    res("vm_inflate_summary_ci", not bad, f"interval not from the samples: {bad}")
+    bad = [f"{t}/{p}" for t, p, v in sp
+           if v["bytes_median"] != statistics.median(raw(t, p, "bytes"))]
+    res("vm_inflate_summary_bytes", not bad, f"bytes_median differs: {bad}")
+    bad = [f"{t}/{p}/{f}" for t, p, v in sp for f, col in HOST_FIELDS.items()
+           if v["breakdown"]["host"].get(f) != statistics.median(raw(t, p, col))]
+    res("vm_inflate_summary_host_breakdown", not bad, f"medians differ from the csv: {bad}")
+    bad = []
+    for t, p, v in sp:
+        its = [r["iteration"] for r in rows if r["technique"] == t and r[f"{p}_ns"] != ""]
+        counts = {}
+        for g in guest_rows:
+            if g["technique"] == t and g["phase"] == p and g["iteration"] in its:
+                counts.setdefault(g["event"], {})[g["iteration"]] = int(g["count"])
+        guest = v["breakdown"]["guest"]
+        if set(counts) != set(guest):
+            bad.append(f"{t}/{p}: events {sorted(guest)} vs {sorted(counts)}")
+        bad += [f"{t}/{p}/{e}" for e, c in counts.items()
+                if guest[e]["count_median"] != statistics.median(c.get(i, 0) for i in its)]
+    res("vm_inflate_summary_guest_breakdown", not bad,
+        f"medians differ from guest-events.csv: {bad}")
+
+    res("vm_inflate_meta", meta["accel"] in ("tcg", "kvm") and meta["guest_kernel"].startswith("6.1")
+        and meta["hatrace_revision"] != "unknown" and meta["thp"], json.dumps(meta)[:200])
+    for t in ("virtio-balloon", "virtio-mem"):
+        drops = [a - b for a, b in zip(raw(t, "shrink", "rss_before"), raw(t, "shrink", "rss_after"))]
+        res(f"vm_inflate_rss_drop_{t}", drops and min(drops) >= 0.9 * want,
+            f"QEMU RSS fell {[x >> 20 for x in drops]} MiB of {want >> 20} MiB requested")
+    for t in TECHNIQUES:
+        its = [(r["integrity_pages"], r["integrity_bad_pages"]) for r in rows if r["technique"] == t]
+        res(f"vm_inflate_integrity_{t}", len(its) == n and
+            all(pages not in ("", "0") and bad == "0" for pages, bad in its),
+            f"(pages, bad pages) per iteration: {its}")
+
+    if os.geteuid() == 0:
+        low = {t: raw(t, "shrink", "host_discard_bytes") for t in ("virtio-balloon", "virtio-mem")}
+        res("vm_inflate_host_discards", all(v and min(v) >= 0.9 * want for v in low.values()),
+            f"QEMU discarded {low} bytes of {want} requested")
+    else:
+        print("skip - vm_inflate_host_discards: BPF needs root")
+
+    # Each technique's own guest events, per iteration, against what it moved.
+    def events(t, p, name):
+        return [sum(int(g["count"]) for g in guest_rows if g["technique"] == t and
+                    g["phase"] == p and g["event"] == name and g["iteration"] == str(i))
+                for i in range(1, n + 1)]
+    enq = {p: events("virtio-balloon", p, "balloon_page_enqueue") for p in ("shrink", "shrink_untouched")}
+    res("vm_inflate_guest_balloon_pages", all(min(c) >= 0.9 * want // 4096 for c in enq.values()),
+        f"balloon_page_enqueue {enq}, expected >= {0.9 * want // 4096:.0f} (4 KiB pages)")
+    blocks = -(-int(0.9 * want) // MEMORY_BLOCK)
+    mem = {e: events("virtio-mem", p, e) for p in ("shrink", "shrink_untouched")
+           for e in ("vmem_unplug_sb_online", "offline_pages")}
+    res("vm_inflate_guest_virtio_mem_blocks", all(min(c) >= blocks for c in mem.values()),
+        f"{mem}, expected >= {blocks} (128 MiB blocks)")
+    moved = raw("fpr", "shrink", "bytes")
+    reports = events("fpr", "shrink", "balloon_free_page_report")
+    res("vm_inflate_guest_fpr_reports", moved and min(moved) >= 0.9 * want and
+        all(c >= -(-int(0.9 * b) // REPORT_MAX) for c, b in zip(reports, moved)),
+        f"{reports} reports for {moved} bytes, at most {REPORT_MAX >> 20} MiB each")
+
+    tr = json.load(open(f"{d}/trace.json"))["traceEvents"]
+    cats = {e.get("cat") for e in tr}
+    res("vm_inflate_trace", "host" in cats and "guest" in cats, f"categories {cats}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
