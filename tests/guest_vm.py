@@ -7,7 +7,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GuestVM, require_guest, check, fail, finish, ok  # noqa: E402
+from guest_lib import (GuestVM, balloon_actual, require_guest, check, fail, finish, ok,  # noqa: E402
+                       run_checked as run)
 
 MiB = 1 << 20
 
@@ -25,17 +26,6 @@ def wait_for(what, cond, timeout):
             return v
         time.sleep(0.5)
     return None
-
-
-def run(agent, name, argv, timeout=300):
-    rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
-    good = rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)
-    check(good, f"{name} runs", f"reply {rep}")
-    return rep.get("result", {}) if good else {}
-
-
-def balloon_actual(vm):
-    return vm.qmp.cmd("query-balloon")["actual"]
 
 
 def mem_total(agent):
