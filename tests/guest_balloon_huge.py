@@ -3,8 +3,8 @@
 with a QEMU that has the balloon's huge-pages property (our build in
 ~/.cache/hatrace/qemu/*/), the guest negotiates feature bit 23, inflates and
 deflates in 2 MiB units, host RSS drops, its sysfs counters agree with QMP, an
-unsatisfiable target is counted instead of hanging, and the integrity workload
-sees no bad page. With QEMU that lacks the property, the guest must not
+unsatisfiable target is counted instead of hanging, the OOM notifier deflates
+whole units, and the integrity workload sees no bad page. With QEMU that lacks the property, the guest must not
 negotiate the bit and must show no huge_* files (the stock 6.1 path)."""
 import glob
 import json
@@ -188,6 +188,25 @@ def test_huge(vm):
     run(agent, "integrity stop", ["ht-integrity", "stop"])
 
 
+def test_huge_oom(vm):
+    """deflate-on-oom=on: a workload that needs ballooned memory gets it back
+    from the OOM notifier, one 2 MiB unit per call."""
+    agent = vm.agent
+    took = resize(vm, 256 * MiB, lambda a: a <= 256 * MiB)
+    before = balloon_info(agent)
+    check(took is not None and before["huge_units"] == 384, "balloon-huge inflates to 256 MiB",
+          json.dumps(before))
+    touch = run(agent, "ht-touch 700M with 256 MiB left", ["ht-touch", "--bytes", "700M", "--threads", "2"])
+    after = balloon_info(agent)
+    units = before["huge_units"] - after["huge_units"]
+    print(f"# deflate on OOM: {units} units returned, balloon at {balloon_actual(vm) // MiB} MiB")
+    check(touch.get("pages") == 700 * 256 and units > 0,
+          "the OOM notifier deflates units for a workload that needs them", json.dumps(after))
+    check(after["deflate"] - before["deflate"] == units * UNIT // 4096 and
+          balloon_actual(vm) == 1024 * MiB - after["huge_units"] * UNIT,
+          "OOM deflation works in whole units and QEMU sees it", f"{after} actual {balloon_actual(vm)}")
+
+
 def main():
     require_guest("balloon-huge")
     boot_and_test("balloon-huge, stock QEMU", test_stock, balloon="")
@@ -198,6 +217,8 @@ def main():
         finish()
     print(f"# QEMU with huge-pages: {qemu}")
     boot_and_test("balloon-huge", test_huge, qemu=[qemu, *FIRMWARE], balloon="huge-pages=on")
+    boot_and_test("balloon-huge, deflate on OOM", test_huge_oom, qemu=[qemu, *FIRMWARE],
+                  balloon="huge-pages=on,deflate-on-oom=on")
     finish()
 
 
