@@ -15,8 +15,13 @@ if [ ! -e "$BUILD/guest/bzImage-baseline" ]; then
 	finish
 fi
 # A cache hit after make; if a patch stopped applying, this build fails.
-dir=$(kernel/build-kernel.sh baseline 2>&1 | tail -n 1)
-expect "the baseline kernel of the current patches builds" test -f "$dir/bzImage"
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+if ! dir=$(kernel/build-kernel.sh baseline 2>"$errors"); then
+	fail "the baseline kernel of the current patches builds" "$(grep '^build-kernel:' "$errors" | grep -vm1 ': building ')"
+	finish
+fi
+ok "the baseline kernel of the current patches builds"
 expect "build/guest/bzImage-baseline is that kernel" cmp -s "$dir/bzImage" "$BUILD/guest/bzImage-baseline"
 for p in kernel/patches/baseline/*.patch; do
 	expect "the build applied ${p##*/}" grep -qxF "== applying ${p#kernel/}" "$dir/build.log"
