@@ -20,4 +20,5 @@ $(BUILD)/guest/bzImage: $(BUILD)/guest/bzImage-baseline
 	$(Q)cp -f $< $@.tmp && mv -f $@.tmp $@
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/guest/bzImage-%,$(KERNEL_FLAVOURS)) $(BUILD)/guest/bzImage
-UNIT_TESTS  += tests/guest_kernel.sh
+UNIT_TESTS  += tests/guest_kernel.sh tests/kernel_balloon_huge.sh
+VM_TESTS    += tests/guest_balloon_huge.py

@@ -143,6 +143,19 @@ class Qmp:
         self.sock.close()
 
 
+def run_checked(agent, name, argv, timeout=300):
+    """Runs a guest workload through the agent; checks that it exits 0 with a
+    JSON result, which it returns ({} on failure)."""
+    rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
+    good = rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)
+    check(good, f"{name} runs", f"reply {rep}")
+    return rep.get("result", {}) if good else {}
+
+
+def balloon_actual(vm):
+    return vm.qmp.cmd("query-balloon")["actual"]
+
+
 AGENT = os.path.join(GUEST, "bin", "hatrace-guest")
 
 
@@ -168,9 +181,11 @@ def require_guest(name):
 
 class GuestVM:
     """Boots build/guest/bzImage + initramfs under TCG with the agent port, QMP,
-    a balloon and (optionally) a virtio-mem device."""
+    a balloon (balloon: its extra -device options) and (optionally) a virtio-mem
+    device; qemu: the command (binary and options), default the binary on PATH."""
 
-    def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2, append=""):
+    def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2, append="",
+                 qemu=("qemu-system-x86_64",), balloon="free-page-reporting=on"):
         self.dir = tempfile.mkdtemp(prefix="hatrace-guest-")
         self.console = os.path.join(self.dir, "console.log")
         agent_path = os.path.join(self.dir, "agent.sock")
@@ -183,7 +198,7 @@ class GuestVM:
             mem += f",maxmem={mem_mib + vmem_max_mib}M"
             dev += ["-object", f"memory-backend-ram,id=vmem0mem,size={vmem_max_mib}M",
                     "-device", "virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=0"]
-        argv = ["qemu-system-x86_64", "-nodefaults", "-no-user-config",
+        argv = [*qemu, "-nodefaults", "-no-user-config",
                 "-accel", "tcg,thread=multi", "-smp", str(smp),
                 "-m", mem, "-nographic", "-no-reboot", "-monitor", "none",
                 "-kernel", os.path.join(GUEST, "bzImage"),
@@ -193,7 +208,7 @@ class GuestVM:
                 "-device", "virtio-serial-pci",
                 "-chardev", f"socket,id=agent,path={agent_path},server=on,wait=off",
                 "-device", "virtserialport,chardev=agent,name=org.hatrace.agent",
-                "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"] + dev
+                "-device", ",".join(filter(None, ["virtio-balloon-pci,id=balloon0", balloon]))] + dev
         self.start = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=open(os.path.join(self.dir, "qemu.out"), "w"),

@@ -7,7 +7,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GuestVM, require_guest, check, fail, finish, plan  # noqa: E402
+from guest_lib import GuestVM, balloon_actual, require_guest, check, fail, finish, plan  # noqa: E402
 
 MiB = 1 << 20
 
@@ -33,10 +33,6 @@ def run(agent, argv, timeout=300):
     rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
     good = rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)
     return rep["result"] if good else {"reply": rep}
-
-
-def balloon_actual(vm):
-    return vm.qmp.cmd("query-balloon")["actual"]
 
 
 def mem_total(agent):
