@@ -18,7 +18,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import BUILD, ROOT, check, finish, skip  # noqa: E402
+from guest_lib import BUILD, ROOT, check, finish, plan, skip, skip_all  # noqa: E402
 
 CLIENT = os.path.join(BUILD, "tests", "peer_client")
 HATRACE = os.path.join(BUILD, "hatrace")
@@ -346,8 +346,8 @@ def test_stale_dirs():
 
 def main():
     if not os.path.exists(CLIENT):
-        skip("hostile_peers", f"{CLIENT} not built")
-        return
+        skip_all("hostile_peers", f"{CLIENT} not built")
+    plan(23)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         qemu_version_timeout = start_qemu_version_timeout()

@@ -5,8 +5,9 @@
 # encoded is reported; each failure says where the data is. Small runs (virtio-mem,
 # 512 MiB -> 256 MiB, 1 iteration) under TCG.
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
-[ -r build/guest/bzImage ] && [ -r build/guest/initramfs.cpio.gz ] ||
-	{ skip inflate_late "guest image not built (make)"; finish; }
+[ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
+	skip_all inflate_late "guest image not built (make)"
+plan 12
 set -m # each run in its own process group, as in a shell, for Ctrl-C
 t=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$t"' EXIT

@@ -3,7 +3,8 @@
 # command name, hatrace 63 of a QEMU -name) still give valid JSON, the bad
 # byte shown as U+FFFD, in hist, footprint (json and perfetto) and vms.
 cd "$(dirname "$0")/.." && . tests/lib.sh
-need_root "json utf-8" || finish
+need_root "json utf-8"
+plan 10
 tmp=$(mktemp -d)
 cleanup() { kill $wl $qemu 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT

@@ -269,6 +269,7 @@ static void run(const char *name, void (*fn)(void))
 
 int main(void)
 {
+	plan(11);
 	signal(SIGPIPE, SIG_IGN);
 	run("jsonl_linear", case_linear);
 	run("jsonl_partial_lines", case_partial_lines);

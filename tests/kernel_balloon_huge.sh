@@ -8,12 +8,13 @@ cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 patch=kernel/patches/baseline/0001-virtio-balloon-huge-pages.patch
 
+patches=(kernel/patches/baseline/*.patch)
+[ -e "$BUILD/guest/bzImage-baseline" ] ||
+	skip_all "balloon-huge kernel" "$BUILD/guest/bzImage-baseline is not built (run make)"
+# 1 patch define, 2 build checks, 1 per patch, 3 symbols, 3 BTF members
+plan $((9 + ${#patches[@]}))
 expect "the patch defines VIRTIO_BALLOON_F_HUGE_PAGES as bit 23" \
 	grep -qE '^\+#define VIRTIO_BALLOON_F_HUGE_PAGES[[:space:]]+23$' "$patch"
-if [ ! -e "$BUILD/guest/bzImage-baseline" ]; then
-	skip "balloon-huge kernel" "$BUILD/guest/bzImage-baseline is not built (run make)"
-	finish
-fi
 # A cache hit after make; if a patch stopped applying, this build fails.
 errors=$(mktemp)
 trap 'rm -f "$errors"' EXIT
@@ -23,7 +24,7 @@ if ! dir=$(kernel/build-kernel.sh baseline 2>"$errors"); then
 fi
 ok "the baseline kernel of the current patches builds"
 expect "build/guest/bzImage-baseline is that kernel" cmp -s "$dir/bzImage" "$BUILD/guest/bzImage-baseline"
-for p in kernel/patches/baseline/*.patch; do
+for p in "${patches[@]}"; do
 	expect "the build applied ${p##*/}" grep -qxF "== applying ${p#kernel/}" "$dir/build.log"
 done
 

@@ -4,6 +4,8 @@
 # inflate -o replaces only empty or hatrace results directories and refuses
 # the rest before any VM boots; errors quote what the user typed.
 cd "$(dirname "$0")/.." && . tests/lib.sh
+need_root output_paths
+plan 24
 t=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 sleep 600 &
 target=$!
@@ -32,7 +34,7 @@ refused() {
 	fi
 }
 
-if need_root footprint_write_paths; then
+{
 	# a private /dev/null: as root, replacing it is what the bug did
 	mknod "$t/null" c 1 3
 	fp fp_w_chardev -w "$t/null" && [ "$(kind "$t/null")" = "character special file" ] &&
@@ -87,7 +89,7 @@ if need_root footprint_write_paths; then
 	else
 		skip fp_all_vms_scan_failed "needs unshare and setpriv"
 	fi
-fi
+}
 
 # inflate -o: checked before anything runs. --qemu /bin/false makes a run that
 # got past the check fail at once, with a different message.

@@ -3,7 +3,7 @@
 # with their guest RAM; when the tiny VMM discards guest RAM and the guest
 # touches it again, hist sees kvm_unmap_hva_range and kvmmmu events.
 cd "$(dirname "$0")/.." && . tests/lib.sh
-need_root "vm discovery" || finish
+need_root "vm discovery"
 tmp=$(mktemp -d)
 cleanup() { kill $vmm $qemu $tr 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
