@@ -617,8 +617,11 @@ static void test_memslot_limits(void)
 		snprintf(name, sizeof(name), "VM with %d memslots: the ones left out are reported",
 			 cases[c].slots);
 		fd = kvm_vm_with_slots(cases[c].slots, name);
-		if (fd < 0)
-			return;
+		if (fd < 0) { /* the same number of result lines as a run */
+			skip("memslots kept up to VM_MAX_REGIONS", "no VM");
+			skip("each kept memslot read whole (one page, its HVA)", "no VM");
+			continue;
+		}
 		vm.vm_fd = fd;
 		snprintf(vm.name, sizeof(vm.name), "bpf_probes");
 		vm_read_memslots(&vm, 1);
@@ -693,7 +696,7 @@ int main(void)
 		plan(1);
 		return 0;
 	}
-	plan(47);
+	plan(85);
 	ensure_tracefs();
 	setup_libbpf();
 	ncpus = libbpf_num_possible_cpus();

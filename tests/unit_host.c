@@ -208,7 +208,7 @@ static void test_out_file(void)
 
 int main(void)
 {
-	plan(57); /* every check below runs unconditionally */
+	plan(72); /* every check below runs unconditionally */
 	test_log2_maths();
 	test_print_width();
 	test_hist_json();
