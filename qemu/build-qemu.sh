@@ -106,8 +106,8 @@ log=$work/build.log
 mkdir -p "$work"
 : >"$log"
 progress_pid=
+trap '[ -z "$progress_pid" ] || kill "$progress_pid" 2>/dev/null || true' EXIT
 fail() {
-	[ -z "$progress_pid" ] || kill "$progress_pid" 2>/dev/null || true
 	echo "build-qemu: $1; last lines of $log:" >&2
 	tail -n 30 "$log" >&2
 	exit 1
@@ -148,7 +148,7 @@ fi
 progress_pid=$!
 nice ninja -C "$obj" -j"$JOBS" qemu-system-x86_64 >>"$log" 2>&1 || fail "ninja failed"
 kill "$progress_pid" 2>/dev/null || true
-wait "$progress_pid" 2>/dev/null || true
+progress_pid=
 
 tmp=$CACHE/.tmp-$hash
 rm -rf "$tmp"
