@@ -9,5 +9,16 @@ $(QEMU_BIN): qemu/build-qemu.sh $(wildcard qemu/patches/*.patch)
 
 qemu: $(QEMU_BIN)
 
+$(BUILD)/tests/qemu_usdt_attach: tests/qemu_usdt_attach.c $(BUILD)/libhatrace.a | $(BUILD)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $< $(BUILD)/libhatrace.a -o $@ $(LDLIBS)
+
 .PHONY: qemu
-ALL_TARGETS += $(QEMU_BIN)
+ALL_TARGETS += $(QEMU_BIN) $(BUILD)/tests/qemu_usdt_attach
+
+# <bpf/usdt.bpf.h> includes <linux/errno.h>, whose <asm/errno.h> lives in the
+# multiarch directory that -target bpf does not search.
+$(BUILD)/bpf/qemu_usdt.bpf.o: BPF_CFLAGS += -idirafter /usr/include/$(shell $(CC) -dumpmachine)
+
+UNIT_TESTS += tests/qemu_probes.py
+VM_TESTS   += tests/qemu_balloon_huge.py tests/qemu_usdt.py

@@ -161,7 +161,8 @@ class GuestVM:
     """Boots build/guest/bzImage + initramfs under TCG with the agent port, QMP,
     a balloon and (optionally) a virtio-mem device."""
 
-    def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2, append=""):
+    def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2, append="",
+                 qemu="qemu-system-x86_64", balloon_opts="", extra=()):
         self.dir = tempfile.mkdtemp(prefix="hatrace-guest-")
         self.console = os.path.join(self.dir, "console.log")
         agent_path = os.path.join(self.dir, "agent.sock")
@@ -174,7 +175,7 @@ class GuestVM:
             mem += f",maxmem={mem_mib + vmem_max_mib}M"
             dev += ["-object", f"memory-backend-ram,id=vmem0mem,size={vmem_max_mib}M",
                     "-device", "virtio-mem-pci,id=vmem0,memdev=vmem0mem,requested-size=0"]
-        argv = ["qemu-system-x86_64", "-nodefaults", "-no-user-config",
+        argv = [qemu, "-nodefaults", "-no-user-config",
                 "-accel", "tcg,thread=multi", "-smp", str(smp),
                 "-m", mem, "-nographic", "-no-reboot", "-monitor", "none",
                 "-kernel", os.path.join(GUEST, "bzImage"),
@@ -184,7 +185,8 @@ class GuestVM:
                 "-device", "virtio-serial-pci",
                 "-chardev", f"socket,id=agent,path={agent_path},server=on,wait=off",
                 "-device", "virtserialport,chardev=agent,name=org.hatrace.agent",
-                "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"] + dev
+                "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on" + balloon_opts
+                ] + dev + list(extra)
         self.start = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=open(os.path.join(self.dir, "qemu.out"), "w"),
@@ -228,3 +230,15 @@ class GuestVM:
             except Exception:
                 pass
         subprocess.run(["rm", "-rf", self.dir])
+
+    def run(self, name, test):
+        """Runs test(self), a failure of the VM being one `not ok` with the console's
+        tail; destroys the VM whatever happens."""
+        try:
+            test(self)
+        except (TimeoutError, EOFError, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            fail(name, f"{type(e).__name__}: {e}")
+            print("# console tail:\n" + "".join("#   " + line for line in
+                                                 self.console_tail().splitlines(True)))
+        finally:
+            self.destroy()
