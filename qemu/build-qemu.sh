@@ -153,6 +153,8 @@ progress_pid=
 tmp=$CACHE/.tmp-$hash
 rm -rf "$tmp"
 mkdir -p "$tmp"
+# Run from a copy: next to its build tree's qemu-bundle/, QEMU would look for
+# firmware there only.
 cp "$obj/qemu-system-x86_64" "$tmp/qemu-system-x86_64"
 echo "$src_version" >"$tmp/source-version"
 echo "built in $(( $(date +%s) - start )) s" >>"$log"

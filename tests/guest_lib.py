@@ -162,7 +162,7 @@ class GuestVM:
     a balloon and (optionally) a virtio-mem device."""
 
     def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2, append="",
-                 qemu="qemu-system-x86_64", balloon_opts="", extra=()):
+                 qemu="qemu-system-x86_64"):
         self.dir = tempfile.mkdtemp(prefix="hatrace-guest-")
         self.console = os.path.join(self.dir, "console.log")
         agent_path = os.path.join(self.dir, "agent.sock")
@@ -185,8 +185,7 @@ class GuestVM:
                 "-device", "virtio-serial-pci",
                 "-chardev", f"socket,id=agent,path={agent_path},server=on,wait=off",
                 "-device", "virtserialport,chardev=agent,name=org.hatrace.agent",
-                "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on" + balloon_opts
-                ] + dev + list(extra)
+                "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on"] + dev
         self.start = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=open(os.path.join(self.dir, "qemu.out"), "w"),

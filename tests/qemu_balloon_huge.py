@@ -236,6 +236,10 @@ def test_huge(dirname):
         check("return" in reply and qt.num_pages() == HUGE // 4096,
               "a 1 MiB balloon target is rounded up to one 2 MiB unit (512 pages)",
               f"{reply}, num_pages {qt.num_pages()}")
+        qt.qmp("balloon", value=1)
+        check(qt.num_pages() == (LAST_UNIT + HUGE) // 4096,
+              "a target under 2 MiB of RAM asks for whole units inside RAM only",
+              f"num_pages {qt.num_pages()}, RAM {RAM_MIB} MiB")
 
 
 def test_not_negotiated(dirname):
