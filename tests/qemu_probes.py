@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """hatrace's QEMU build (qemu/): the USDT probes hatrace times phases with are in the
 binary (readelf -n) and user/qemu_usdt.c finds them; Debian's stock QEMU is recognised
-as having none."""
+as having none, by hatrace doctor too."""
 import json
 import os
 import subprocess
@@ -62,11 +62,29 @@ def test_probes():
 
 
 
+def test_doctor():
+    """hatrace doctor says whether HATRACE_QEMU has the probes."""
+    if os.geteuid() != 0:
+        skip("doctor reports QEMU's USDT probes", "hatrace doctor needs root")
+        return
+    for qemu, want in ((QEMU, True), (STOCK, False)):
+        if not os.path.exists(qemu):
+            continue
+        out = subprocess.run([os.path.join(BUILD, "hatrace"), "doctor", "-o", "json"],
+                             capture_output=True, text=True, env=dict(os.environ, HATRACE_QEMU=qemu))
+        features = {f["name"]: f for f in json.loads(out.stdout or "{}").get("features", [])}
+        line = features.get("qemu usdt", {})
+        check(line.get("ok") is want and qemu in line.get("detail", ""),
+              f"doctor: {'our' if want else 'stock'} QEMU {'has' if want else 'lacks'} USDT probes",
+              str(line))
+
+
 def main():
     if not os.access(QEMU, os.X_OK):
         skip("qemu probes", f"{QEMU} is not built (run make qemu)")
         finish()
     test_probes()
+    test_doctor()
     finish()
 
 

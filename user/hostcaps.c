@@ -1,5 +1,7 @@
 #include "hostcaps.h"
 #include "common.h"
+#include "qemu_usdt.h"
+#include "vm.h"
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -217,4 +219,22 @@ bool feature_tcg(struct feature *f)
 		pclose(p);
 	}
 	return set(f, "tcg", ok, ok ? "%s supports -accel tcg" : "%s not found or lacks TCG", qemu);
+}
+
+bool feature_qemu_usdt(struct feature *f)
+{
+	bool present[QEMU_USDT_NR];
+	char *qemu = qemu_find(NULL);
+	int n = qemu ? qemu_usdt_find(qemu, present) : -ENOENT;
+	bool ok = n == QEMU_USDT_NR;
+
+	if (!qemu)
+		set(f, "qemu usdt", false, "QEMU not found");
+	else if (n <= 0)
+		set(f, "qemu usdt", false, "%s has no USDT probes (hatrace's QEMU: make qemu)", qemu);
+	else
+		set(f, "qemu usdt", ok, "%s: %d of %d probes for phase timing", qemu, n,
+		    QEMU_USDT_NR);
+	free(qemu);
+	return ok;
 }
