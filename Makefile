@@ -78,7 +78,8 @@ $(BUILD)/bpf $(BUILD)/user $(BUILD)/tests:
 DEBIAN_PKGS := make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libzstd-dev \
 	libjansson-dev pkg-config bpftrace qemu-system-x86 linux-source-6.1 flex bison bc \
 	libssl-dev dwarves busybox-static cpio xz-utils python3-matplotlib systemtap-sdt-dev \
-	libclang-rt-14-dev kmod jq util-linux groff-base patch python3
+	libclang-rt-14-dev kmod jq util-linux groff-base patch python3 \
+	dpkg-dev meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev
 
 # Installs what is missing (apt-get, idempotent), enables deb-src (QEMU's source,
 # for the HyperAlloc QEMU build) and mounts tracefs.

@@ -1,12 +1,11 @@
 #!/usr/bin/python3
 """VM test of virtio-balloon-huge (kernel/patches/baseline/0001-virtio-balloon-huge-pages.patch):
-with a QEMU that has the balloon's huge-pages property (our build in
-~/.cache/hatrace/qemu/*/), the guest negotiates feature bit 23, inflates and
+with our QEMU build (build/qemu/, qemu/patches/0002), which has the balloon's
+huge-pages property, the guest negotiates feature bit 23, inflates and
 deflates in 2 MiB units, host RSS drops, its sysfs counters agree with QMP, an
 unsatisfiable target is counted instead of hanging, the OOM notifier deflates
 whole units, and the integrity workload sees no bad page. With QEMU that lacks the property, the guest must not
 negotiate the bit and must show no huge_* files (the stock 6.1 path)."""
-import glob
 import json
 import os
 import subprocess
@@ -14,14 +13,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import (GuestVM, balloon_actual, require_guest, check, fail, finish,  # noqa: E402
+from guest_lib import (BUILD, GuestVM, balloon_actual, require_guest, check, fail, finish,  # noqa: E402
                        run_checked as run, skip)
 
 MiB = 1 << 20
 UNIT = 2 * MiB
 HUGE_BIT = 23
-# Firmware for our QEMU build: the dfsg source tree ships no blobs.
-FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/share/qemu", "-L", "/usr/lib/ipxe/qemu"]
 
 # One JSON line about the balloon device: negotiated features, the driver's
 # huge_* sysfs files (null when absent) and the vmstat balloon counters.
@@ -38,22 +35,17 @@ END { printf "{\"features\":\"%s\",\"huge_units\":%s,\"huge_alloc_failures\":%s,
 """
 
 
-QEMU_CACHE = os.path.join(os.environ.get("HATRACE_CACHE", os.path.expanduser("~/.cache/hatrace")),
-                          "qemu")
+OUR_QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 
 
 def huge_qemu():
     """Our QEMU build if it has the balloon's huge-pages property, else None."""
-    for binary in sorted(glob.glob(os.path.join(QEMU_CACHE, "*", "qemu-system-x86_64")),
-                         key=os.path.getmtime, reverse=True):
-        try:
-            out = subprocess.run([binary, *FIRMWARE, "-device", "virtio-balloon-pci,help"],
-                                 capture_output=True, text=True, timeout=30).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if "huge-pages" in out:
-            return binary
-    return None
+    try:
+        out = subprocess.run([OUR_QEMU, "-device", "virtio-balloon-pci,help"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return OUR_QEMU if "huge-pages" in out else None
 
 
 def balloon_info(agent):
@@ -213,11 +205,11 @@ def main():
     qemu = huge_qemu()
     if not qemu:
         skip("balloon-huge with huge-pages=on",
-             f"no QEMU with the balloon's huge-pages property in {QEMU_CACHE}")
+             f"{OUR_QEMU} missing or without the balloon's huge-pages property (make qemu)")
         finish()
     print(f"# QEMU with huge-pages: {qemu}")
-    boot_and_test("balloon-huge", test_huge, qemu=[qemu, *FIRMWARE], balloon="huge-pages=on")
-    boot_and_test("balloon-huge, deflate on OOM", test_huge_oom, qemu=[qemu, *FIRMWARE],
+    boot_and_test("balloon-huge", test_huge, qemu=[qemu], balloon="huge-pages=on")
+    boot_and_test("balloon-huge, deflate on OOM", test_huge_oom, qemu=[qemu],
                   balloon="huge-pages=on,deflate-on-oom=on")
     finish()
 

@@ -252,3 +252,15 @@ class GuestVM:
             except Exception:
                 pass
         subprocess.run(["rm", "-rf", self.dir])
+
+    def run(self, name, test):
+        """Runs test(self), a failure of the VM being one `not ok` with the console's
+        tail; destroys the VM whatever happens."""
+        try:
+            test(self)
+        except (TimeoutError, EOFError, RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            fail(name, f"{type(e).__name__}: {e}")
+            print("# console tail:\n" + "".join("#   " + line for line in
+                                                 self.console_tail().splitlines(True)))
+        finally:
+            self.destroy()

@@ -7,7 +7,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GuestVM, balloon_actual, require_guest, check, fail, finish, plan  # noqa: E402
+from guest_lib import GuestVM, balloon_actual, require_guest, check, finish, plan  # noqa: E402
 
 MiB = 1 << 20
 
@@ -44,15 +44,7 @@ def main():
     plan(42)
 
     test_panic_ends_qemu()
-    vm = GuestVM(mem_mib=1024, vmem_max_mib=512)
-    try:
-        test(vm)
-    except (TimeoutError, EOFError, RuntimeError, OSError) as e:
-        fail("guest vm", f"{type(e).__name__}: {e}")
-        print("# console tail:\n" + "".join("#   " + line for line in
-                                             vm.console_tail().splitlines(True)))
-    finally:
-        vm.destroy()
+    GuestVM(mem_mib=1024, vmem_max_mib=512).run("guest vm", test)
     finish()
 
 

@@ -22,7 +22,8 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: hatrace doctor [-o text|json]\n\n"
 		   "Probes what this host supports: BTF, every tracepoint hatrace uses, tp_btf,\n"
 		   "fentry/fexit, kprobes, uprobes/USDT, ring buffer, /dev/kvm (VMX, SVM, PVM or\n"
-		   "none) and QEMU TCG. Needs root for the BPF probes.\n");
+		   "none), QEMU TCG and QEMU's USDT probes (HATRACE_QEMU, else PATH's QEMU).\n"
+		   "Needs root for the BPF probes.\n");
 }
 
 int cmd_doctor(int argc, char **argv)
@@ -71,6 +72,7 @@ int cmd_doctor(int argc, char **argv)
 	feature_task_file_iter(&fs[n++]);
 	feature_kvm(&fs[n++]);
 	feature_tcg(&fs[n++]);
+	feature_qemu_usdt(&fs[n++]);
 
 	if (fmt == OUT_JSON) {
 		json_t *arr = json_array();

@@ -1,6 +1,8 @@
 #include "hostcaps.h"
 #include "common.h"
 #include "run_prog.h"
+#include "qemu_usdt.h"
+#include "vm.h"
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -214,4 +216,22 @@ bool feature_tcg(struct feature *f)
 		for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 			ok |= !strcmp(line, "tcg");
 	return set(f, "tcg", ok, ok ? "%s supports -accel tcg" : "%s not found or lacks TCG", qemu);
+}
+
+bool feature_qemu_usdt(struct feature *f)
+{
+	bool present[QEMU_USDT_NR];
+	char *qemu = qemu_find(NULL);
+	int n = qemu ? qemu_usdt_find(qemu, present) : -ENOENT;
+	bool ok = n == QEMU_USDT_NR;
+
+	if (!qemu)
+		set(f, "qemu usdt", false, "QEMU not found");
+	else if (n <= 0)
+		set(f, "qemu usdt", false, "%s has no USDT probes (hatrace's QEMU: make qemu)", qemu);
+	else
+		set(f, "qemu usdt", ok, "%s: %d of %d probes for phase timing", qemu, n,
+		    QEMU_USDT_NR);
+	free(qemu);
+	return ok;
 }

@@ -71,7 +71,6 @@ $(GUEST_DIR)/cmdline: FORCE | $(GUEST_DIR)
 $(GUEST_DIR) $(GUEST_DIR)/obj $(GUEST_DIR)/bin:
 	$(Q)mkdir -p $@
 
-.SECONDARY: $(patsubst %,$(GUEST_DIR)/obj/%.o,$(GUEST_WL) wl)
 .PHONY: FORCE
 FORCE:
 ALL_TARGETS += $(GUEST_INITRAMFS) $(GUEST_DIR)/cmdline

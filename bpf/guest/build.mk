@@ -13,5 +13,3 @@ $(BUILD)/bpf/guest/%.skel.h: $(BUILD)/bpf/guest/%.bpf.o
 
 $(BUILD)/bpf/guest:
 	$(Q)mkdir -p $@
-
-.SECONDARY: $(GUEST_SKELS:.skel.h=.bpf.o)

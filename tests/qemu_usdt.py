@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""On a guest booted on hatrace's QEMU build (qemu/), libbpf USDT programs
+(user/qemu_usdt.c) attached to the running QEMU see exactly one QEMU-internal
+start/end pair per QMP resize, balloon and virtio-mem alike, with the virtqueue
+requests in between, and free page reports. Needs root (BPF, uprobes)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from guest_lib import (BUILD, GuestVM, check, die_with_parent, finish,  # noqa: E402
+                       require_guest, skip)
+
+QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
+ATTACH = os.path.join(BUILD, "tests", "qemu_usdt_attach")
+MiB = 1 << 20
+BALLOON_TARGETS_MIB = [768, 896, 1024]  # guest RAM after each QMP balloon
+VMEM_SIZES_MIB = [256, 128, 0]         # virtio-mem requested-size, from 0
+
+
+class Tracer:
+    """tests/qemu_usdt_attach on a running QEMU; its JSON lines go to a file."""
+
+    def __init__(self, pid, path, *opts):
+        self.path = path
+        self.proc = subprocess.Popen([ATTACH, *opts, str(pid)], stdout=open(path, "w"),
+                                     stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        end = time.monotonic() + 30
+        while not self.lines() and time.monotonic() < end and self.proc.poll() is None:
+            time.sleep(0.1)
+        if not any(m.get("attached") for m in self.lines()):
+            raise RuntimeError(f"attach failed: {open(path).read()[-500:]}")
+
+    def lines(self):
+        with open(self.path) as f:
+            return [json.loads(line) for line in f if line.startswith("{")]
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(30)
+        return self.lines()
+
+
+def wait_for(cond, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_attach(vm):
+    ready = vm.agent.wait_event("ready", 120)
+    check(ready.get("kernel", "").startswith("6.1."), "the guest boots on our QEMU", str(ready))
+    tracer = Tracer(vm.proc.pid, os.path.join(vm.dir, "usdt.jsonl"), "--records")
+    qmp_times = []
+    for target in BALLOON_TARGETS_MIB:
+        t0 = time.monotonic()
+        vm.qmp.cmd("balloon", value=target * MiB)
+        reached = wait_for(lambda: vm.qmp.cmd("query-balloon")["actual"] == target * MiB, 180)
+        qmp_times.append(time.monotonic() - t0)
+        check(reached, f"QMP balloon to {target} MiB is reached",
+              str(vm.qmp.cmd("query-balloon")))
+    vmem = "/machine/peripheral/vmem0"
+    for size in VMEM_SIZES_MIB:
+        t0 = time.monotonic()
+        vm.qmp.cmd("qom-set", path=vmem, property="requested-size", value=size * MiB)
+        reached = wait_for(lambda: vm.qmp.cmd("qom-get", path=vmem, property="size") ==
+                           size * MiB, 120)
+        qmp_times.append(time.monotonic() - t0)
+        check(reached, f"virtio-mem requested-size {size} MiB is reached",
+              str(vm.qmp.cmd("qom-get", path=vmem, property="size")))
+    # Memory freed in the guest is reported (page reporting waits 2 s).
+    vm.agent.req("run", argv=["ht-touch", "--bytes", "128M"], timeout_s=120)
+    wait_for(lambda: any(m.get("record") == "virtio_balloon_free_page_report"
+                         for m in tracer.lines()), 30)
+    out = tracer.stop()
+
+    phases = [m for m in out if "phase" in m]
+    totals = next((m for m in out if "totals" in m), {})
+    counts = {k: v["count"] for k, v in totals.get("totals", {}).items()}
+    balloon = [p for p in phases if p["phase"] == "virtio-balloon"]
+    want = [(1024 - t) * MiB for t in BALLOON_TARGETS_MIB]
+    check(len(balloon) == len(want) and all(p["reached"] for p in balloon) and
+          [p["target_bytes"] for p in balloon] == want and
+          all(0 < p["start_ns"] < p["end_ns"] for p in balloon),
+          f"exactly {len(want)} balloon start/end pairs for {len(want)} QMP balloon commands",
+          str(balloon)[:600])
+    check(counts.get("virtio_balloon_to_target") == len(want) and
+          counts.get("balloon_event") == len(want),
+          "one balloon_event and one virtio_balloon_to_target per QMP balloon", str(counts))
+    mem = [p for p in phases if p["phase"] == "virtio-mem"]
+    want = [s * MiB for s in VMEM_SIZES_MIB]
+    check(len(mem) == len(want) and all(p["reached"] for p in mem) and
+          [p["target_bytes"] for p in mem] == want and
+          all(0 < p["start_ns"] < p["end_ns"] for p in mem),
+          f"exactly {len(want)} virtio-mem start/end pairs for {len(want)} qom-set resizes",
+          str(mem)[:600])
+    check(counts.get("virtio_mem_set_requested_size") == len(want),
+          "one virtio_mem_set_requested_size per qom-set", str(counts))
+    if len(mem) == len(want):
+        # Requests between start and end: blocks (2 MiB by default) add up to the change.
+        plugged = [p["work"].get("virtio_mem_plug_request", {}).get("sum", 0) * 2 * MiB
+                   for p in mem]
+        unplugged = [p["work"].get("virtio_mem_unplug_request", {}).get("sum", 0) * 2 * MiB
+                     for p in mem]
+        check(plugged[0] == 256 * MiB and unplugged[1] == 128 * MiB and unplugged[2] == 128 * MiB,
+              "the virtio-mem requests within each phase add up to its size change",
+              f"plugged {plugged}, unplugged {unplugged}")
+        responses = [p["work"].get("virtio_mem_send_response", {}).get("count", 0) for p in mem]
+        requests = [p["work"].get("virtio_mem_plug_request", {}).get("count", 0) +
+                    p["work"].get("virtio_mem_unplug_request", {}).get("count", 0) for p in mem]
+        # The size change that ends a phase comes before the response to its request.
+        all_requests = counts.get("virtio_mem_plug_request", 0) + \
+            counts.get("virtio_mem_unplug_request", 0)
+        check(all(requests) and responses == [r - 1 for r in requests] and
+              counts.get("virtio_mem_send_response") == all_requests,
+              "one virtio_mem_send_response per request, the last after the phase's end",
+              f"responses {responses}, requests {requests}, totals {counts}")
+    reports = [m for m in out if m.get("record") == "virtio_balloon_free_page_report"]
+    check(reports and all(r["args"][0] > 0 and r["args"][1] > 0 for r in reports),
+          "free page reports are recorded with their ranges and bytes", str(reports[:3]))
+    check(totals.get("drops") == 0, "no USDT record dropped", str(totals.get("drops")))
+    for p, qmp_s in zip(balloon + mem, qmp_times):
+        print(f"# {p['phase']:14} to {p['target_bytes'] // MiB:4} MiB: in QEMU "
+              f"{(p['end_ns'] - p['start_ns']) / 1e6:7.1f} ms, seen from QMP {qmp_s * 1e3:7.1f} ms")
+    test_per_page(vm)
+
+
+def test_per_page(vm):
+    """--per-page also counts each balloon page and each discard."""
+    tracer = Tracer(vm.proc.pid, os.path.join(vm.dir, "usdt-pages.jsonl"), "--per-page")
+    vm.qmp.cmd("balloon", value=768 * MiB)
+    wait_for(lambda: vm.qmp.cmd("query-balloon")["actual"] == 768 * MiB, 180)
+    out = tracer.stop()
+    phase = next((m for m in out if m.get("phase") == "virtio-balloon"), {})
+    work = phase.get("work", {})
+    pages = 256 * MiB // 4096
+    check(phase.get("reached") and
+          work.get("virtio_balloon_handle_output", {}).get("count") == pages and
+          work.get("ram_block_discard_range", {}).get("count", 0) >= pages and
+          work.get("ram_block_discard_range", {}).get("sum", 0) >= 256 * MiB,
+          f"with --per-page a 256 MiB inflate counts {pages} pages and their discards",
+          str(phase)[:400])
+    if phase.get("reached"):
+        print(f"# balloon to 768 MiB with per-page probes: in QEMU "
+              f"{(phase['end_ns'] - phase['start_ns']) / 1e6:.1f} ms")
+
+
+def main():
+    if not os.access(QEMU, os.X_OK):
+        skip("qemu usdt", f"{QEMU} is not built (run make qemu)")
+        finish()
+    if os.geteuid() != 0:
+        skip("qemu usdt attach", "needs root")
+        finish()
+    require_guest("qemu usdt attach")
+    GuestVM(mem_mib=1024, vmem_max_mib=512, qemu=(QEMU,)).run("qemu usdt attach", test_attach)
+    finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+/* QEMU-internal phase timing: libbpf USDT programs on a running QEMU of ours.
+ *
+ * A phase starts when QEMU handles the resize request and ends when the device
+ * reports the target reached:
+ *   virtio-balloon  virtio_balloon_to_target (num_pages) ->
+ *                   virtio_balloon_actual_bytes with balloon_bytes == target_bytes
+ *   virtio-mem      virtio_mem_set_requested_size (new_size) ->
+ *                   virtio_mem_size_change with new_size == the requested size
+ * A request that leaves the device where it is (no change to make) has no end;
+ * the next request closes it as not reached. One device of each kind is assumed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+#include "common.h"
+#include "qemu_usdt.h"
+#include "qemu_usdt.skel.h"
+
+_Static_assert(QEMU_USDT_NR <= QEMU_USDT_MAX_EVENTS, "raise QEMU_USDT_MAX_EVENTS");
+
+enum mode { RECORD, COUNT, PER_PAGE };
+
+static const struct {
+	const char *name;
+	enum mode mode;
+	int sum_arg; /* argument summed into the total, -1: none */
+} events[QEMU_USDT_NR] = {
+	[QEMU_BALLOON_EVENT] = { "balloon_event", RECORD, -1 },
+	[QEMU_BALLOON_TO_TARGET] = { "virtio_balloon_to_target", RECORD, -1 },
+	[QEMU_BALLOON_ACTUAL_BYTES] = { "virtio_balloon_actual_bytes", RECORD, -1 },
+	[QEMU_BALLOON_FREE_PAGE_REPORT] = { "virtio_balloon_free_page_report", RECORD, 2 },
+	[QEMU_MEM_SET_REQUESTED_SIZE] = { "virtio_mem_set_requested_size", RECORD, -1 },
+	[QEMU_MEM_SIZE_CHANGE] = { "virtio_mem_size_change", RECORD, -1 },
+	[QEMU_BALLOON_SET_CONFIG] = { "virtio_balloon_set_config", COUNT, -1 },
+	[QEMU_MEM_PLUG_REQUEST] = { "virtio_mem_plug_request", COUNT, 1 },
+	[QEMU_MEM_UNPLUG_REQUEST] = { "virtio_mem_unplug_request", COUNT, 1 },
+	[QEMU_MEM_SEND_RESPONSE] = { "virtio_mem_send_response", COUNT, -1 },
+	[QEMU_BALLOON_PAGE] = { "virtio_balloon_handle_output", PER_PAGE, -1 },
+	[QEMU_DISCARD] = { "ram_block_discard_range", PER_PAGE, 2 },
+};
+
+/* A phase under way: its start record's totals, to subtract at the end. */
+struct pending {
+	bool active;
+	uint64_t start_ns, target_bytes;
+	struct qemu_usdt_total start_totals[QEMU_USDT_NR];
+};
+
+struct qemu_usdt {
+	struct qemu_usdt_bpf *skel;
+	struct ring_buffer *rb;
+	struct bpf_link *links[QEMU_USDT_NR];
+	struct qemu_usdt_handlers h;
+	struct pending balloon, mem;
+};
+
+const char *qemu_usdt_name(enum qemu_usdt_event event)
+{
+	return event < QEMU_USDT_NR ? events[event].name : "?";
+}
+
+/* A .note.stapsdt entry: pc, base and semaphore addresses, then
+ * "provider\0name\0args\0". */
+static void mark_probe(const char *desc, size_t len, bool present[QEMU_USDT_NR])
+{
+	const char *provider = desc + 24, *name;
+
+	if (len <= 24 || !memchr(provider, 0, len - 24))
+		return;
+	name = provider + strlen(provider) + 1;
+	if (strcmp(provider, "qemu") || name >= desc + len || !memchr(name, 0, desc + len - name))
+		return;
+	for (int e = 0; e < QEMU_USDT_NR; e++)
+		if (!strcmp(name, events[e].name))
+			present[e] = true;
+}
+
+int qemu_usdt_find(const char *binary, bool present[QEMU_USDT_NR])
+{
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+	int fd, n = 0;
+	Elf *elf;
+
+	memset(present, 0, QEMU_USDT_NR * sizeof(*present));
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return -EINVAL;
+	fd = open(binary, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int err = -errno;
+
+		ht_err("%s: %s", binary, strerror(errno));
+		return err;
+	}
+	elf = elf_begin(fd, ELF_C_READ, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF || elf_getshdrstrndx(elf, &shstrndx)) {
+		ht_err("%s: not an ELF executable", binary);
+		if (elf)
+			elf_end(elf);
+		close(fd);
+		return -ENOEXEC;
+	}
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr shdr;
+		Elf_Data *data;
+		GElf_Nhdr nhdr;
+		size_t off = 0, name_off, desc_off;
+		const char *secname;
+
+		if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_NOTE)
+			continue;
+		secname = elf_strptr(elf, shstrndx, shdr.sh_name);
+		if (!secname || strcmp(secname, ".note.stapsdt") || !(data = elf_getdata(scn, NULL)))
+			continue;
+		while ((off = gelf_getnote(data, off, &nhdr, &name_off, &desc_off)) > 0)
+			if (nhdr.n_type == 3 && nhdr.n_namesz == sizeof("stapsdt") &&
+			    !memcmp((char *)data->d_buf + name_off, "stapsdt", sizeof("stapsdt")))
+				mark_probe((char *)data->d_buf + desc_off, nhdr.n_descsz, present);
+	}
+	elf_end(elf);
+	close(fd);
+	for (int e = 0; e < QEMU_USDT_NR; e++)
+		n += present[e];
+	return n;
+}
+
+static void start_phase(struct pending *p, const struct qemu_usdt_record *r, uint64_t target,
+			const char *device, const struct qemu_usdt_handlers *h)
+{
+	if (p->active && h->phase) {
+		struct qemu_phase unfinished = { .device = device, .start_ns = p->start_ns,
+						 .target_bytes = p->target_bytes };
+
+		h->phase(h->ctx, &unfinished);
+	}
+	p->active = true;
+	p->start_ns = r->time_ns;
+	p->target_bytes = target;
+	memcpy(p->start_totals, r->totals, sizeof(p->start_totals));
+}
+
+static void end_phase(struct pending *p, const struct qemu_usdt_record *r, const char *device,
+		      const struct qemu_usdt_handlers *h)
+{
+	struct qemu_phase done = { .device = device, .reached = true, .start_ns = p->start_ns,
+				   .end_ns = r->time_ns, .target_bytes = p->target_bytes };
+
+	for (int e = 0; e < QEMU_USDT_NR; e++) {
+		done.work[e].count = r->totals[e].count - p->start_totals[e].count;
+		done.work[e].sum = r->totals[e].sum - p->start_totals[e].sum;
+	}
+	p->active = false;
+	if (h->phase)
+		h->phase(h->ctx, &done);
+}
+
+static int on_record(void *ctx, void *data, size_t len)
+{
+	struct qemu_usdt *u = ctx;
+	const struct qemu_usdt_record *r = data;
+
+	if (len < sizeof(*r) || r->event >= QEMU_USDT_NR)
+		return 0;
+	if (u->h.record)
+		u->h.record(u->h.ctx, r->event, r);
+	switch (r->event) {
+	case QEMU_BALLOON_TO_TARGET:
+		start_phase(&u->balloon, r, r->args[1] << 12, "virtio-balloon", &u->h);
+		break;
+	case QEMU_BALLOON_ACTUAL_BYTES:
+		if (u->balloon.active && r->args[0] == u->balloon.target_bytes &&
+		    r->args[1] == u->balloon.target_bytes)
+			end_phase(&u->balloon, r, "virtio-balloon", &u->h);
+		break;
+	case QEMU_MEM_SET_REQUESTED_SIZE:
+		start_phase(&u->mem, r, r->args[1], "virtio-mem", &u->h);
+		break;
+	case QEMU_MEM_SIZE_CHANGE:
+		if (u->mem.active && r->args[1] == u->mem.target_bytes)
+			end_phase(&u->mem, r, "virtio-mem", &u->h);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+void qemu_usdt_detach(struct qemu_usdt *u)
+{
+	if (!u)
+		return;
+	ring_buffer__free(u->rb);
+	for (int e = 0; e < QEMU_USDT_NR; e++)
+		bpf_link__destroy(u->links[e]);
+	qemu_usdt_bpf__destroy(u->skel);
+	free(u);
+}
+
+struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
+				   const struct qemu_usdt_handlers *h)
+{
+	char exe[PATH_MAX], proc_exe[64];
+	bool present[QEMU_USDT_NR];
+	struct qemu_usdt *u;
+	ssize_t n;
+	int err;
+
+	if (!binary) {
+		snprintf(proc_exe, sizeof(proc_exe), "/proc/%d/exe", pid);
+		n = readlink(proc_exe, exe, sizeof(exe) - 1);
+		if (n < 0) {
+			ht_err("QEMU process %d: %s", pid, strerror(errno));
+			return NULL;
+		}
+		exe[n] = 0;
+		binary = exe;
+	}
+	err = qemu_usdt_find(binary, present);
+	if (err < 0)
+		return NULL;
+	if (err == 0) {
+		ht_err("%s has no QEMU USDT probes (not hatrace's QEMU build, see make qemu)", binary);
+		return NULL;
+	}
+	for (int e = 0; e < QEMU_USDT_NR; e++)
+		if (!present[e]) {
+			ht_err("%s lacks the USDT probe qemu:%s (an older hatrace QEMU build?)", binary,
+			       events[e].name);
+			return NULL;
+		}
+
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	if (h)
+		u->h = *h;
+	u->skel = qemu_usdt_bpf__open();
+	if (!u->skel) {
+		ht_err("opening the QEMU USDT programs: %s", strerror(errno));
+		goto fail;
+	}
+	for (int e = 0; e < QEMU_USDT_MAX_EVENTS; e++)
+		u->skel->rodata->sum_arg[e] = e < QEMU_USDT_NR ? events[e].sum_arg : -1;
+	if ((err = qemu_usdt_bpf__load(u->skel))) {
+		ht_err("loading the QEMU USDT programs: %s", strerror(-err));
+		goto fail;
+	}
+	for (int e = 0; e < QEMU_USDT_NR; e++) {
+		LIBBPF_OPTS(bpf_usdt_opts, opts, .usdt_cookie = e);
+		struct bpf_program *prog = events[e].mode == RECORD ? u->skel->progs.record
+								      : u->skel->progs.count;
+
+		if (events[e].mode == PER_PAGE && !(flags & QEMU_USDT_PER_PAGE))
+			continue;
+		u->links[e] = bpf_program__attach_usdt(prog, pid, binary, "qemu", events[e].name,
+						       &opts);
+		if (!u->links[e]) {
+			ht_err("attaching to qemu:%s in process %d: %s", events[e].name, pid,
+			       strerror(errno));
+			goto fail;
+		}
+	}
+	u->rb = ring_buffer__new(bpf_map__fd(u->skel->maps.records), on_record, u, NULL);
+	if (!u->rb) {
+		ht_err("QEMU USDT ring buffer: %s", strerror(errno));
+		goto fail;
+	}
+	return u;
+fail:
+	qemu_usdt_detach(u);
+	return NULL;
+}
+
+int qemu_usdt_poll(struct qemu_usdt *u, int timeout_ms)
+{
+	return ring_buffer__poll(u->rb, timeout_ms);
+}
+
+void qemu_usdt_totals(const struct qemu_usdt *u, struct qemu_usdt_total out[QEMU_USDT_NR])
+{
+	memcpy(out, u->skel->bss->totals, QEMU_USDT_NR * sizeof(*out));
+}
+
+uint64_t qemu_usdt_drops(const struct qemu_usdt *u)
+{
+	return u->skel->bss->drops;
+}
