@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import (BUILD, GuestVM, balloon_actual, require_guest, check, fail, finish,  # noqa: E402
+from guest_lib import (BUILD, GuestVM, balloon_actual, require_guest, check, fail, finish, plan,  # noqa: E402
                        run_checked as run, skip)
 
 MiB = 1 << 20
@@ -148,26 +148,6 @@ def test_huge(vm):
           "an unaligned target is rounded up to whole 2 MiB units",
           f"actual {balloon_actual(vm) / MiB} MiB, units {units}")
 
-    # A target the guest cannot meet: order-9 failures are counted, the guest
-    # stays responsive and the balloon stops short instead of hanging.
-    before = balloon_info(agent)["huge_alloc_failures"]
-    vm.qmp.cmd("balloon", value=96 * MiB)
-    deadline, last, since = time.monotonic() + 120, None, time.monotonic()
-    starved = balloon_info(agent)
-    # Until failures are counted and actual has not moved for 3 s.
-    while time.monotonic() < deadline and (starved["huge_alloc_failures"] == before or
-                                           time.monotonic() - since < 3):
-        time.sleep(0.5)
-        if balloon_actual(vm) != last:
-            last, since = balloon_actual(vm), time.monotonic()
-        starved = balloon_info(agent)
-    free = agent.req("meminfo").get("MemFree", 0)
-    print(f"# target 96 MiB: balloon stopped at {balloon_actual(vm) // MiB} MiB with guest MemFree "
-          f"{free // MiB} MiB, {starved['huge_alloc_failures'] - before} failed order-9 allocations")
-    check(starved["huge_alloc_failures"] > before,
-          "failed order-9 allocations are counted in huge_alloc_failures", json.dumps(starved))
-    check(agent.req("ping").get("ok"), "the guest answers while the balloon is starved", "")
-
     took = resize(vm, 1024 * MiB, lambda a: a >= 1024 * MiB)
     end = balloon_info(agent)
     check(took is not None and end["huge_units"] == 0, "balloon-huge deflates to 1 GiB",
@@ -178,6 +158,31 @@ def test_huge(vm):
     check(verify.get("bad_pages") == 0 and verify.get("pages") == 16384,
           "no page corrupted across balloon-huge shrink/grow", str(verify))
     run(agent, "integrity stop", ["ht-integrity", "stop"])
+
+
+def test_starved(vm, agent):
+    """A target the guest cannot meet: order-9 failures are counted, the guest
+    stays responsive and the balloon stops short instead of hanging. Run with
+    deflate-on-oom, so that the guest's OOM killer cannot take the agent (without
+    it, a balloon that squeezes the guest below its watermarks may, as with any
+    balloon)."""
+    failures_before = balloon_info(agent)["huge_alloc_failures"]
+    vm.qmp.cmd("balloon", value=96 * MiB)
+    deadline, last, since = time.monotonic() + 120, None, time.monotonic()
+    starved = balloon_info(agent)
+    # Until failures are counted and actual has not moved for 3 s.
+    while time.monotonic() < deadline and (starved["huge_alloc_failures"] == failures_before or
+                                           time.monotonic() - since < 3):
+        time.sleep(0.5)
+        if balloon_actual(vm) != last:
+            last, since = balloon_actual(vm), time.monotonic()
+        starved = balloon_info(agent)
+    free = agent.req("meminfo").get("MemFree", 0)
+    print(f"# target 96 MiB: balloon stopped at {balloon_actual(vm) // MiB} MiB with guest MemFree "
+          f"{free // MiB} MiB, {starved['huge_alloc_failures'] - failures_before} failed order-9 allocations")
+    check(starved["huge_alloc_failures"] > failures_before,
+          "failed order-9 allocations are counted in huge_alloc_failures", json.dumps(starved))
+    check(agent.req("ping").get("ok"), "the guest answers while the balloon is starved", "")
 
 
 def test_huge_oom(vm):
@@ -197,12 +202,14 @@ def test_huge_oom(vm):
     check(after["deflate"] - before["deflate"] == units * UNIT // 4096 and
           balloon_actual(vm) == 1024 * MiB - after["huge_units"] * UNIT,
           "OOM deflation works in whole units and QEMU sees it", f"{after} actual {balloon_actual(vm)}")
+    test_starved(vm, agent)
 
 
 def main():
     require_guest("balloon-huge")
-    boot_and_test("balloon-huge, stock QEMU", test_stock, balloon="")
     qemu = huge_qemu()
+    plan(4 + (17 + 5 if qemu else 1))  # stock QEMU; huge-pages=on; deflate on OOM
+    boot_and_test("balloon-huge, stock QEMU", test_stock, balloon="")
     if not qemu:
         skip("balloon-huge with huge-pages=on",
              f"{OUR_QEMU} missing or without the balloon's huge-pages property (make qemu)")

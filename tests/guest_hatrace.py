@@ -63,7 +63,7 @@ def test(vm):
 
 def main():
     require_guest("hatrace in the guest")
-    plan(8)  # 4 doctor features, 3 of hist, 1 of footprint
+    plan(9)  # 4 doctor features, 4 of hist, 1 of footprint
     vm = GuestVM(mem_mib=1024)
     try:
         test(vm)

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import BUILD, check, die_with_parent, fail, finish, skip  # noqa: E402
+from guest_lib import BUILD, check, die_with_parent, fail, finish, plan, skip_all  # noqa: E402
 
 QEMU = os.environ.get("HATRACE_TEST_QEMU", os.path.join(BUILD, "qemu", "qemu-system-x86_64"))
 MiB = 1 << 20
@@ -257,8 +257,8 @@ def test_not_negotiated(dirname):
 
 def main():
     if not os.access(QEMU, os.X_OK):
-        skip("balloon-huge", f"{QEMU} is not built (run make qemu)")
-        finish()
+        skip_all("balloon-huge", f"{QEMU} is not built (run make qemu)")
+    plan(16)
     for test in (test_default_off, test_huge, test_not_negotiated):
         with tempfile.TemporaryDirectory(prefix="hatrace-qtest-") as d:
             try:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import BUILD, check, finish, skip  # noqa: E402
+from guest_lib import BUILD, check, finish, plan, skip, skip_all  # noqa: E402
 
 QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 STOCK = "/usr/bin/qemu-system-x86_64"
@@ -49,6 +49,9 @@ def test_probes():
     ours = find(QEMU)
     check(ours.get("probes") == ours.get("wanted") == len(PROBES) and not ours["missing"],
           "qemu_usdt_find sees every probe in our QEMU", str(ours))
+    err = find("/etc/hostname")
+    check("not an ELF" in err.get("error", ""), "a file that is not ELF is a clear error",
+          str(err))
     if not os.path.exists(STOCK):
         skip("stock QEMU has no probes", f"{STOCK} is not installed")
         return
@@ -56,33 +59,27 @@ def test_probes():
     check(not usdt_notes(STOCK) and stock.get("probes") == 0 and
           len(stock.get("missing", [])) == len(PROBES),
           "Debian's stock QEMU is recognised as having no USDT probes", str(stock)[:200])
-    err = find("/etc/hostname")
-    check("not an ELF" in err.get("error", ""), "a file that is not ELF is a clear error",
-          str(err))
 
 
 
 def test_doctor():
     """hatrace doctor says whether HATRACE_QEMU has the probes."""
-    if os.geteuid() != 0:
-        skip("doctor reports QEMU's USDT probes", "hatrace doctor needs root")
-        return
     for qemu, want in ((QEMU, True), (STOCK, False)):
-        if not os.path.exists(qemu):
+        name = f"doctor: {'our' if want else 'stock'} QEMU {'has' if want else 'lacks'} USDT probes"
+        if os.geteuid() != 0 or not os.path.exists(qemu):
+            skip(name, "hatrace doctor needs root" if os.geteuid() else f"{qemu} is not installed")
             continue
         out = subprocess.run([os.path.join(BUILD, "hatrace"), "doctor", "-o", "json"],
                              capture_output=True, text=True, env=dict(os.environ, HATRACE_QEMU=qemu))
         features = {f["name"]: f for f in json.loads(out.stdout or "{}").get("features", [])}
         line = features.get("qemu usdt", {})
-        check(line.get("ok") is want and qemu in line.get("detail", ""),
-              f"doctor: {'our' if want else 'stock'} QEMU {'has' if want else 'lacks'} USDT probes",
-              str(line))
+        check(line.get("ok") is want and qemu in line.get("detail", ""), name, str(line))
 
 
 def main():
     if not os.access(QEMU, os.X_OK):
-        skip("qemu probes", f"{QEMU} is not built (run make qemu)")
-        finish()
+        skip_all("qemu probes", f"{QEMU} is not built (run make qemu)")
+    plan(6)  # 4 of the binaries, 2 of doctor
     test_probes()
     test_doctor()
     finish()

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guest_lib import (BUILD, GuestVM, check, die_with_parent, finish,  # noqa: E402
-                       require_guest, skip)
+                       plan, require_guest, skip_all)
 
 QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 ATTACH = os.path.join(BUILD, "tests", "qemu_usdt_attach")
@@ -153,12 +153,11 @@ def test_per_page(vm):
 
 def main():
     if not os.access(QEMU, os.X_OK):
-        skip("qemu usdt", f"{QEMU} is not built (run make qemu)")
-        finish()
+        skip_all("qemu usdt", f"{QEMU} is not built (run make qemu)")
     if os.geteuid() != 0:
-        skip("qemu usdt attach", "needs root")
-        finish()
+        skip_all("qemu usdt attach", "needs root")
     require_guest("qemu usdt attach")
+    plan(16)
     GuestVM(mem_mib=1024, vmem_max_mib=512, qemu=(QEMU,)).run("qemu usdt attach", test_attach)
     finish()
 
