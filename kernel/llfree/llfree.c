@@ -234,6 +234,49 @@ static int huge_put(struct llfree *self, uint64_t child)
 	return 0;
 }
 
+/* A partial free into a huge child (split_page, THP split, alloc_pages_exact)
+ * first turns it into a fully allocated bitfield child (huge=0, free=0).  The
+ * bitfield of a huge child is all zero; whoever sets its word 0 first does the
+ * split, the others wait for it.  A caller that set word 0 after an earlier
+ * split (the word emptied by frees since) sees the child no longer huge and
+ * clears it again; its own frame, still allocated, keeps the child from
+ * becoming huge again meanwhile.  A reclaimed huge child is refused: it is
+ * either held by the host or was never installed. */
+static int huge_split(struct llfree *self, uint64_t child)
+{
+	uint32_t *pw = &self->pairs[child / 2];
+	uint64_t *words = self->bitfields[child].words;
+	unsigned half = child & 1;
+
+	for (;;) {
+		uint16_t c = child_word(self->pairs, child);
+		uint64_t zero = 0, full = ~0ull;
+		uint32_t pair;
+
+		if (!(c & LLFREE_CHILD_HUGE)) {
+			llfree_fence(); /* see the bits of the split before clearing one */
+			return 0;
+		}
+		if ((c & LLFREE_CHILD_RECLAIMED) || llfree_child_free(c))
+			return LLFREE_EDOUBLE;
+		if (!llfree_cas(&words[0], &zero, ~0ull)) {
+			llfree_relax(); /* another CPU splits it */
+			continue;
+		}
+		pair = llfree_load(pw);
+		c = llfree_pair_get(pair, half);
+		if (!(c & LLFREE_CHILD_HUGE) || (c & LLFREE_CHILD_RECLAIMED)) {
+			llfree_cas(&words[0], &full, 0); /* late: word 0 was free */
+			continue;
+		}
+		for (unsigned w = 1; w < LLFREE_BITFIELD_WORDS; w++)
+			llfree_store(&words[w], ~0ull);
+		while (!llfree_cas(pw, &pair, llfree_pair_set(pair, half, 0)))
+			; /* only `reclaimed` of the other half may change */
+		return 0;
+	}
+}
+
 /* ---- tree words ---- */
 
 /* Lowers a tree's counter by n, reserved or not. */
@@ -592,7 +635,11 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 	child = frame / LLFREE_CHILD_FRAMES;
 	tree = child / LLFREE_TREE_CHILDREN;
 	if (order < LLFREE_CHILD_ORDER) {
-		if (!bits_flip(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES, order, false))
+		struct llfree_bitfield *bf = &self->bitfields[child];
+		unsigned at = frame % LLFREE_CHILD_FRAMES;
+
+		if (!bits_flip(bf, at, order, false) &&
+		    (huge_split(self, child) || !bits_flip(bf, at, order, false)))
 			return LLFREE_EDOUBLE;
 		child_give(&self->pairs[child / 2], child & 1, n);
 		err = 0;

@@ -193,15 +193,64 @@ static void test_bad_put(void)
 	EXPECT(llfree_put(&z.ll, 0, a.pfn, 2) == 0, "put part of a block");
 	EXPECT(llfree_put(&z.ll, 0, a.pfn, 3) == LLFREE_EDOUBLE, "half-freed block freed again");
 	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a), "get order 9");
-	EXPECT(llfree_put(&z.ll, 0, a.pfn, 0) == LLFREE_EDOUBLE, "order 0 free inside a huge frame");
 	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 9) && llfree_put(&z.ll, 0, a.pfn, 9) == LLFREE_EDOUBLE,
 	       "order 9 double free");
+	EXPECT(llfree_put(&z.ll, 0, a.pfn, 0) == LLFREE_EDOUBLE, "order 0 free in a free child");
 	EXPECT(!llfree_get(&z.ll, 0, 10, 0, &a), "get order 10");
 	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 10) &&
 		       llfree_put(&z.ll, 0, a.pfn, 10) == LLFREE_EDOUBLE,
 	       "order 10 double free");
 	EXPECT(!llfree_validate(&z.ll), "invalid after rejected frees");
 	check(!*why, "double frees and bad arguments detected", "%s", why);
+	zone_free(&z);
+}
+
+/* Frees of parts of an order 9 or 10 block (split_page, THP split,
+ * alloc_pages_exact) split the huge child into a bitfield. */
+static void test_partial_free(void)
+{
+	struct zone z;
+	struct llfree_alloc a, b;
+	uint64_t frames = 32 * MIB, child;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 2, 0, frames, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a), "get order 9");
+	for (uint64_t f = 0; f < 512; f += 2)
+		EXPECT(!llfree_put(&z.ll, f / 2 % 2, a.pfn + f, 0), "put frame %lu", f);
+	EXPECT(llfree_put(&z.ll, 0, a.pfn + 2, 0) == LLFREE_EDOUBLE, "double free after split");
+	EXPECT(llfree_free_frames(&z.ll) == frames - 256 && !llfree_validate(&z.ll),
+	       "half freed: free %lu", llfree_free_frames(&z.ll));
+	EXPECT(llfree_get_at(&z.ll, 1, a.pfn + 4, 0, &b) == 0, "freed part allocated again");
+	EXPECT(!llfree_put(&z.ll, 1, a.pfn + 4, 0), "put again");
+	for (uint64_t f = 1; f < 512; f += 2)
+		EXPECT(!llfree_put(&z.ll, 1, a.pfn + f, 0), "put frame %lu", f);
+	EXPECT(!llfree_get(&z.ll, 0, 10, 0, &a), "get order 10");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn + 512, 9), "upper half at order 9");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 8) && !llfree_put(&z.ll, 0, a.pfn + 256, 3),
+	       "lower half in parts");
+	EXPECT(llfree_put(&z.ll, 0, a.pfn, 10) == LLFREE_EDOUBLE, "order 10 put of a split block");
+	for (uint64_t f = 264; f < 512; f += 8)
+		EXPECT(!llfree_put(&z.ll, 0, a.pfn + f, 3), "put order 3 at %lu", f);
+	llfree_drain(&z.ll, 0);
+	llfree_drain(&z.ll, 1);
+	EXPECT(llfree_free_frames(&z.ll) == frames && llfree_free_huge(&z.ll) == frames / 512 &&
+		       !llfree_validate(&z.ll),
+	       "not restored: free %lu", llfree_free_frames(&z.ll));
+	/* Reclaimed, not installed: never split. */
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already), "hard reclaim");
+	EXPECT(llfree_put(&z.ll, 0, child * 512 + 8, 3) == LLFREE_EDOUBLE, "split of a held child");
+	EXPECT(llfree_host_return(&z.host, child) == 0, "return after a refused split");
+	while (!llfree_get(&z.ll, 0, 9, 0, &a) && !a.install)
+		;
+	EXPECT(a.install && llfree_put(&z.ll, 0, a.pfn, 0) == LLFREE_EDOUBLE,
+	       "split of a child not installed");
+	EXPECT(llfree_host_install(&z.host, llfree_child_of(&z.ll, a.pfn)) == 1 &&
+		       !llfree_put(&z.ll, 0, a.pfn, 0),
+	       "split after install");
+	EXPECT(!llfree_validate(&z.ll), "invalid at end");
+	check(!*why, "partial frees split order 9 and 10 blocks, never reclaimed ones", "%s", why);
 	zone_free(&z);
 }
 
@@ -522,12 +571,13 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(60); /* every check runs unconditionally; loops run over fixed tables */
+	plan(61); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
 	test_exhaustion();
 	test_mixed();
 	test_get_at();
 	test_bad_put();
+	test_partial_free();
 	test_init_alloc();
 	test_init_alloc_partial();
 	test_recover();
