@@ -136,15 +136,18 @@ static uint64_t outside_bits(const struct llfree_layout *l, uint64_t child, unsi
 
 /* ---- child words ---- */
 
-/* Takes n < 512 frames from a child's counter; *before is the old word. */
-static bool child_take(uint32_t *pw, unsigned half, uint32_t n, uint16_t *before)
+/* Takes n < 512 frames from a child's counter; *before is the old word.
+ * The `avoid` bits of the child word must be clear. */
+static bool child_take(uint32_t *pw, unsigned half, uint32_t n, bool avoid_reclaimed,
+		       uint16_t *before)
 {
+	uint16_t avoid = LLFREE_CHILD_HUGE | (avoid_reclaimed ? LLFREE_CHILD_RECLAIMED : 0);
 	uint32_t pair = llfree_load(pw);
 
 	for (;;) {
 		uint16_t c = llfree_pair_get(pair, half);
 
-		if ((c & LLFREE_CHILD_HUGE) || llfree_child_free(c) < n)
+		if ((c & avoid) || llfree_child_free(c) < n)
 			return false;
 		if (llfree_cas(pw, &pair, llfree_pair_set(pair, half, (uint16_t)(c - n)))) {
 			*before = c;
@@ -176,14 +179,14 @@ static inline uint16_t child_as_huge(uint16_t c)
 }
 
 /* Order 9: a whole free child becomes huge. */
-static bool huge_take(uint32_t *pw, unsigned half, uint16_t *before)
+static bool huge_take(uint32_t *pw, unsigned half, bool avoid_reclaimed, uint16_t *before)
 {
 	uint32_t pair = llfree_load(pw);
 
 	for (;;) {
 		uint16_t c = llfree_pair_get(pair, half);
 
-		if (!child_is_free(c))
+		if (!child_is_free(c) || (avoid_reclaimed && (c & LLFREE_CHILD_RECLAIMED)))
 			return false;
 		if (llfree_cas(pw, &pair, llfree_pair_set(pair, half, child_as_huge(c)))) {
 			*before = c;
@@ -193,7 +196,7 @@ static bool huge_take(uint32_t *pw, unsigned half, uint16_t *before)
 }
 
 /* Order 10: both children of a pair with one CAS; returns the install mask. */
-static bool pair_take(uint32_t *pw, unsigned *install)
+static bool pair_take(uint32_t *pw, bool avoid_reclaimed, unsigned *install)
 {
 	uint32_t pair = llfree_load(pw);
 
@@ -201,7 +204,8 @@ static bool pair_take(uint32_t *pw, unsigned *install)
 		uint16_t lo = llfree_pair_get(pair, 0), hi = llfree_pair_get(pair, 1);
 		uint32_t taken = child_as_huge(lo) | (uint32_t)child_as_huge(hi) << LLFREE_PAIR_SHIFT;
 
-		if (!child_is_free(lo) || !child_is_free(hi))
+		if (!child_is_free(lo) || !child_is_free(hi) ||
+		    (avoid_reclaimed && (pair & LLFREE_CHILD_RECLAIMED * 0x10001u)))
 			return false;
 		if (llfree_cas(pw, &pair, taken)) {
 			*install = (lo & LLFREE_CHILD_RECLAIMED ? 1u : 0) | (hi & LLFREE_CHILD_RECLAIMED ? 2u : 0);
@@ -311,7 +315,9 @@ enum reserve_pass {
 	PASSES,
 };
 
-/* Reserves a tree, taking its whole counter; returns the frames taken or 0. */
+/* Reserves a tree, taking its whole counter; returns the frames taken or 0.
+ * Only an entirely free tree takes the new kind: one fixed allocation must
+ * not turn a movable tree fixed (that costs the host reclaimable children). */
 static uint32_t tree_reserve(struct llfree *self, uint64_t tree, unsigned kind, uint32_t n,
 			     enum reserve_pass pass)
 {
@@ -320,6 +326,8 @@ static uint32_t tree_reserve(struct llfree *self, uint64_t tree, unsigned kind, 
 
 	for (;;) {
 		uint32_t free = llfree_tree_free(t);
+		uint16_t kind_bits = free == cap ? (uint16_t)(kind << LLFREE_TREE_KIND_SHIFT) :
+						   (uint16_t)(t & LLFREE_TREE_KIND_MASK);
 
 		if ((t & LLFREE_TREE_RESERVED) || free < n || free == 0)
 			return 0;
@@ -328,21 +336,31 @@ static uint32_t tree_reserve(struct llfree *self, uint64_t tree, unsigned kind, 
 			return 0;
 		if (pass == PASS_EMPTY && free != cap)
 			return 0;
-		if (llfree_cas(&self->trees[tree], &t,
-			       (uint16_t)(LLFREE_TREE_RESERVED | kind << LLFREE_TREE_KIND_SHIFT)))
+		if (llfree_cas(&self->trees[tree], &t, (uint16_t)(LLFREE_TREE_RESERVED | kind_bits)))
 			return free;
 	}
+}
+
+/* Takes a tree's whole shared counter, reserved or not. */
+static uint32_t tree_take_all(struct llfree *self, uint64_t tree)
+{
+	uint16_t t = llfree_load(&self->trees[tree]);
+
+	while (llfree_tree_free(t) &&
+	       !llfree_cas(&self->trees[tree], &t, (uint16_t)(t & ~LLFREE_TREE_FREE_MASK)))
+		;
+	return llfree_tree_free(t);
 }
 
 /* ---- allocation inside one tree ---- */
 
 /* Installed children first: memory from reclaimed ones costs an install. */
-static bool tree_alloc(struct llfree *self, uint64_t tree, unsigned order,
+static bool tree_alloc(struct llfree *self, uint64_t tree, unsigned order, bool avoid_reclaimed,
 		       struct llfree_alloc *out)
 {
 	uint64_t first = tree * LLFREE_TREE_CHILDREN;
 
-	for (unsigned pass = 0; pass < 2; pass++) {
+	for (unsigned pass = 0; pass < (avoid_reclaimed ? 1u : 2u); pass++) {
 		for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN; c++) {
 			uint32_t *pw = &self->pairs[c / 2];
 			unsigned half = c & 1;
@@ -356,14 +374,14 @@ static bool tree_alloc(struct llfree *self, uint64_t tree, unsigned order,
 			if ((order == LLFREE_MAX_ORDER && half) || reclaimed != (pass == 1))
 				continue;
 			if (order == LLFREE_MAX_ORDER) {
-				if (!pair_take(pw, &out->install))
+				if (!pair_take(pw, avoid_reclaimed, &out->install))
 					continue;
 			} else if (order == LLFREE_CHILD_ORDER) {
-				if (!huge_take(pw, half, &before))
+				if (!huge_take(pw, half, avoid_reclaimed, &before))
 					continue;
 				out->install = !!(before & LLFREE_CHILD_RECLAIMED);
 			} else {
-				if (!child_take(pw, half, 1u << order, &before))
+				if (!child_take(pw, half, 1u << order, avoid_reclaimed, &before))
 					continue;
 				frame = bits_take(&self->bitfields[c], order);
 				if (frame < 0) {
@@ -381,6 +399,18 @@ static bool tree_alloc(struct llfree *self, uint64_t tree, unsigned order,
 
 /* ---- per-core reservations ---- */
 
+static inline uint32_t res_tree(uint64_t r)
+{
+	return (uint32_t)r;
+}
+
+static inline uint32_t res_free(uint64_t r)
+{
+	return (uint32_t)(r >> 32);
+}
+
+#define RES_NONE ((uint64_t)LLFREE_NONE)
+
 static unsigned kind_of(unsigned order, unsigned flags)
 {
 	if (order >= LLFREE_CHILD_ORDER)
@@ -388,48 +418,79 @@ static unsigned kind_of(unsigned order, unsigned flags)
 	return flags & LLFREE_MOVABLE ? LLFREE_KIND_MOVABLE : LLFREE_KIND_FIXED;
 }
 
-/* Takes n frames from the local counter, refilling it from the tree's counter
- * (frames other cores freed into the reserved tree). */
-static bool local_take(struct llfree *self, struct llfree_local *l, unsigned kind, uint32_t n)
+/* Adds delta frames to a reservation if it still holds tree and stays >= 0.
+ * Any core may call it. */
+static bool res_add(uint64_t *res, uint64_t tree, int64_t delta)
 {
-	uint32_t free = llfree_load(&l->free[kind]);
-	uint64_t tree = llfree_load(&l->tree[kind]);
-	bool ok;
+	uint64_t r = llfree_load(res);
 
-	if (free < n) {
-		uint16_t t = llfree_load(&self->trees[tree]);
+	do {
+		if (res_tree(r) != tree || (int64_t)res_free(r) + delta < 0)
+			return false;
+	} while (!llfree_cas(res, &r, r + ((uint64_t)delta << 32)));
+	return true;
+}
 
-		while (llfree_tree_free(t) &&
-		       !llfree_cas(&self->trees[tree], &t, (uint16_t)(t & ~LLFREE_TREE_FREE_MASK)))
-			;
-		free += llfree_tree_free(t);
+/* Takes n frames from the core's reservation of tree, refilling it from the
+ * tree's counter (frames other cores freed into the reserved tree). */
+static bool res_take(struct llfree *self, uint64_t *res, uint64_t tree, uint32_t n)
+{
+	uint32_t more;
+
+	if (res_add(res, tree, -(int64_t)n))
+		return true;
+	more = tree_take_all(self, tree);
+	if (!more)
+		return false;
+	if (res_add(res, tree, (int64_t)more - n))
+		return true;
+	if (!res_add(res, tree, more)) /* drained meanwhile */
+		tree_give(self, tree, more, false);
+	return false;
+}
+
+/* Ends a reservation: the frames go back to the tree, which becomes free for
+ * any core to reserve.  Any core may call it. */
+static void unreserve(struct llfree *self, uint64_t *res)
+{
+	uint64_t r = llfree_load(res);
+
+	while (res_tree(r) != LLFREE_NONE && !llfree_cas(res, &r, RES_NONE))
+		;
+	if (res_tree(r) != LLFREE_NONE)
+		tree_give(self, res_tree(r), res_free(r), true);
+}
+
+/* The core's reservation holding tree, or NULL. */
+static uint64_t *res_of(struct llfree_local *l, uint64_t tree)
+{
+	for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+		if (res_tree(llfree_load(&l->reserved[kind])) == tree)
+			return &l->reserved[kind];
 	}
-	ok = free >= n;
-	if (ok)
-		free -= n;
-	llfree_store(&l->free[kind], free);
-	return ok;
+	return NULL;
 }
 
-static void unreserve(struct llfree *self, struct llfree_local *l, unsigned kind)
+/* Takes n frames counted for tree: from this core's reservation, the shared
+ * counter or another core's reservation.  Give them back with tree_give. */
+static bool counter_take(struct llfree *self, unsigned core, uint64_t tree, uint32_t n)
 {
-	uint32_t tree = llfree_load(&l->tree[kind]);
+	uint64_t *own = res_of(&self->locals[core], tree);
 
-	if (tree == LLFREE_NONE)
-		return;
-	tree_give(self, tree, llfree_load(&l->free[kind]), true);
-	llfree_store(&l->tree[kind], LLFREE_NONE);
-	llfree_store(&l->free[kind], 0);
+	if ((own && res_take(self, own, tree, n)) || tree_take(self, tree, n))
+		return true;
+	for (unsigned c = 0; c < self->cores; c++) {
+		uint64_t *res = c == core ? NULL : res_of(&self->locals[c], tree);
+
+		if (res && res_add(res, tree, -(int64_t)n))
+			return true;
+	}
+	return false;
 }
 
-/* The kind whose reservation of this core holds tree, or LLFREE_KINDS. */
-static unsigned local_kind_of(struct llfree_local *l, uint64_t tree)
+static inline void count_freed(struct llfree_local *l, int64_t n)
 {
-	unsigned kind = 0;
-
-	while (kind < LLFREE_KINDS && llfree_load(&l->tree[kind]) != tree)
-		kind++;
-	return kind;
+	llfree_store(&l->freed, llfree_load(&l->freed) + n);
 }
 
 /* ---- API ---- */
@@ -456,11 +517,11 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
 	self->trees = (uint16_t *)(m + l->tree_off);
 	self->locals = locals;
 	self->cores = cores;
+	self->reserve = l->trees >= (uint64_t)cores * LLFREE_TREES_PER_CORE;
 	for (unsigned core = 0; core < cores; core++) {
-		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
-			llfree_store(&locals[core].tree[kind], LLFREE_NONE);
-			llfree_store(&locals[core].free[kind], 0);
-		}
+		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++)
+			llfree_store(&locals[core].reserved[kind], RES_NONE);
+		llfree_store(&locals[core].freed, 0);
 	}
 	for (uint64_t tree = 0; tree < l->trees; tree++) {
 		uint16_t t = mode == LLFREE_INIT_RECOVER ? llfree_load(&self->trees[tree]) : 0;
@@ -508,65 +569,87 @@ static bool frame_valid(const struct llfree *self, uint64_t pfn, unsigned order)
 	       pfn - first + (1u << order) <= self->layout.frames;
 }
 
-int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flags,
-	       struct llfree_alloc *out)
+/* Through the core's reservation of kind: the reserved tree, then new
+ * reservations.  The start tree for the fallback goes to *start. */
+static bool get_reserved(struct llfree *self, unsigned core, unsigned kind, unsigned order,
+			 bool avoid_reclaimed, struct llfree_alloc *out, uint64_t *start)
 {
-	unsigned kind = kind_of(order, flags);
-	uint64_t trees = self->layout.trees, start;
-	struct llfree_local *l;
-	uint32_t n;
+	uint64_t *res = &self->locals[core].reserved[kind];
+	uint64_t tree = res_tree(llfree_load(res)), trees = self->layout.trees;
+	uint32_t n = 1u << order;
 
-	if (core >= self->cores || order > LLFREE_MAX_ORDER)
-		return LLFREE_EINVAL;
-	n = 1u << order;
-	l = &self->locals[core];
-	start = llfree_load(&l->tree[kind]);
-	if (start != LLFREE_NONE) {
-		if (local_take(self, l, kind, n)) {
-			if (tree_alloc(self, start, order, out))
-				return 0;
-			llfree_store(&l->free[kind], llfree_load(&l->free[kind]) + n);
+	if (tree != LLFREE_NONE) {
+		if (res_take(self, res, tree, n)) {
+			if (tree_alloc(self, tree, order, avoid_reclaimed, out))
+				return true;
+			tree_give(self, tree, n, false);
 		}
-		unreserve(self, l, kind);
-		start++;
-	} else {
-		start = (uint64_t)core * trees / self->cores;
+		unreserve(self, res);
+		*start = tree + 1;
 	}
-
 	for (enum reserve_pass pass = 0; pass < PASSES; pass++) {
 		/* Partly used trees only nearby: one cache line of tree words. */
 		uint64_t scan = pass == PASS_PARTIAL && trees > 32 ? 32 : trees;
 
 		for (uint64_t i = 0; i < scan; i++) {
-			uint64_t tree = (start + i) % trees;
-			uint32_t free = tree_reserve(self, tree, kind, n, pass);
+			uint64_t t = (*start + i) % trees;
+			uint32_t free = tree_reserve(self, t, kind, n, pass);
 
 			if (!free)
 				continue;
-			if (tree_alloc(self, tree, order, out)) {
-				llfree_store(&l->free[kind], free - n);
-				llfree_store(&l->tree[kind], (uint32_t)tree);
-				return 0;
+			if (tree_alloc(self, t, order, avoid_reclaimed, out)) {
+				/* Only this core sets its empty reservation. */
+				llfree_store(res, t | (uint64_t)(free - n) << 32);
+				return true;
 			}
-			tree_give(self, tree, free, true);
+			tree_give(self, t, free, true);
 		}
 	}
-	/* Every tree with room is reserved: take from this core's other
-	 * reservations and from the shared counters. */
+	return false;
+}
+
+int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flags,
+	       struct llfree_alloc *out)
+{
+	bool avoid_reclaimed = flags & LLFREE_NORECLAIMED;
+	uint64_t trees = self->layout.trees, start;
+	uint32_t n;
+
+	if (core >= self->cores || order > LLFREE_MAX_ORDER)
+		return LLFREE_EINVAL;
+	n = 1u << order;
+	start = (uint64_t)core * trees / self->cores;
+	if (self->reserve &&
+	    get_reserved(self, core, kind_of(order, flags), order, avoid_reclaimed, out, &start))
+		goto got;
+	/* Any tree's shared counter: unreserved trees (all of them in a small
+	 * zone) and frames freed into reserved ones. */
 	for (uint64_t i = 0; i < trees; i++) {
 		uint64_t tree = (start + i) % trees;
-		unsigned own = local_kind_of(l, tree);
 
-		if (own < LLFREE_KINDS ? !local_take(self, l, own, n) : !tree_take(self, tree, n))
+		if (!tree_take(self, tree, n))
 			continue;
-		if (tree_alloc(self, tree, order, out))
-			return 0;
-		if (own < LLFREE_KINDS)
-			llfree_store(&l->free[own], llfree_load(&l->free[own]) + n);
-		else
+		if (tree_alloc(self, tree, order, avoid_reclaimed, out))
+			goto got;
+		tree_give(self, tree, n, false);
+	}
+	/* Frames held in reservations, this core's other kinds included. */
+	for (unsigned c = 0; c < self->cores; c++) {
+		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+			uint64_t *res = &self->locals[(core + c) % self->cores].reserved[kind];
+			uint64_t tree = res_tree(llfree_load(res));
+
+			if (tree == LLFREE_NONE || !res_add(res, tree, -(int64_t)n))
+				continue;
+			if (tree_alloc(self, tree, order, avoid_reclaimed, out))
+				goto got;
 			tree_give(self, tree, n, false);
+		}
 	}
 	return LLFREE_ENOMEM;
+got:
+	count_freed(&self->locals[core], -(int64_t)n);
+	return 0;
 }
 
 int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned order,
@@ -574,9 +657,8 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 {
 	uint64_t frame, child, tree;
 	uint32_t *pw, n;
-	struct llfree_local *l;
 	uint16_t before = 0;
-	unsigned half, kind;
+	unsigned half;
 	bool taken;
 
 	if (core >= self->cores || !frame_valid(self, pfn, order))
@@ -587,22 +669,16 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 	tree = child / LLFREE_TREE_CHILDREN;
 	pw = &self->pairs[child / 2];
 	half = child & 1;
-	l = &self->locals[core];
-	kind = local_kind_of(l, tree);
-	if (kind < LLFREE_KINDS && llfree_load(&l->free[kind]) < n)
-		kind = LLFREE_KINDS;
-	if (kind < LLFREE_KINDS)
-		llfree_store(&l->free[kind], llfree_load(&l->free[kind]) - n);
-	else if (!tree_take(self, tree, n))
+	if (!counter_take(self, core, tree, n))
 		return LLFREE_ENOMEM;
 
 	out->install = 0;
 	if (order == LLFREE_MAX_ORDER) {
-		taken = pair_take(pw, &out->install);
+		taken = pair_take(pw, false, &out->install);
 	} else if (order == LLFREE_CHILD_ORDER) {
-		taken = huge_take(pw, half, &before);
+		taken = huge_take(pw, half, false, &before);
 	} else {
-		taken = child_take(pw, half, n, &before);
+		taken = child_take(pw, half, n, false, &before);
 		if (taken && !bits_flip(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES,
 					order, true)) {
 			child_give(pw, half, n);
@@ -610,22 +686,19 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 		}
 	}
 	if (!taken) {
-		if (kind < LLFREE_KINDS)
-			llfree_store(&l->free[kind], llfree_load(&l->free[kind]) + n);
-		else
-			tree_give(self, tree, n, false);
+		tree_give(self, tree, n, false);
 		return LLFREE_ENOMEM;
 	}
 	out->install |= !!(before & LLFREE_CHILD_RECLAIMED);
 	out->pfn = pfn;
+	count_freed(&self->locals[core], -(int64_t)n);
 	return 0;
 }
 
 int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 {
-	uint64_t frame, child, tree;
+	uint64_t frame, child, tree, *res;
 	uint32_t n;
-	unsigned kind;
 	int err;
 
 	if (core >= self->cores || !frame_valid(self, pfn, order))
@@ -653,12 +726,10 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 				n = LLFREE_CHILD_FRAMES; /* the first child was freed */
 		}
 	}
-	kind = local_kind_of(&self->locals[core], tree);
-	if (kind < LLFREE_KINDS)
-		llfree_store(&self->locals[core].free[kind],
-			     llfree_load(&self->locals[core].free[kind]) + n);
-	else
+	res = res_of(&self->locals[core], tree);
+	if (!res || !res_add(res, tree, n))
 		tree_give(self, tree, n, false);
+	count_freed(&self->locals[core], n);
 	return err;
 }
 
@@ -667,7 +738,7 @@ void llfree_drain(struct llfree *self, unsigned core)
 	if (core >= self->cores)
 		return;
 	for (unsigned kind = 0; kind < LLFREE_KINDS; kind++)
-		unreserve(self, &self->locals[core], kind);
+		unreserve(self, &self->locals[core].reserved[kind]);
 }
 
 uint64_t llfree_frames(const struct llfree *self)
@@ -684,8 +755,10 @@ uint32_t llfree_free_in_tree(const struct llfree *self, uint64_t tree)
 	free = llfree_tree_free(llfree_load(&self->trees[tree]));
 	for (unsigned core = 0; core < self->cores; core++) {
 		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
-			if (llfree_load(&self->locals[core].tree[kind]) == tree)
-				free += llfree_load(&self->locals[core].free[kind]);
+			uint64_t r = llfree_load(&self->locals[core].reserved[kind]);
+
+			if (res_tree(r) == tree)
+				free += res_free(r);
 		}
 	}
 	return free;
@@ -698,8 +771,12 @@ uint64_t llfree_free_frames(const struct llfree *self)
 	for (uint64_t tree = 0; tree < self->layout.trees; tree++)
 		free += llfree_tree_free(llfree_load(&self->trees[tree]));
 	for (unsigned core = 0; core < self->cores; core++) {
-		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++)
-			free += llfree_load(&self->locals[core].free[kind]);
+		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+			uint64_t r = llfree_load(&self->locals[core].reserved[kind]);
+
+			if (res_tree(r) != LLFREE_NONE)
+				free += res_free(r);
+		}
 	}
 	return free;
 }
@@ -757,10 +834,12 @@ int llfree_validate(const struct llfree *self)
 		}
 		for (unsigned core = 0; core < self->cores; core++) {
 			for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
-				if (llfree_load(&self->locals[core].tree[kind]) != tree)
+				uint64_t r = llfree_load(&self->locals[core].reserved[kind]);
+
+				if (res_tree(r) != tree)
 					continue;
 				holders++;
-				held += llfree_load(&self->locals[core].free[kind]);
+				held += res_free(r);
 			}
 		}
 		if (llfree_tree_kind(t) >= LLFREE_KINDS)

@@ -25,6 +25,7 @@
 
 /* get() flags. */
 #define LLFREE_MOVABLE 1u
+#define LLFREE_NORECLAIMED 2u /* never from reclaimed children (no install; atomic context) */
 
 enum llfree_init_mode {
 	LLFREE_INIT_FREE,    /* every frame of the zone free */
@@ -32,12 +33,18 @@ enum llfree_init_mode {
 	LLFREE_INIT_RECOVER, /* keep the bitfields, rebuild counters, drop reservations */
 };
 
-/* Private per-core state, a cache line each. */
+/* Per-core state, a cache line each, private to one side.  A reservation is
+ * one atomic word, so other cores can take frames from it and a drain can
+ * take it away from any CPU: bits 0-31 the tree (LLFREE_NONE: none), bits
+ * 32-63 the frames taken from that tree's counter. */
 struct llfree_local {
-	uint32_t tree[LLFREE_KINDS]; /* reserved tree, or LLFREE_NONE */
-	uint32_t free[LLFREE_KINDS]; /* frames taken from that tree's counter */
+	uint64_t reserved[LLFREE_KINDS];
+	int64_t freed; /* frames this core freed minus those it allocated */
 } __attribute__((aligned(64)));
 #define LLFREE_NONE ((uint32_t)~0u)
+/* A core reserves trees only when the zone has this many trees per core;
+ * smaller zones allocate from the shared tree counters alone. */
+#define LLFREE_TREES_PER_CORE 4
 
 struct llfree {
 	struct llfree_layout layout;
@@ -47,6 +54,8 @@ struct llfree {
 	uint16_t *trees;
 	struct llfree_local *locals;
 	unsigned cores;
+	bool reserve; /* per-core reservations in use (zone large enough) */
+	int64_t init_free;
 };
 
 /* A successful get(): the first frame and which of its children (bit 0: the
@@ -65,18 +74,24 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
 		uint64_t start_pfn, uint64_t frames, enum llfree_init_mode mode, void *meta);
 
 /* Allocates 2^order frames (order <= 10), aligned.  flags: LLFREE_MOVABLE
- * picks movable trees for orders below 9; orders 9 and 10 use huge trees.
- * 0, LLFREE_ENOMEM or LLFREE_EINVAL.  Frames counted in other cores'
- * reservations are not reached: drain those cores and retry. */
+ * picks movable trees for orders below 9; orders 9 and 10 use huge trees;
+ * LLFREE_NORECLAIMED skips reclaimed children.  0, LLFREE_ENOMEM or
+ * LLFREE_EINVAL.  It falls back from the core's reservation to unreserved
+ * trees, then to any tree's shared counter and to other cores'
+ * reservations, so ENOMEM means no block of this order is free (short of
+ * fragmentation races). */
 int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flags,
 	       struct llfree_alloc *out);
-/* Allocates the block at pfn; LLFREE_ENOMEM if any of it is not free or its
- * tree's free frames are held by another core's reservation. */
+/* Allocates the block at pfn, wherever its tree's frames are counted;
+ * LLFREE_ENOMEM if any of it is not free. */
 int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned order,
 		  struct llfree_alloc *out);
-/* Frees a block; LLFREE_EDOUBLE if it was not allocated at this order. */
+/* Frees a block, or part of one: a lower order into an order 9 or 10 block
+ * splits it.  LLFREE_EDOUBLE if it was not allocated, or lies in a child
+ * allocated whole while reclaimed (held by the host or not installed). */
 int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order);
-/* Gives up the core's reservations. */
+/* Gives up the core's reservations.  Safe from any CPU, concurrently with
+ * that core's own get/put (CPU hot-unplug, host-requested drain). */
 void llfree_drain(struct llfree *self, unsigned core);
 
 uint64_t llfree_frames(const struct llfree *self);

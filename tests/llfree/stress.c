@@ -1,7 +1,7 @@
 /* Concurrency stress: guest threads allocate and free at every order while a
  * host thread hard-reclaims, returns, installs and soft-reclaims on the same
- * metadata through its own handle (guests also use get_at, drain, and drain
- * and retry after ENOMEM).  Checked on every allocation and reclaim, and after
+ * metadata through its own handle (guests also use get_at, drain their own
+ * and each other's reservations, and drain and retry after ENOMEM).  Checked on every allocation and reclaim, and after
  * every round (all threads stopped):
  *   - no frame is handed out twice;
  *   - a child the host holds hard is never handed to the guest;
@@ -47,7 +47,7 @@ struct block {
 struct guest {
 	unsigned core;
 	uint64_t rng, owned_frames, gets, puts, enomem, installs;
-	uint64_t gets_at, gets_max_order, drains, retries, retried_gets;
+	uint64_t gets_at, gets_max_order, drains, remote_drains, retries, retried_gets;
 	unsigned nblocks;
 	struct block blocks[OWN_MAX];
 };
@@ -177,9 +177,12 @@ static void *guest_main(void *arg)
 	struct guest *g = arg;
 
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		if (next_rand(&g->rng) % 1000 == 0) {
-			llfree_drain(&z.ll, g->core);
+		uint64_t r = next_rand(&g->rng) % 1000;
+
+		if (r < 2) { /* its own, or another core's (CPU unplug, host request) */
+			llfree_drain(&z.ll, (g->core + (unsigned)r) % GUESTS);
 			g->drains++;
+			g->remote_drains += r;
 		}
 		if (g->nblocks && (next_rand(&g->rng) % 100 < 45 || g->owned_frames > OWN_MAX / 2))
 			guest_put(g);
@@ -332,7 +335,8 @@ static void run_round(void)
 }
 
 struct totals {
-	uint64_t gets, puts, installs, enomem, at, max_order, drains, retries, retried_gets;
+	uint64_t gets, puts, installs, enomem, at, max_order, drains, remote_drains, retries,
+		retried_gets;
 };
 
 static struct totals guest_totals(void)
@@ -347,6 +351,7 @@ static struct totals guest_totals(void)
 		t.at += guests[i].gets_at;
 		t.max_order += guests[i].gets_max_order;
 		t.drains += guests[i].drains;
+		t.remote_drains += guests[i].remote_drains;
 		t.retries += guests[i].retries;
 		t.retried_gets += guests[i].retried_gets;
 	}
@@ -357,10 +362,11 @@ static struct totals guest_totals(void)
 static void missed_paths(char *buf, size_t size)
 {
 	struct totals t = guest_totals();
-	const char *const names[] = { "get_at", "order 10", "drain", "retry after drain",
-				      "install", "hard reclaim", "soft reclaim", "bulk reclaim" };
-	const uint64_t counts[] = { t.at, t.max_order, t.drains, t.retries, t.installs,
-				    host_hard, host_soft, host_bulk };
+	const char *const names[] = { "get_at", "order 10", "drain", "remote drain",
+				      "retry after drain", "install", "hard reclaim", "soft reclaim",
+				      "bulk reclaim" };
+	const uint64_t counts[] = { t.at, t.max_order, t.drains, t.remote_drains, t.retries,
+				    t.installs, host_hard, host_soft, host_bulk };
 	size_t len = 0;
 
 	buf[0] = 0;

@@ -349,6 +349,109 @@ static void test_validate_detects(void)
 	zone_free(&z);
 }
 
+/* Frames in another core's reservation are reachable: no ENOMEM while a
+ * block of the order is free, and get_at works inside reserved trees. */
+static void test_reservations_reachable(void)
+{
+	uint64_t frames = 8 * LLFREE_TREE_FRAMES, got;
+	struct llfree_alloc a;
+	struct zone z;
+	char why[160] = "";
+
+	for (unsigned order = 0; order <= LLFREE_MAX_ORDER; order += 9) {
+		zone_init(&z, 2, 0, frames, LLFREE_INIT_FREE);
+		EXPECT(z.ll.reserve, "8 trees and 2 cores: reservations expected");
+		/* core 0 reserves a tree of every kind */
+		EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && !llfree_get(&z.ll, 0, 0, LLFREE_MOVABLE, &a) &&
+			       !llfree_get(&z.ll, 0, 9, 0, &a),
+		       "core 0 gets");
+		EXPECT(!llfree_get_at(&z.ll, 1, a.pfn + 512, 0, &a), "get_at in a tree core 0 reserved");
+		for (got = 0; !llfree_get(&z.ll, 1, order, 0, &a); got++)
+			;
+		EXPECT(order ? !llfree_free_huge(&z.ll) : !llfree_free_frames(&z.ll),
+		       "order %u: ENOMEM with %lu free, %lu free children", order,
+		       llfree_free_frames(&z.ll), llfree_free_huge(&z.ll));
+		EXPECT(!llfree_validate(&z.ll), "invalid");
+		zone_free(&z);
+	}
+	/* A zone too small to reserve a tree per core: one tree, two cores. */
+	zone_init(&z, 2, 0, LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	EXPECT(!z.ll.reserve, "reservations in a one-tree zone");
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && !llfree_get(&z.ll, 0, 0, 0, &a), "core 0 gets");
+	for (got = 0; !llfree_get(&z.ll, 1, 0, 0, &a); got++)
+		;
+	EXPECT(got == LLFREE_TREE_FRAMES - 2, "core 1 got %lu of %u", got, LLFREE_TREE_FRAMES - 2);
+	EXPECT(!llfree_validate(&z.ll), "invalid");
+	check(!*why, "reservations reachable from other cores, none on small zones", "%s", why);
+	zone_free(&z);
+}
+
+/* A drain from another CPU ends the reservations; the owner goes on. */
+static void test_drain_remote(void)
+{
+	struct llfree_alloc a, b;
+	struct zone z;
+	char why[160] = "";
+
+	zone_init(&z, 2, 0, 8 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a), "get");
+	llfree_drain(&z.ll, 0); /* as called by core 1 */
+	EXPECT(!(z.ll.trees[llfree_child_of(&z.ll, a.pfn) / 8] & LLFREE_TREE_RESERVED),
+	       "tree still reserved");
+	EXPECT(!llfree_validate(&z.ll), "invalid after remote drain");
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &b) && !llfree_put(&z.ll, 0, a.pfn, 0) &&
+		       !llfree_put(&z.ll, 1, b.pfn, 0),
+	       "owner after drain");
+	llfree_drain(&z.ll, 0);
+	EXPECT(llfree_free_frames(&z.ll) == 8 * LLFREE_TREE_FRAMES && !llfree_validate(&z.ll),
+	       "not restored");
+	check(!*why, "drain of another core's reservations", "%s", why);
+	zone_free(&z);
+}
+
+/* Only an entirely free tree changes its kind. */
+static void test_kind_policy(void)
+{
+	struct llfree_alloc a;
+	struct zone z;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 4 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 0, LLFREE_MOVABLE, &a) && a.pfn < LLFREE_TREE_FRAMES,
+	       "movable get");
+	EXPECT(llfree_tree_kind(z.ll.trees[0]) == LLFREE_KIND_MOVABLE, "tree 0 not movable");
+	for (uint64_t p = LLFREE_TREE_FRAMES; p < 4 * LLFREE_TREE_FRAMES; p += 1024)
+		EXPECT(!llfree_get_at(&z.ll, 0, p, 10, &a), "fill %lu", p);
+	llfree_drain(&z.ll, 0);
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && a.pfn < LLFREE_TREE_FRAMES, "fixed get");
+	EXPECT(llfree_tree_kind(z.ll.trees[0]) == LLFREE_KIND_MOVABLE,
+	       "one fixed frame turned the movable tree %u", llfree_tree_kind(z.ll.trees[0]));
+	check(!*why, "a partly used movable tree stays movable", "%s", why);
+	zone_free(&z);
+}
+
+/* LLFREE_NORECLAIMED never hands out reclaimed memory. */
+static void test_noreclaimed(void)
+{
+	struct llfree_alloc a;
+	struct zone z;
+	uint64_t child;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 7; i++)
+		EXPECT(!llfree_host_reclaim(&z.host, false, &child, &already), "soft %u", i);
+	EXPECT(!llfree_get(&z.ll, 0, 9, LLFREE_NORECLAIMED, &a) && !a.install, "the one installed");
+	EXPECT(llfree_get(&z.ll, 0, 0, LLFREE_NORECLAIMED, &a) == LLFREE_ENOMEM &&
+		       llfree_get(&z.ll, 0, 9, LLFREE_NORECLAIMED, &a) == LLFREE_ENOMEM &&
+		       llfree_get(&z.ll, 0, 10, LLFREE_NORECLAIMED, &a) == LLFREE_ENOMEM,
+	       "reclaimed memory handed out");
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && a.install, "plain get");
+	check(!*why, "no-reclaimed flag avoids reclaimed children", "%s", why);
+	zone_free(&z);
+}
+
 /* ---- host ---- */
 
 static void test_host_hard(void)
@@ -571,13 +674,17 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(61); /* every check runs unconditionally; loops run over fixed tables */
+	plan(65); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
 	test_exhaustion();
 	test_mixed();
 	test_get_at();
 	test_bad_put();
 	test_partial_free();
+	test_reservations_reachable();
+	test_drain_remote();
+	test_kind_policy();
+	test_noreclaimed();
 	test_init_alloc();
 	test_init_alloc_partial();
 	test_recover();
