@@ -431,24 +431,6 @@ static bool res_add(uint64_t *res, uint64_t tree, int64_t delta)
 	return true;
 }
 
-/* Takes n frames from the core's reservation of tree, refilling it from the
- * tree's counter (frames other cores freed into the reserved tree). */
-static bool res_take(struct llfree *self, uint64_t *res, uint64_t tree, uint32_t n)
-{
-	uint32_t more;
-
-	if (res_add(res, tree, -(int64_t)n))
-		return true;
-	more = tree_take_all(self, tree);
-	if (!more)
-		return false;
-	if (res_add(res, tree, (int64_t)more - n))
-		return true;
-	if (!res_add(res, tree, more)) /* drained meanwhile */
-		tree_give(self, tree, more, false);
-	return false;
-}
-
 /* Ends a reservation: the frames go back to the tree, which becomes free for
  * any core to reserve.  Any core may call it. */
 static void unreserve(struct llfree *self, uint64_t *res)
@@ -471,26 +453,74 @@ static uint64_t *res_of(struct llfree_local *l, uint64_t tree)
 	return NULL;
 }
 
-/* Takes n frames counted for tree: from this core's reservation, the shared
- * counter or another core's reservation.  Give them back with tree_give. */
-static bool counter_take(struct llfree *self, unsigned core, uint64_t tree, uint32_t n)
+/* Returns the core's cached frames of kind to their reservation or tree. */
+static void cache_flush(struct llfree *self, struct llfree_local *l, unsigned kind)
 {
-	uint64_t *own = res_of(&self->locals[core], tree);
+	uint64_t c = llfree_load(&l->cache[kind]), tree = res_tree(c);
 
-	if ((own && res_take(self, own, tree, n)) || tree_take(self, tree, n))
-		return true;
-	for (unsigned c = 0; c < self->cores; c++) {
-		uint64_t *res = c == core ? NULL : res_of(&self->locals[c], tree);
+	if (tree == LLFREE_NONE)
+		return;
+	llfree_store(&l->cache[kind], RES_NONE);
+	if (res_free(c) && !res_add(&l->reserved[kind], tree, res_free(c)))
+		tree_give(self, tree, res_free(c), false);
+}
 
-		if (res && res_add(res, tree, -(int64_t)n))
-			return true;
+/* Takes at least n, up to a batch of frames from the reservation of tree,
+ * refilling it from the tree's counter once; returns how many or 0. */
+static uint32_t res_grab(struct llfree *self, uint64_t *res, uint64_t tree, uint32_t n)
+{
+	uint32_t want = n > LLFREE_CACHE_BATCH ? n : LLFREE_CACHE_BATCH;
+	uint64_t r = llfree_load(res);
+
+	for (bool refilled = false;;) {
+		uint32_t avail = res_free(r), take = avail < want ? avail : want, more;
+
+		if (res_tree(r) != tree)
+			return 0;
+		if (avail >= n) {
+			if (llfree_cas(res, &r, r - ((uint64_t)take << 32)))
+				return take;
+			continue;
+		}
+		if (refilled || !(more = tree_take_all(self, tree)))
+			return 0;
+		refilled = true;
+		if (!res_add(res, tree, more)) { /* drained meanwhile */
+			tree_give(self, tree, more, false);
+			return 0;
+		}
+		r = llfree_load(res);
 	}
-	return false;
 }
 
 static inline void count_freed(struct llfree_local *l, int64_t n)
 {
 	llfree_store(&l->freed, llfree_load(&l->freed) + n);
+}
+
+/* Takes n frames counted for tree: from this core's cache, the shared
+ * counter or a core's reservation.  Give them back with tree_give. */
+static bool counter_take(struct llfree *self, unsigned core, uint64_t tree, uint32_t n)
+{
+	struct llfree_local *l = &self->locals[core];
+
+	for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+		uint64_t c = llfree_load(&l->cache[kind]);
+
+		if (res_tree(c) == tree && res_free(c) >= n) {
+			llfree_store(&l->cache[kind], c - ((uint64_t)n << 32));
+			return true;
+		}
+	}
+	if (tree_take(self, tree, n))
+		return true;
+	for (unsigned i = 0; i < self->cores; i++) {
+		uint64_t *res = res_of(&self->locals[(core + i) % self->cores], tree);
+
+		if (res && res_add(res, tree, -(int64_t)n))
+			return true;
+	}
+	return false;
 }
 
 /* ---- API ---- */
@@ -519,8 +549,10 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
 	self->cores = cores;
 	self->reserve = l->trees >= (uint64_t)cores * LLFREE_TREES_PER_CORE;
 	for (unsigned core = 0; core < cores; core++) {
-		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++)
+		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
 			llfree_store(&locals[core].reserved[kind], RES_NONE);
+			llfree_store(&locals[core].cache[kind], RES_NONE);
+		}
 		llfree_store(&locals[core].freed, 0);
 	}
 	for (uint64_t tree = 0; tree < l->trees; tree++) {
@@ -574,15 +606,27 @@ static bool frame_valid(const struct llfree *self, uint64_t pfn, unsigned order)
 static bool get_reserved(struct llfree *self, unsigned core, unsigned kind, unsigned order,
 			 bool avoid_reclaimed, struct llfree_alloc *out, uint64_t *start)
 {
-	uint64_t *res = &self->locals[core].reserved[kind];
-	uint64_t tree = res_tree(llfree_load(res)), trees = self->layout.trees;
-	uint32_t n = 1u << order;
+	struct llfree_local *l = &self->locals[core];
+	uint64_t *res = &l->reserved[kind], c = llfree_load(&l->cache[kind]);
+	uint64_t tree = res_tree(c), trees = self->layout.trees;
+	uint32_t n = 1u << order, got;
 
+	if (tree != LLFREE_NONE && res_free(c) >= n) { /* the fast path */
+		llfree_store(&l->cache[kind], c - ((uint64_t)n << 32));
+		if (tree_alloc(self, tree, order, avoid_reclaimed, out))
+			return true;
+		llfree_store(&l->cache[kind], c);
+	}
+	cache_flush(self, l, kind);
+	tree = res_tree(llfree_load(res));
 	if (tree != LLFREE_NONE) {
-		if (res_take(self, res, tree, n)) {
+		got = res_grab(self, res, tree, n);
+		if (got) {
+			llfree_store(&l->cache[kind], tree | (uint64_t)(got - n) << 32);
 			if (tree_alloc(self, tree, order, avoid_reclaimed, out))
 				return true;
-			tree_give(self, tree, n, false);
+			llfree_store(&l->cache[kind], tree | (uint64_t)got << 32);
+			cache_flush(self, l, kind);
 		}
 		unreserve(self, res);
 		*start = tree + 1;
@@ -698,6 +742,7 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 {
 	uint64_t frame, child, tree, *res;
+	struct llfree_local *l;
 	uint32_t n;
 	int err;
 
@@ -726,14 +771,34 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 				n = LLFREE_CHILD_FRAMES; /* the first child was freed */
 		}
 	}
-	res = res_of(&self->locals[core], tree);
+	l = &self->locals[core];
+	for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+		uint64_t c = llfree_load(&l->cache[kind]);
+
+		if (res_tree(c) == tree && res_free(c) + n <= LLFREE_CACHE_MAX) {
+			llfree_store(&l->cache[kind], c + ((uint64_t)n << 32));
+			goto done;
+		}
+	}
+	res = res_of(l, tree);
 	if (!res || !res_add(res, tree, n))
 		tree_give(self, tree, n, false);
-	count_freed(&self->locals[core], n);
+done:
+	count_freed(l, n);
 	return err;
 }
 
 void llfree_drain(struct llfree *self, unsigned core)
+{
+	if (core >= self->cores)
+		return;
+	for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
+		cache_flush(self, &self->locals[core], kind);
+		unreserve(self, &self->locals[core].reserved[kind]);
+	}
+}
+
+void llfree_drain_remote(struct llfree *self, unsigned core)
 {
 	if (core >= self->cores)
 		return;
@@ -756,9 +821,12 @@ uint32_t llfree_free_in_tree(const struct llfree *self, uint64_t tree)
 	for (unsigned core = 0; core < self->cores; core++) {
 		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
 			uint64_t r = llfree_load(&self->locals[core].reserved[kind]);
+			uint64_t c = llfree_load(&self->locals[core].cache[kind]);
 
 			if (res_tree(r) == tree)
 				free += res_free(r);
+			if (res_tree(c) == tree)
+				free += res_free(c);
 		}
 	}
 	return free;
@@ -773,9 +841,12 @@ uint64_t llfree_free_frames(const struct llfree *self)
 	for (unsigned core = 0; core < self->cores; core++) {
 		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
 			uint64_t r = llfree_load(&self->locals[core].reserved[kind]);
+			uint64_t c = llfree_load(&self->locals[core].cache[kind]);
 
 			if (res_tree(r) != LLFREE_NONE)
 				free += res_free(r);
+			if (res_tree(c) != LLFREE_NONE)
+				free += res_free(c);
 		}
 	}
 	return free;
@@ -835,7 +906,10 @@ int llfree_validate(const struct llfree *self)
 		for (unsigned core = 0; core < self->cores; core++) {
 			for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
 				uint64_t r = llfree_load(&self->locals[core].reserved[kind]);
+				uint64_t c = llfree_load(&self->locals[core].cache[kind]);
 
+				if (res_tree(c) == tree)
+					held += res_free(c);
 				if (res_tree(r) != tree)
 					continue;
 				holders++;

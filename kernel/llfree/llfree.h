@@ -36,12 +36,18 @@ enum llfree_init_mode {
 /* Per-core state, a cache line each, private to one side.  A reservation is
  * one atomic word, so other cores can take frames from it and a drain can
  * take it away from any CPU: bits 0-31 the tree (LLFREE_NONE: none), bits
- * 32-63 the frames taken from that tree's counter. */
+ * 32-63 the frames taken from that tree's counter.  In front of it, a cache
+ * only the core itself touches (same encoding) holds at most
+ * LLFREE_CACHE_MAX frames taken from the reservation, so most gets and puts
+ * need no atomic update of the reservation. */
 struct llfree_local {
 	uint64_t reserved[LLFREE_KINDS];
+	uint64_t cache[LLFREE_KINDS];
 	int64_t freed; /* frames this core freed minus those it allocated */
 } __attribute__((aligned(64)));
 #define LLFREE_NONE ((uint32_t)~0u)
+#define LLFREE_CACHE_MAX 32
+#define LLFREE_CACHE_BATCH 16
 /* A core reserves trees only when the zone has this many trees per core;
  * smaller zones allocate from the shared tree counters alone. */
 #define LLFREE_TREES_PER_CORE 4
@@ -78,8 +84,8 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
  * LLFREE_NORECLAIMED skips reclaimed children.  0, LLFREE_ENOMEM or
  * LLFREE_EINVAL.  It falls back from the core's reservation to unreserved
  * trees, then to any tree's shared counter and to other cores'
- * reservations, so ENOMEM means no block of this order is free (short of
- * fragmentation races). */
+ * reservations, so ENOMEM means no block of this order is free outside the
+ * per-core caches (short of races).  Orders 9 and 10 are never cached. */
 int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flags,
 	       struct llfree_alloc *out);
 /* Allocates the block at pfn, wherever its tree's frames are counted;
@@ -90,9 +96,13 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
  * splits it.  LLFREE_EDOUBLE if it was not allocated, or lies in a child
  * allocated whole while reclaimed (held by the host or not installed). */
 int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order);
-/* Gives up the core's reservations.  Safe from any CPU, concurrently with
- * that core's own get/put (CPU hot-unplug, host-requested drain). */
+/* Gives up the core's reservations and its cache.  Called by the core
+ * itself, or by any CPU once the core is offline (CPU hot-unplug). */
 void llfree_drain(struct llfree *self, unsigned core);
+/* Gives up the core's reservations from any CPU, concurrently with that
+ * core's own get/put (e.g. a host-requested drain).  Its cache, at most
+ * LLFREE_CACHE_MAX frames per kind, stays until the core's own drain. */
+void llfree_drain_remote(struct llfree *self, unsigned core);
 
 uint64_t llfree_frames(const struct llfree *self);
 /* Free frames, including those held by reservations. */

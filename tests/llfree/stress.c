@@ -180,7 +180,10 @@ static void *guest_main(void *arg)
 		uint64_t r = next_rand(&g->rng) % 1000;
 
 		if (r < 2) { /* its own, or another core's (CPU unplug, host request) */
-			llfree_drain(&z.ll, (g->core + (unsigned)r) % GUESTS);
+			if (r)
+				llfree_drain_remote(&z.ll, (g->core + 1) % GUESTS);
+			else
+				llfree_drain(&z.ll, g->core);
 			g->drains++;
 			g->remote_drains += r;
 		}

@@ -394,8 +394,10 @@ static void test_drain_remote(void)
 	char why[160] = "";
 
 	zone_init(&z, 2, 0, 8 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
-	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a), "get");
-	llfree_drain(&z.ll, 0); /* as called by core 1 */
+	for (unsigned i = 0; i < 3; i++) /* the last one through the core's cache */
+		EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a), "get");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn - 1, 0) && !llfree_put(&z.ll, 0, a.pfn - 2, 0), "put");
+	llfree_drain_remote(&z.ll, 0);
 	EXPECT(!(z.ll.trees[llfree_child_of(&z.ll, a.pfn) / 8] & LLFREE_TREE_RESERVED),
 	       "tree still reserved");
 	EXPECT(!llfree_validate(&z.ll), "invalid after remote drain");
