@@ -19,7 +19,7 @@ static inline uint64_t children_total(const struct llfree *self)
 
 static inline uint16_t child_word(uint32_t *pairs, uint64_t child)
 {
-	return llfree_pair_get(llfree_load(&pairs[child / 2]), child & 1);
+	return llfree_pair_get(llfree_load(&pairs[llfree_pair_index(child)]), child & 1);
 }
 
 /* ---- bitfields ---- */
@@ -217,7 +217,7 @@ static bool pair_take(uint32_t *pw, bool avoid_reclaimed, unsigned *install)
 /* Frees a whole child: a huge one, or one whose frames are all allocated. */
 static int huge_put(struct llfree *self, uint64_t child)
 {
-	uint32_t *pw = &self->pairs[child / 2], pair = llfree_load(pw);
+	uint32_t *pw = &self->pairs[llfree_pair_index(child)], pair = llfree_load(pw);
 	unsigned half = child & 1;
 
 	for (;;) {
@@ -248,7 +248,7 @@ static int huge_put(struct llfree *self, uint64_t child)
  * either held by the host or was never installed. */
 static int huge_split(struct llfree *self, uint64_t child)
 {
-	uint32_t *pw = &self->pairs[child / 2];
+	uint32_t *pw = &self->pairs[llfree_pair_index(child)];
 	uint64_t *words = self->bitfields[child].words;
 	unsigned half = child & 1;
 
@@ -362,7 +362,7 @@ static bool tree_alloc(struct llfree *self, uint64_t tree, unsigned order, bool 
 
 	for (unsigned pass = 0; pass < (avoid_reclaimed ? 1u : 2u); pass++) {
 		for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN; c++) {
-			uint32_t *pw = &self->pairs[c / 2];
+			uint32_t *pw = &self->pairs[llfree_pair_index(c)];
 			unsigned half = c & 1;
 			uint32_t pair = llfree_load(pw);
 			bool reclaimed = order == LLFREE_MAX_ORDER ?
@@ -541,6 +541,11 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
 	if (!cores || !locals || !meta || (uintptr_t)meta % 64 || mode > LLFREE_INIT_RECOVER ||
 	    !llfree_layout_init(l, start_pfn, frames))
 		return LLFREE_EINVAL;
+	self->header = (struct llfree_header *)m;
+	if (mode == LLFREE_INIT_RECOVER &&
+	    (self->header->magic != LLFREE_MAGIC || self->header->version != LLFREE_VERSION ||
+	     self->header->start_pfn != start_pfn || self->header->frames != frames))
+		return LLFREE_EINVAL;
 	self->base = start_pfn - l->offset;
 	self->bitfields = (struct llfree_bitfield *)(m + l->bitfield_off);
 	self->pairs = (uint32_t *)(m + l->child_off);
@@ -548,6 +553,7 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
 	self->locals = locals;
 	self->cores = cores;
 	self->reserve = l->trees >= (uint64_t)cores * LLFREE_TREES_PER_CORE;
+	self->init_free = 0;
 	for (unsigned core = 0; core < cores; core++) {
 		for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
 			llfree_store(&locals[core].reserved[kind], RES_NONE);
@@ -586,10 +592,18 @@ int llfree_init(struct llfree *self, unsigned cores, struct llfree_local *locals
 			tree_free += llfree_child_free(child);
 			pair = llfree_pair_set(pair, c & 1, child);
 			if (c & 1)
-				llfree_store(&self->pairs[c / 2], pair);
+				llfree_store(&self->pairs[llfree_pair_index(c)], pair);
 		}
 		llfree_store(&self->trees[tree], (uint16_t)((t & LLFREE_TREE_KIND_MASK) | tree_free));
+		self->init_free += tree_free;
 	}
+	if (mode != LLFREE_INIT_RECOVER) {
+		*self->header = (struct llfree_header){ .magic = LLFREE_MAGIC,
+							.version = LLFREE_VERSION,
+							.start_pfn = start_pfn,
+							.frames = frames };
+	}
+	self->init_free += (int64_t)llfree_load(&self->header->hard) * LLFREE_CHILD_FRAMES;
 	return 0;
 }
 
@@ -711,7 +725,7 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 	frame = pfn - self->base;
 	child = frame / LLFREE_CHILD_FRAMES;
 	tree = child / LLFREE_TREE_CHILDREN;
-	pw = &self->pairs[child / 2];
+	pw = &self->pairs[llfree_pair_index(child)];
 	half = child & 1;
 	if (!counter_take(self, core, tree, n))
 		return LLFREE_ENOMEM;
@@ -759,7 +773,7 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 		if (!bits_flip(bf, at, order, false) &&
 		    (huge_split(self, child) || !bits_flip(bf, at, order, false)))
 			return LLFREE_EDOUBLE;
-		child_give(&self->pairs[child / 2], child & 1, n);
+		child_give(&self->pairs[llfree_pair_index(child)], child & 1, n);
 		err = 0;
 	} else {
 		err = huge_put(self, child);
@@ -833,6 +847,20 @@ uint32_t llfree_free_in_tree(const struct llfree *self, uint64_t tree)
 }
 
 uint64_t llfree_free_frames(const struct llfree *self)
+{
+	/* Modular: the host's count is not trusted to be sane. */
+	uint64_t free = (uint64_t)self->init_free -
+			llfree_load(&self->header->hard) * LLFREE_CHILD_FRAMES;
+
+	for (unsigned core = 0; core < self->cores; core++)
+		free += (uint64_t)llfree_load(&self->locals[core].freed);
+	if ((int64_t)free < 0)
+		return 0;
+	return free < self->layout.frames ? free : self->layout.frames;
+}
+
+/* Free frames summed from the tree counters and reservations. */
+static uint64_t free_recount(const struct llfree *self)
 {
 	uint64_t free = 0;
 
@@ -925,6 +953,10 @@ int llfree_validate(const struct llfree *self)
 			FAIL("tree %llu: counter %u + reserved %u but children hold %u\n",
 			     (unsigned long long)tree, llfree_tree_free(t), held, sum);
 	}
+	if (llfree_free_frames(self) != free_recount(self))
+		FAIL("free counter %llu but trees and reservations hold %llu\n",
+		     (unsigned long long)llfree_free_frames(self),
+		     (unsigned long long)free_recount(self));
 	return 0;
 }
 

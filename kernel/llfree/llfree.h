@@ -54,6 +54,7 @@ struct llfree_local {
 
 struct llfree {
 	struct llfree_layout layout;
+	struct llfree_header *header;
 	uint64_t base; /* pfn of frame index 0 */
 	struct llfree_bitfield *bitfields;
 	uint32_t *pairs; /* child words, two per 32-bit word */
@@ -61,7 +62,7 @@ struct llfree {
 	struct llfree_local *locals;
 	unsigned cores;
 	bool reserve; /* per-core reservations in use (zone large enough) */
-	int64_t init_free;
+	int64_t init_free; /* free frames at init, hard-reclaimed ones included */
 };
 
 /* A successful get(): the first frame and which of its children (bit 0: the
@@ -72,7 +73,8 @@ struct llfree_alloc {
 	unsigned install;
 };
 
-/* Bytes of shared metadata for a zone; 0 if the zone is invalid. */
+/* Bytes of shared metadata for a zone (layout in llfree_layout.h); 0 if the
+ * zone is invalid. */
 size_t llfree_metadata_size(uint64_t start_pfn, uint64_t frames);
 /* meta must hold llfree_metadata_size() bytes, 64-byte aligned; locals holds
  * one entry per core. */
@@ -105,7 +107,9 @@ void llfree_drain(struct llfree *self, unsigned core);
 void llfree_drain_remote(struct llfree *self, unsigned core);
 
 uint64_t llfree_frames(const struct llfree *self);
-/* Free frames, including those held by reservations. */
+/* Free frames, including those held by reservations and caches, less the
+ * children the host holds hard-reclaimed.  O(cores): per-core counters plus
+ * the host's count in the header (for watermarks and NR_FREE_PAGES). */
 uint64_t llfree_free_frames(const struct llfree *self);
 /* Entirely free children (soft-reclaimed ones included). */
 uint64_t llfree_free_huge(const struct llfree *self);
@@ -126,6 +130,7 @@ struct llfree_range {
 
 struct llfree_host {
 	struct llfree_layout layout;
+	struct llfree_header *header;
 	uint32_t *pairs;
 	uint16_t *trees;
 	uint64_t *hard;  /* private: children this host holds hard-reclaimed */
@@ -135,7 +140,8 @@ struct llfree_host {
 /* Bytes of private host state for a zone. */
 size_t llfree_host_state_size(uint64_t start_pfn, uint64_t frames);
 /* meta_size must equal llfree_metadata_size(); state holds
- * llfree_host_state_size() bytes and is cleared here. */
+ * llfree_host_state_size() bytes and is cleared here.  LLFREE_EINVAL unless
+ * the header carries LLFREE_MAGIC, LLFREE_VERSION and this geometry. */
 int llfree_host_init(struct llfree_host *h, void *meta, size_t meta_size, uint64_t start_pfn,
 		     uint64_t frames, uint64_t *state);
 

@@ -41,12 +41,15 @@ static inline bool reclaimable(uint16_t c, bool hard)
 	       (hard || !(c & LLFREE_CHILD_RECLAIMED));
 }
 
+/* Records a child held hard, and the count in the header the guest's free
+ * counter subtracts. */
 static inline void hold(struct llfree_host *h, uint64_t child, bool held)
 {
 	if (held)
 		h->hard[child / 64] |= 1ull << (child % 64);
 	else
 		h->hard[child / 64] &= ~(1ull << (child % 64));
+	llfree_add(&h->header->hard, held ? 1 : (uint64_t)-1);
 }
 
 /* Adds delta (may be negative) to an unreserved tree's counter, or with
@@ -92,7 +95,7 @@ static int reclaim_tree(struct llfree_host *h, uint64_t tree, bool hard, unsigne
 	if (t & LLFREE_TREE_RESERVED)
 		return 0;
 	for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN; c++) {
-		uint16_t word = llfree_pair_get(llfree_load(&h->pairs[c / 2]), c & 1);
+		uint16_t word = llfree_pair_get(llfree_load(&h->pairs[llfree_pair_index(c)]), c & 1);
 
 		if (!child_valid(h, c, word))
 			return LLFREE_ECORRUPT;
@@ -110,7 +113,7 @@ static int reclaim_tree(struct llfree_host *h, uint64_t tree, bool hard, unsigne
 			return err < 0 ? err : 0;
 	}
 	for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN && b->n < take && !err; c++) {
-		uint32_t *pw = &h->pairs[c / 2], pair = llfree_load(pw);
+		uint32_t *pw = &h->pairs[llfree_pair_index(c)], pair = llfree_load(pw);
 		unsigned i;
 
 		for (i = 0; i < RETRIES; i++) {
@@ -160,6 +163,12 @@ int llfree_host_init(struct llfree_host *h, void *meta, size_t meta_size, uint64
 
 	if (!meta || !state || (uintptr_t)meta % 64 ||
 	    !llfree_layout_init(&h->layout, start_pfn, frames) || meta_size != h->layout.size)
+		return LLFREE_EINVAL;
+	h->header = (struct llfree_header *)m;
+	if (llfree_load(&h->header->magic) != LLFREE_MAGIC ||
+	    llfree_load(&h->header->version) != LLFREE_VERSION ||
+	    llfree_load(&h->header->start_pfn) != start_pfn ||
+	    llfree_load(&h->header->frames) != frames)
 		return LLFREE_EINVAL;
 	h->pairs = (uint32_t *)(m + h->layout.child_off);
 	h->trees = (uint16_t *)(m + h->layout.tree_off);
@@ -237,7 +246,7 @@ int llfree_host_return(struct llfree_host *h, uint64_t child)
 
 	if (!llfree_host_holds(h, child))
 		return LLFREE_EINVAL;
-	pw = &h->pairs[child / 2];
+	pw = &h->pairs[llfree_pair_index(child)];
 	pair = llfree_load(pw);
 	for (i = 0; i < RETRIES; i++) {
 		if (llfree_pair_get(pair, child & 1) != HARD_CHILD)
@@ -259,7 +268,7 @@ int llfree_host_install(struct llfree_host *h, uint64_t child)
 
 	if (child >= children_total(h) || llfree_host_holds(h, child))
 		return LLFREE_EINVAL;
-	pw = &h->pairs[child / 2];
+	pw = &h->pairs[llfree_pair_index(child)];
 	pair = llfree_load(pw);
 	for (unsigned i = 0; i < RETRIES; i++) {
 		uint16_t c = llfree_pair_get(pair, child & 1);
@@ -282,7 +291,7 @@ int llfree_host_is_reclaimed(const struct llfree_host *h, uint64_t child)
 
 	if (child >= children_total(h))
 		return LLFREE_EINVAL;
-	c = llfree_pair_get(llfree_load(&h->pairs[child / 2]), child & 1);
+	c = llfree_pair_get(llfree_load(&h->pairs[llfree_pair_index(child)]), child & 1);
 	if (!child_valid(h, child, c))
 		return LLFREE_ECORRUPT;
 	return !!(c & LLFREE_CHILD_RECLAIMED);

@@ -11,6 +11,7 @@
  *   llfree_log(fmt, ...)   one line of diagnostic output
  *   llfree_popcount(x)     set bits of a u64
  *   llfree_ctz(x)          trailing zero bits of a non-zero u64
+ *   llfree_add(p, v)       relaxed atomic add to a u64
  *   llfree_relax()         pause inside a short wait for another CPU
  *   llfree_fence()         full memory barrier
  */
@@ -28,6 +29,7 @@
 #define llfree_load(p) READ_ONCE(*(p))
 #define llfree_store(p, v) WRITE_ONCE(*(p), (v))
 #define llfree_cas(p, old, v) try_cmpxchg((p), (old), (v))
+#define llfree_add(p, v) atomic64_add((v), (atomic64_t *)(p))
 #define llfree_assert(c) WARN_ON_ONCE(!(c))
 #define llfree_log(...) pr_info("llfree: " __VA_ARGS__)
 #define llfree_popcount(x) hweight64(x)
@@ -51,6 +53,7 @@
 		*(old) = llfree_cur_;                                          \
 		llfree_cur_ == llfree_exp_;                                    \
 	})
+#define llfree_add(p, v) qatomic_add((p), (v))
 #define llfree_assert(c) assert(c)
 #define llfree_log(...) qemu_log("llfree: " __VA_ARGS__)
 #define llfree_popcount(x) ctpop64(x)
@@ -69,6 +72,7 @@
 #define llfree_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define llfree_cas(p, old, v) \
 	__atomic_compare_exchange_n((p), (old), (v), false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+#define llfree_add(p, v) ((void)__atomic_fetch_add((p), (v), __ATOMIC_RELAXED))
 #define llfree_assert(c) assert(c)
 #define llfree_log(...) printf("llfree: " __VA_ARGS__)
 #define llfree_popcount(x) __builtin_popcountll(x)

@@ -67,7 +67,7 @@ static uint64_t bitfield_sum(void)
 	uint64_t sum = 0;
 	const uint64_t *words = (const uint64_t *)w.ll.bitfields;
 
-	for (size_t i = 0; i < w.layout.child_off / sizeof(uint64_t); i++)
+	for (size_t i = 0; i < (w.layout.child_off - w.layout.bitfield_off) / sizeof(uint64_t); i++)
 		sum = sum * 31 + words[i];
 	return sum;
 }
@@ -77,7 +77,7 @@ static uint64_t recount(void)
 	uint64_t free = 0;
 
 	for (uint64_t c = 0; c < w.layout.trees * LLFREE_TREE_CHILDREN; c++)
-		free += llfree_child_free(llfree_pair_get(w.ll.pairs[c / 2], c & 1));
+		free += llfree_child_free(llfree_pair_get(w.ll.pairs[llfree_pair_index(c)], c & 1));
 	return free;
 }
 

@@ -32,9 +32,82 @@ static void test_layout(void)
 	check(ok, "layout offsets aligned and sized", "bad layout");
 	check(!llfree_metadata_size(0, 0) && !llfree_metadata_size(0, (uint64_t)1 << 50),
 	      "layout rejects empty and huge zones", "accepted");
-	/* 20 GiB: 32 KiB bitfields per GiB plus 1 KiB child words and 1/8 KiB tree words. */
-	CHECK_EQ_U64(llfree_metadata_size(0, 20ull << 18), 20 * (32 + 1) * 1024 + 20 * 128,
+	/* 20 GiB: a header, 32 KiB bitfields per GiB plus 4 KiB child words
+	 * (64 B per tree) and 1/8 KiB tree words. */
+	CHECK_EQ_U64(llfree_metadata_size(0, 20ull << 18), 64 + 20 * (32 + 4) * 1024 + 20 * 128,
 		     "metadata size of a 20 GiB zone");
+	ok = llfree_layout_init(&l, 0, 40 * LLFREE_TREE_FRAMES);
+	for (uint64_t c = 0; c < 40 * LLFREE_TREE_CHILDREN; c++) {
+		size_t at = l.child_off + llfree_pair_index(c) * 4;
+
+		ok &= at / 64 == (l.child_off / 64 + c / LLFREE_TREE_CHILDREN) && at < l.tree_off;
+	}
+	check(ok && l.child_off % 64 == 0, "child words of each tree in their own cache line",
+	      "shared");
+}
+
+/* The header: the host refuses metadata without the magic, version and
+ * geometry it expects; recovery checks it too. */
+static void test_header(void)
+{
+	struct zone z;
+	struct llfree_host h;
+	struct llfree_local local;
+	struct llfree_header *hdr;
+	uint64_t state[64];
+	char why[160] = "";
+
+	zone_init(&z, 1, 1024, 64 * MIB, LLFREE_INIT_FREE);
+	hdr = z.meta;
+	EXPECT(hdr->magic == LLFREE_MAGIC && hdr->version == LLFREE_VERSION &&
+		       hdr->start_pfn == 1024 && hdr->frames == 64 * MIB && !hdr->hard,
+	       "header not written");
+	EXPECT(!llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state), "host init");
+	hdr->version++;
+	EXPECT(llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state) == LLFREE_EINVAL,
+	       "wrong version accepted");
+	EXPECT(llfree_init(&z.ll, 1, &local, 1024, 64 * MIB, LLFREE_INIT_RECOVER, z.meta) ==
+		       LLFREE_EINVAL,
+	       "recovery of a wrong version");
+	hdr->version--;
+	hdr->magic ^= 1;
+	EXPECT(llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state) == LLFREE_EINVAL,
+	       "wrong magic accepted");
+	hdr->magic ^= 1;
+	hdr->frames--;
+	EXPECT(llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state) == LLFREE_EINVAL,
+	       "wrong geometry accepted");
+	check(!*why, "host checks the header's magic, version and geometry", "%s", why);
+	zone_free(&z);
+}
+
+/* The O(1) free counter follows guest gets and puts and host hard reclaim
+ * and return, with reservations and caches held. */
+static void test_free_counter(void)
+{
+	struct llfree_alloc a[40];
+	struct llfree_range r[8];
+	struct zone z;
+	uint64_t frames = 16 * LLFREE_TREE_FRAMES + 333, n, child;
+	size_t nr;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 2, 100, frames, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 40; i++)
+		EXPECT(!llfree_get(&z.ll, i % 2, i % 11, i % 3 ? LLFREE_MOVABLE : 0, &a[i]), "get");
+	for (unsigned i = 0; i < 40; i += 3)
+		EXPECT(!llfree_put(&z.ll, (i + 1) % 2, a[i].pfn, i % 11), "put");
+	EXPECT(!llfree_host_reclaim_bulk(&z.host, true, 20, r, 8, &nr, &n) && n, "bulk");
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already), "reclaim");
+	EXPECT(!llfree_host_return(&z.host, child), "return");
+	EXPECT(((struct llfree_header *)z.meta)->hard == n, "header counts %lu hard, not %lu",
+	       ((struct llfree_header *)z.meta)->hard, n);
+	EXPECT(llfree_free_frames(&z.ll) == zone_recount(&z), "counter %lu, recount %lu",
+	       llfree_free_frames(&z.ll), zone_recount(&z));
+	EXPECT(!llfree_validate(&z.ll), "invalid");
+	check(!*why, "O(1) free counter includes host reclaim and return", "%s", why);
+	zone_free(&z);
 }
 
 /* Allocates until exhaustion at one order; checks every frame; frees all. */
@@ -676,8 +749,10 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(65); /* every check runs unconditionally; loops run over fixed tables */
+	plan(68); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
+	test_header();
+	test_free_counter();
 	test_exhaustion();
 	test_mixed();
 	test_get_at();
