@@ -238,6 +238,54 @@ static int huge_put(struct llfree *self, uint64_t child)
 	return 0;
 }
 
+static bool words_full(uint64_t *words)
+{
+	for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++) {
+		if (llfree_load(&words[w]) != ~0ull)
+			return false;
+	}
+	return true;
+}
+
+/* Order 10: frees both children of a pair with one CAS, so a failure never
+ * leaves half of the block freed.  Each half is a huge child or a fully
+ * allocated bitfield (after an order-10 hand-over at init); bitfields are
+ * cleared first, while the counters still say allocated. */
+static int pair_put(struct llfree *self, uint64_t child)
+{
+	uint32_t *pw = &self->pairs[llfree_pair_index(child)], pair = llfree_load(pw);
+	bool bits[2];
+
+	for (unsigned half = 0; half < 2; half++) {
+		uint16_t c = llfree_pair_get(pair, half);
+
+		bits[half] = !(c & LLFREE_CHILD_HUGE);
+		if (llfree_child_free(c) || (bits[half] && !words_full(self->bitfields[child + half].words)))
+			return LLFREE_EDOUBLE;
+	}
+	for (unsigned half = 0; half < 2; half++) {
+		if (bits[half] && !words_put(self->bitfields[child + half].words, LLFREE_BITFIELD_WORDS)) {
+			for (unsigned h = 0; h < half; h++) { /* a concurrent double free */
+				if (bits[h])
+					for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++)
+						llfree_store(&self->bitfields[child + h].words[w], ~0ull);
+			}
+			return LLFREE_EDOUBLE;
+		}
+	}
+	for (;;) { /* only `reclaimed` may change meanwhile (install) */
+		uint32_t freed = 0;
+
+		for (unsigned half = 0; half < 2; half++) {
+			uint16_t c = llfree_pair_get(pair, half);
+
+			freed = llfree_pair_set(freed, half, CHILD_FULL | (c & LLFREE_CHILD_RECLAIMED));
+		}
+		if (llfree_cas(pw, &pair, freed))
+			return 0;
+	}
+}
+
 /* A partial free into a huge child (split_page, THP split, alloc_pages_exact)
  * first turns it into a fully allocated bitfield child (huge=0, free=0).  The
  * bitfield of a huge child is all zero; whoever sets its word 0 first does the
@@ -758,7 +806,6 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 	uint64_t frame, child, tree, *res;
 	struct llfree_local *l;
 	uint32_t n;
-	int err;
 
 	if (core >= self->cores || !frame_valid(self, pfn, order))
 		return LLFREE_EINVAL;
@@ -774,16 +821,11 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 		    (huge_split(self, child) || !bits_flip(bf, at, order, false)))
 			return LLFREE_EDOUBLE;
 		child_give(&self->pairs[llfree_pair_index(child)], child & 1, n);
-		err = 0;
 	} else {
-		err = huge_put(self, child);
+		int err = order == LLFREE_MAX_ORDER ? pair_put(self, child) : huge_put(self, child);
+
 		if (err)
 			return err;
-		if (order == LLFREE_MAX_ORDER) {
-			err = huge_put(self, child + 1);
-			if (err)
-				n = LLFREE_CHILD_FRAMES; /* the first child was freed */
-		}
 	}
 	l = &self->locals[core];
 	for (unsigned kind = 0; kind < LLFREE_KINDS; kind++) {
@@ -799,7 +841,7 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 		tree_give(self, tree, n, false);
 done:
 	count_freed(l, n);
-	return err;
+	return 0;
 }
 
 void llfree_drain(struct llfree *self, unsigned core)
@@ -887,6 +929,93 @@ uint64_t llfree_free_huge(const struct llfree *self)
 	for (uint64_t c = 0; c < children_total(self); c++)
 		huge += child_is_free(child_word(self->pairs, c));
 	return huge;
+}
+
+/* Whether the aligned run of 2^order frames at frame `at` of a bitfield
+ * child is free (order < 9). */
+static bool bits_free(const struct llfree_bitfield *bf, unsigned at, unsigned order)
+{
+	const uint64_t *word = &bf->words[at / 64];
+
+	if (order > 6) {
+		for (unsigned i = 0; i < 1u << (order - 6); i++) {
+			if (llfree_load(&word[i]))
+				return false;
+		}
+		return true;
+	}
+	return !(llfree_load(word) & run_mask(order) << (at % 64));
+}
+
+/* Whether the block is free at this order: whole free children for orders 9
+ * and 10, free bits of a bitfield child below.  A snapshot. */
+static bool block_free(const struct llfree *self, uint64_t frame, unsigned order)
+{
+	uint64_t child = frame / LLFREE_CHILD_FRAMES;
+	uint16_t c = child_word(self->pairs, child);
+
+	if (order == LLFREE_MAX_ORDER)
+		return child_is_free(c) && child_is_free(child_word(self->pairs, child + 1));
+	if (order == LLFREE_CHILD_ORDER)
+		return child_is_free(c);
+	return !(c & LLFREE_CHILD_HUGE) &&
+	       bits_free(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES, order);
+}
+
+bool llfree_is_free(const struct llfree *self, uint64_t pfn, unsigned order)
+{
+	return frame_valid(self, pfn, order) && block_free(self, pfn - self->base, order);
+}
+
+int llfree_next_free(const struct llfree *self, uint64_t *pfn, unsigned *order)
+{
+	uint64_t first = self->base + self->layout.offset;
+	uint64_t end = first + self->layout.frames, frame;
+
+	if (*pfn < first)
+		*pfn = first;
+	for (frame = *pfn - self->base; frame + self->base < end;) {
+		uint64_t child = frame / LLFREE_CHILD_FRAMES;
+		uint16_t c = child_word(self->pairs, child);
+		int o;
+
+		if ((c & LLFREE_CHILD_HUGE) || !llfree_child_free(c)) {
+			frame = (child + 1) * LLFREE_CHILD_FRAMES;
+			continue;
+		}
+		if (!bits_free(&self->bitfields[child], frame % LLFREE_CHILD_FRAMES, 0)) {
+			uint64_t w = llfree_load(&self->bitfields[child].words[frame % 512 / 64]);
+
+			frame = w == ~0ull ? (frame / 64 + 1) * 64 : frame + 1;
+			continue;
+		}
+		/* The largest aligned free block starting here. */
+		for (o = LLFREE_MAX_ORDER; o >= 0; o--) {
+			if (frame % (1u << o) == 0 && frame + self->base + (1u << o) <= end &&
+			    block_free(self, frame, (unsigned)o))
+				break;
+		}
+		if (o >= 0) {
+			*pfn = frame + self->base;
+			*order = (unsigned)o;
+			return 0;
+		}
+		frame++;
+	}
+	return LLFREE_ENOMEM;
+}
+
+void llfree_free_blocks(const struct llfree *self, uint64_t counts[LLFREE_MAX_ORDER + 1])
+{
+	uint64_t pfn = 0;
+	unsigned order;
+
+	for (unsigned o = 0; o <= LLFREE_MAX_ORDER; o++)
+		counts[o] = 0;
+	while (!llfree_next_free(self, &pfn, &order)) {
+		counts[order]++;
+		pfn += 1u << order;
+	}
 }
 
 uint64_t llfree_child_of(const struct llfree *self, uint64_t pfn)

@@ -114,6 +114,16 @@ uint64_t llfree_free_frames(const struct llfree *self);
 /* Entirely free children (soft-reclaimed ones included). */
 uint64_t llfree_free_huge(const struct llfree *self);
 uint32_t llfree_free_in_tree(const struct llfree *self, uint64_t tree);
+/* Whether the aligned block of 2^order frames at pfn is free (a snapshot;
+ * false for invalid arguments).  Orders 9 and 10 need whole free children. */
+bool llfree_is_free(const struct llfree *self, uint64_t pfn, unsigned order);
+/* Walks free blocks: the first free block at or after *pfn, as the largest
+ * aligned free block starting at its first frame, goes to *pfn and *order;
+ * continue from *pfn + 2^*order.  0, or LLFREE_ENOMEM past the last. */
+int llfree_next_free(const struct llfree *self, uint64_t *pfn, unsigned *order);
+/* Free blocks per order from that walk (/proc/buddyinfo): pairs of free
+ * children at order 10, other free children at 9, bitfield runs below. */
+void llfree_free_blocks(const struct llfree *self, uint64_t counts[LLFREE_MAX_ORDER + 1]);
 /* Index of the child holding pfn, as the host API names children. */
 uint64_t llfree_child_of(const struct llfree *self, uint64_t pfn);
 

@@ -327,6 +327,69 @@ static void test_partial_free(void)
 	zone_free(&z);
 }
 
+/* An order-10 put with one bad half frees neither. */
+static void test_pair_put_atomic(void)
+{
+	struct zone z;
+	struct llfree_alloc a;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 16 * MIB, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 10, 0, &a), "get order 10");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn + 512, 9), "upper half freed alone");
+	EXPECT(llfree_put(&z.ll, 0, a.pfn, 10) == LLFREE_EDOUBLE, "order 10 put accepted");
+	EXPECT(!llfree_is_free(&z.ll, a.pfn, 9) && llfree_free_frames(&z.ll) == 16 * MIB - 512,
+	       "the lower half was freed by a failed order 10 put");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 9) && !llfree_validate(&z.ll), "lower half");
+	check(!*why, "order 10 put frees both halves or neither", "%s", why);
+	zone_free(&z);
+}
+
+/* is_free and the free-block walk (buddyinfo). */
+static void test_free_walk(void)
+{
+	struct zone z;
+	struct llfree_alloc a;
+	uint64_t counts[ORDERS], sum = 0, pfn, start = 3 * 512 + 40;
+	unsigned order;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 64 * MIB, LLFREE_INIT_FREE);
+	llfree_free_blocks(&z.ll, counts);
+	EXPECT(counts[10] == 64 * MIB / 1024 && !counts[9] && !counts[0], "free zone: %lu order 10",
+	       counts[10]);
+	EXPECT(!llfree_get_at(&z.ll, 0, 5, 0, &a), "get_at");
+	llfree_free_blocks(&z.ll, counts);
+	for (order = 0; order < 9; order++)
+		EXPECT(counts[order] == 1, "order %u: %lu blocks", order,
+		       counts[order]);
+	EXPECT(counts[9] == 1 && counts[10] == 64 * MIB / 1024 - 1, "orders 9/10: %lu %lu",
+	       counts[9], counts[10]);
+	EXPECT(llfree_is_free(&z.ll, 4, 0) && !llfree_is_free(&z.ll, 4, 1) &&
+		       !llfree_is_free(&z.ll, 0, 9) && llfree_is_free(&z.ll, 512, 9) &&
+		       !llfree_is_free(&z.ll, 0, 10) && llfree_is_free(&z.ll, 1024, 10) &&
+		       llfree_is_free(&z.ll, 256, 8) && !llfree_is_free(&z.ll, 0, 6) &&
+		       llfree_is_free(&z.ll, 64, 6) && !llfree_is_free(&z.ll, 5, 0),
+	       "is_free");
+	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a) && !llfree_is_free(&z.ll, a.pfn, 0) &&
+		       !llfree_is_free(&z.ll, a.pfn + 64, 6),
+	       "inside a huge child");
+	/* Sum of the walk = free frames, on a zone with partial ends. */
+	zone_free(&z);
+	zone_init(&z, 1, start, 5 * LLFREE_TREE_FRAMES + 77, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 200; i++)
+		llfree_get(&z.ll, 0, i % 11, 0, &a);
+	for (pfn = 0; !llfree_next_free(&z.ll, &pfn, &order); pfn += 1ull << order) {
+		EXPECT(pfn % (1ull << order) == 0 && pfn >= start && llfree_is_free(&z.ll, pfn, order),
+		       "walk gave %lu order %u", pfn, order);
+		sum += 1ull << order;
+	}
+	EXPECT(sum == llfree_free_frames(&z.ll), "walk found %lu of %lu free", sum,
+	       llfree_free_frames(&z.ll));
+	check(!*why, "is_free and the free-block walk", "%s", why);
+	zone_free(&z);
+}
+
 /* All allocated at init, then handed over by put() at every order. */
 static void test_init_alloc(void)
 {
@@ -749,7 +812,7 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(68); /* every check runs unconditionally; loops run over fixed tables */
+	plan(70); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
 	test_header();
 	test_free_counter();
@@ -758,6 +821,8 @@ int main(void)
 	test_get_at();
 	test_bad_put();
 	test_partial_free();
+	test_pair_put_atomic();
+	test_free_walk();
 	test_reservations_reachable();
 	test_drain_remote();
 	test_kind_policy();
