@@ -144,8 +144,15 @@ struct llfree_host {
 	uint32_t *pairs;
 	uint16_t *trees;
 	uint64_t *hard;  /* private: children this host holds hard-reclaimed */
+	uint32_t *owed;  /* private: frames owed to each tree's counter */
+	uint64_t owed_trees; /* trees with frames owed */
 	uint64_t cursor; /* private: next tree to scan */
+	uint64_t invalid; /* trees skipped for an invalid word, cumulative */
 };
+
+/* Most children one reclaim_bulk() call takes (64 MiB): the caller discards
+ * them before the next call, so an install waits behind one batch at most. */
+#define LLFREE_HOST_BATCH 32
 
 /* Bytes of private host state for a zone. */
 size_t llfree_host_state_size(uint64_t start_pfn, uint64_t frames);
@@ -158,19 +165,27 @@ int llfree_host_init(struct llfree_host *h, void *meta, size_t meta_size, uint64
 uint64_t llfree_host_children(const struct llfree_host *h);
 /* Reclaims one free child of an unreserved tree.  Hard: the guest sees it
  * allocated until returned.  Soft: it stays free, marked reclaimed.
- * *already tells whether it was reclaimed before (no discard needed). */
+ * *already tells whether it was reclaimed before (no discard needed).
+ * Trees with an invalid word are skipped and counted in h->invalid.
+ * LLFREE_ENOMEM if none is free, LLFREE_ERETRY if only contended trees
+ * might have had one. */
 int llfree_host_reclaim(struct llfree_host *h, bool hard, uint64_t *child, bool *already);
-/* Reclaims up to want children, tree by tree from a private cursor.  Those
- * that need a discard (not reclaimed before) are written as ranges of
- * adjacent children, so each range takes one discard; it stops before a tree
- * when fewer than LLFREE_TREE_CHILDREN / 2 range slots are left.  *reclaimed
- * counts all reclaimed children.  On an error the outputs still describe what
- * was reclaimed before it. */
+/* Reclaims up to want (at most LLFREE_HOST_BATCH) children, tree by tree
+ * from a private cursor; call again for more.  Those that need a discard (not
+ * reclaimed before) are written as ranges of adjacent children, so each
+ * range takes one discard; it stops before a tree when fewer than
+ * LLFREE_TREE_CHILDREN / 2 range slots are left.  *reclaimed counts all
+ * reclaimed children.  Invalid trees are skipped and counted in h->invalid;
+ * LLFREE_ERETRY only when nothing was reclaimed and a tree was contended. */
 int llfree_host_reclaim_bulk(struct llfree_host *h, bool hard, uint64_t want,
 			     struct llfree_range *ranges, size_t max_ranges, size_t *nranges,
 			     uint64_t *reclaimed);
-/* Hard -> free: the child becomes free again, still marked reclaimed. */
+/* Hard -> free: the child becomes free again, still marked reclaimed.  If
+ * its tree's counter cannot be raised now, the frames are owed and paid by
+ * a later call (see llfree_host_settle). */
 int llfree_host_return(struct llfree_host *h, uint64_t child);
+/* Pays owed tree counters where it can; returns the frames still owed. */
+uint64_t llfree_host_settle(struct llfree_host *h);
 /* Clears reclaimed once the child's memory is populated again; the guest may
  * touch it from then on.  Returns 1 if it was set, 0 if not.  Callers
  * serialise install with soft reclaim and its discard (e.g. a zone mutex). */

@@ -748,15 +748,17 @@ static void test_host_untrusted(void)
 		       llfree_host_is_reclaimed(&z.host, (uint64_t)-1) == LLFREE_EINVAL,
 	       "out of range child accepted");
 	z.ll.trees[0] = 3u << LLFREE_TREE_KIND_SHIFT; /* kind 3 does not exist */
-	EXPECT(llfree_host_reclaim(&z.host, true, &child, &already) == LLFREE_ECORRUPT,
+	EXPECT(llfree_host_reclaim(&z.host, true, &child, &already) == LLFREE_ENOMEM &&
+		       z.host.invalid == 1,
 	       "bad kind");
 	z.ll.trees[0] = 4097;
-	EXPECT(llfree_host_reclaim_bulk(&z.host, true, 8, r, 8, &nr, &n) == LLFREE_ECORRUPT &&
-		       n == 0,
+	EXPECT(llfree_host_reclaim_bulk(&z.host, true, 8, r, 8, &nr, &n) == 0 && n == 0 &&
+		       z.host.invalid == 2,
 	       "tree counter above capacity");
 	z.ll.trees[0] = 4096;
 	z.ll.pairs[1] = 513; /* child 2: free 513 */
-	EXPECT(llfree_host_reclaim(&z.host, false, &child, &already) == LLFREE_ECORRUPT,
+	EXPECT(llfree_host_reclaim(&z.host, false, &child, &already) == LLFREE_ENOMEM &&
+		       z.host.invalid == 3,
 	       "child counter above capacity");
 	EXPECT(llfree_host_is_reclaimed(&z.host, 2) == LLFREE_ECORRUPT, "is_reclaimed");
 	z.ll.pairs[1] = 512 | LLFREE_CHILD_HUGE;
@@ -766,6 +768,58 @@ static void test_host_untrusted(void)
 	z.ll.pairs[0] = 512; /* the guest "frees" a held child behind the host's back */
 	EXPECT(llfree_host_return(&z.host, 0) == LLFREE_ECORRUPT, "return of a tampered child");
 	check(!*why, "host rejects corrupted metadata", "%s", why);
+	zone_free(&z);
+}
+
+/* One invalid tree does not stop reclaim of the others; a counter raise that
+ * fails is owed, not lost; a bulk call takes at most LLFREE_HOST_BATCH. */
+static void test_host_robust(void)
+{
+	struct llfree_range r[64];
+	struct zone z;
+	uint64_t child, n, total = 0, calls = 0;
+	uint16_t good;
+	size_t nr;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 8 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	good = z.ll.trees[0];
+	z.ll.trees[0] = 3u << LLFREE_TREE_KIND_SHIFT;
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already) && child >= 8 &&
+		       z.host.invalid == 1,
+	       "reclaim stopped at an invalid tree");
+	EXPECT(!llfree_host_reclaim_bulk(&z.host, true, 20, r, 64, &nr, &n) && n == 20,
+	       "bulk stopped at an invalid tree: %lu", n);
+	/* The return's counter raise meets the bad tree word: owed, then paid. */
+	z.ll.trees[0] = good;
+	EXPECT(!llfree_host_return(&z.host, child), "return");
+	for (uint64_t c = 0; c < 64; c++)
+		if (llfree_host_holds(&z.host, c))
+			EXPECT(!llfree_host_return(&z.host, c), "return %lu", c);
+	EXPECT(!llfree_validate(&z.ll), "invalid after returns");
+	/* Bounded batches. */
+	while (!llfree_host_reclaim_bulk(&z.host, true, 1000, r, 64, &nr, &n) && n) {
+		EXPECT(n <= LLFREE_HOST_BATCH, "batch of %lu", n);
+		total += n;
+		calls++;
+	}
+	EXPECT(total == 64 && calls == 64 / LLFREE_HOST_BATCH, "%lu children in %lu calls", total,
+	       calls);
+	zone_free(&z);
+	/* The return's counter raise meets a bad tree word: owed, paid later. */
+	zone_init(&z, 1, 0, LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already), "reclaim");
+	good = z.ll.trees[0];
+	z.ll.trees[0] = 3u << LLFREE_TREE_KIND_SHIFT;
+	EXPECT(!llfree_host_return(&z.host, child), "return into a bad tree");
+	EXPECT(llfree_host_settle(&z.host) == 512, "owed %lu", llfree_host_settle(&z.host));
+	z.ll.trees[0] = good;
+	EXPECT(!llfree_host_settle(&z.host), "still owed after the tree word is good again");
+	EXPECT(!llfree_validate(&z.ll) && llfree_free_frames(&z.ll) == LLFREE_TREE_FRAMES,
+	       "counter leaked: free %lu", llfree_free_frames(&z.ll));
+	check(!*why, "host skips invalid trees, owes failed counter raises, bounded batches", "%s",
+	      why);
 	zone_free(&z);
 }
 
@@ -812,7 +866,7 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(70); /* every check runs unconditionally; loops run over fixed tables */
+	plan(71); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
 	test_header();
 	test_free_counter();
@@ -838,5 +892,6 @@ int main(void)
 	test_prefer_installed();
 	test_host_reserved_and_bulk();
 	test_host_untrusted();
+	test_host_robust();
 	return check_exit();
 }
