@@ -6,8 +6,9 @@
  * invariant is checked after every operation (no frame handed out twice, held
  * children never handed out, installs reported, counters equal a recount,
  * validate passes).  After it, only the host runs on the hostile metadata:
- * it must return an error or an in-range result, never write a bitfield, and
- * never crash or hang (libFuzzer's -timeout). */
+ * it must return an error or a result inside the zone (every child it
+ * reclaims lies wholly inside), never write a bitfield, and never crash or
+ * hang (libFuzzer's -timeout). */
 #include "zone.h"
 
 #include <stdio.h>
@@ -154,6 +155,13 @@ static void guest_op(unsigned op, const uint8_t *arg)
 	}
 }
 
+/* A child the host may discard: all of its frames inside the zone. */
+static bool inside(uint64_t child)
+{
+	return child < llfree_host_children(&w.host) &&
+	       llfree_child_capacity(&w.layout, child) == LLFREE_CHILD_FRAMES;
+}
+
 static void host_op(unsigned op, const uint8_t *arg)
 {
 	uint64_t children = llfree_host_children(&w.host);
@@ -169,7 +177,7 @@ static void host_op(unsigned op, const uint8_t *arg)
 		err = llfree_host_reclaim(&w.host, op == 0, &child, &already);
 		fuzz_check(err <= 0, "reclaim result");
 		if (!err) {
-			fuzz_check(child < children, "reclaimed child in range");
+			fuzz_check(inside(child), "reclaimed child inside the zone");
 			w.held[child] |= op == 0;
 			w.discarded[child] = true;
 		}
@@ -177,9 +185,11 @@ static void host_op(unsigned op, const uint8_t *arg)
 	case 2:
 		err = llfree_host_reclaim_bulk(&w.host, arg[0] & 1, arg[1] % 40, ranges, max, &nr, &n);
 		fuzz_check(err <= 0 && nr <= max && n <= arg[1] % 40u, "bulk result");
-		for (size_t i = 0; i < nr; i++)
-			fuzz_check(ranges[i].count && ranges[i].child + ranges[i].count <= children,
-				   "range in zone");
+		for (size_t i = 0; i < nr; i++) {
+			fuzz_check(ranges[i].count, "empty range");
+			for (uint64_t c = ranges[i].child; c < ranges[i].child + ranges[i].count; c++)
+				fuzz_check(inside(c), "reclaimed range inside the zone");
+		}
 		for (uint64_t c = 0; c < children; c++) {
 			if (llfree_host_holds(&w.host, c) && !w.held[c])
 				w.held[c] = w.discarded[c] = true;

@@ -178,6 +178,9 @@ static void test_exhaustion(void)
 		exhaust_order(1024 + 333, 40 * MIB + 77, order, 3); /* partial first and last tree */
 	}
 	exhaust_order(7, 3, 0, 1); /* a zone smaller than one child */
+	/* More than 32 trees: the partial-tree scan looks at 32 only. */
+	for (unsigned order = 0; order < ORDERS; order += 3)
+		exhaust_order(5000, 40 * LLFREE_TREE_FRAMES + 600, order, 3);
 }
 
 /* Mixed orders in one zone, freed in a different order. */
@@ -771,6 +774,52 @@ static void test_host_untrusted(void)
 	zone_free(&z);
 }
 
+/* Host operations on a zone that starts inside a tree and ends inside a
+ * child: only children wholly inside are ever reclaimed. */
+static void test_host_offset_zone(void)
+{
+	uint64_t start = 3 * 1024 + 700, frames = 2 * LLFREE_TREE_FRAMES + 1500, n, total = 0;
+	uint64_t children;
+	struct llfree_range r[64];
+	struct llfree_alloc a;
+	struct zone z;
+	size_t nr;
+	char why[160] = "";
+
+	zone_init(&z, 2, start, frames, LLFREE_INIT_FREE);
+	children = llfree_host_children(&z.host);
+	for (int hard = 0; hard < 2; hard++) {
+		total = 0;
+		while (!llfree_host_reclaim_bulk(&z.host, hard, 1000, r, 64, &nr, &n) && n) {
+			total += n;
+			for (size_t i = 0; i < nr; i++)
+				for (uint64_t c = r[i].child; c < r[i].child + r[i].count; c++)
+					EXPECT(llfree_child_capacity(&z.ll.layout, c) == 512,
+					       "child %lu reclaimed, not wholly inside", c);
+		}
+		for (uint64_t c = 0; c < children; c++)
+			EXPECT(llfree_child_capacity(&z.ll.layout, c) == 512 ||
+				       !llfree_host_is_reclaimed(&z.host, c),
+			       "edge child %lu marked reclaimed", c);
+	}
+	/* First whole child: frames 3*1024+700.. -> child 8 starts at 4096. */
+	EXPECT(total == (start + frames) / 512 - (start + 511) / 512, "hard reclaimed %lu", total);
+	EXPECT(llfree_free_frames(&z.ll) == frames - total * 512 && !llfree_validate(&z.ll),
+	       "guest free %lu", llfree_free_frames(&z.ll));
+	for (uint64_t c = 0; c < children; c++)
+		if (llfree_host_holds(&z.host, c))
+			EXPECT(!llfree_host_return(&z.host, c), "return %lu", c);
+	EXPECT(!llfree_get(&z.ll, 1, 10, 0, &a) && a.install == 3 &&
+		       llfree_host_install(&z.host, llfree_child_of(&z.ll, a.pfn)) == 1 &&
+		       llfree_host_install(&z.host, llfree_child_of(&z.ll, a.pfn) + 1) == 1,
+	       "order 10 with install");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 10), "put");
+	llfree_drain(&z.ll, 1);
+	EXPECT(llfree_free_frames(&z.ll) == frames && !llfree_validate(&z.ll), "not restored");
+	check(!*why, "host on a zone with partial first and last children", "%s", why);
+	zone_free(&z);
+}
+
 /* One invalid tree does not stop reclaim of the others; a counter raise that
  * fails is owed, not lost; a bulk call takes at most LLFREE_HOST_BATCH. */
 static void test_host_robust(void)
@@ -866,7 +915,7 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(71); /* every check runs unconditionally; loops run over fixed tables */
+	plan(76); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
 	test_header();
 	test_free_counter();
@@ -893,5 +942,6 @@ int main(void)
 	test_host_reserved_and_bulk();
 	test_host_untrusted();
 	test_host_robust();
+	test_host_offset_zone();
 	return check_exit();
 }
