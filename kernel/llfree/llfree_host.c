@@ -41,15 +41,13 @@ static inline bool reclaimable(uint16_t c, bool hard)
 	       (hard || !(c & LLFREE_CHILD_RECLAIMED));
 }
 
-/* Records a child held hard, and the count in the header the guest's free
- * counter subtracts. */
+/* Records a child held hard; the caller adds it to the header's count. */
 static inline void hold(struct llfree_host *h, uint64_t child, bool held)
 {
 	if (held)
 		h->hard[child / 64] |= 1ull << (child % 64);
 	else
 		h->hard[child / 64] &= ~(1ull << (child % 64));
-	llfree_add(&h->header->hard, held ? 1 : (uint64_t)-1);
 }
 
 /* Adds delta (may be negative) to an unreserved tree's counter, or with
@@ -166,6 +164,8 @@ static int reclaim_tree(struct llfree_host *h, uint64_t tree, bool hard, unsigne
 		if (i == RETRIES)
 			err = LLFREE_ERETRY;
 	}
+	if (hard && b->n) /* the guest's free counter subtracts these */
+		llfree_add(&h->header->hard, b->n);
 	if (hard && b->n < take)
 		tree_raise(h, tree, (take - b->n) * LLFREE_CHILD_FRAMES);
 	return err;
@@ -300,6 +300,7 @@ int llfree_host_return(struct llfree_host *h, uint64_t child)
 	if (i == RETRIES)
 		return LLFREE_ERETRY;
 	hold(h, child, false);
+	llfree_add(&h->header->hard, (uint64_t)-1);
 	llfree_host_settle(h);
 	tree_raise(h, child / LLFREE_TREE_CHILDREN, LLFREE_CHILD_FRAMES);
 	return 0;
