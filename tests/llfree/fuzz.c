@@ -1,5 +1,6 @@
 /* libFuzzer target: the input is a zone geometry followed by a sequence of
- * guest operations, host operations and arbitrary writes to metadata words.
+ * guest operations, host operations and hostile writes to metadata words
+ * (arbitrary bits, or plausible child and tree words at the zone edges).
  *
  * The metadata and the host's private state each end at a PROT_NONE guard
  * page, so any access past them faults.  Until the first corruption every
@@ -264,12 +265,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else if (op < 13) {
 			host_op(op - 7, data + 1);
 			fuzz_check(bitfield_sum() == bits, "host wrote a bitfield");
-		} else {
+		} else if (op == 13) {
 			/* A hostile guest writes 16 arbitrary bits anywhere in the metadata. */
 			size_t at = (data[1] | (size_t)data[2] << 8) * 2 % meta_size;
 
 			meta[at] = (char)data[3];
 			meta[at + 1] = (char)(data[3] * 7 + data[1]);
+			w.corrupt = true;
+		} else {
+			/* ... or a plausible child or tree word where it hurts most,
+			 * e.g. a child that sticks out of the zone made to look free. */
+			static const uint16_t words[] = {
+				512, 511, 512 | LLFREE_CHILD_RECLAIMED, LLFREE_CHILD_HUGE,
+				LLFREE_CHILD_HUGE | LLFREE_CHILD_RECLAIMED, 0, 513, 4096,
+				4096 | LLFREE_TREE_RESERVED, 1u << LLFREE_TREE_KIND_SHIFT | 600,
+			};
+			uint16_t word = words[data[3] % (sizeof(words) / sizeof(words[0]))];
+			uint64_t children = w.layout.trees * LLFREE_TREE_CHILDREN;
+			uint64_t i = (data[1] | (uint64_t)data[2] << 8);
+
+			if (op == 14) {
+				uint64_t c = i % 2 ? children - 1 - i / 2 % children : i / 2 % children;
+				uint32_t *pw = &w.ll.pairs[llfree_pair_index(c)];
+
+				*pw = llfree_pair_set(*pw, c & 1, word);
+			} else {
+				w.ll.trees[i % w.layout.trees] = word;
+			}
 			w.corrupt = true;
 		}
 		if (!w.corrupt) {
