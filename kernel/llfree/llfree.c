@@ -692,6 +692,8 @@ static bool get_reserved(struct llfree *self, unsigned core, unsigned kind, unsi
 		}
 		unreserve(self, res);
 		*start = tree + 1;
+	} else {
+		*start = (uint64_t)core * trees / self->cores;
 	}
 	for (enum reserve_pass pass = 0; pass < PASSES; pass++) {
 		/* Partly used trees only nearby: one cache line of tree words. */
@@ -724,10 +726,12 @@ int llfree_get(struct llfree *self, unsigned core, unsigned order, unsigned flag
 	if (core >= self->cores || order > LLFREE_MAX_ORDER)
 		return LLFREE_EINVAL;
 	n = 1u << order;
-	start = (uint64_t)core * trees / self->cores;
+	start = LLFREE_NONE; /* from the reserved tree, else spread by core */
 	if (self->reserve &&
 	    get_reserved(self, core, kind_of(order, flags), order, avoid_reclaimed, out, &start))
 		goto got;
+	if (start == LLFREE_NONE)
+		start = (uint64_t)core * trees / self->cores;
 	/* Any tree's shared counter: unreserved trees (all of them in a small
 	 * zone) and frames freed into reserved ones. */
 	for (uint64_t i = 0; i < trees; i++) {
