@@ -1,10 +1,12 @@
 /* Guest side of the HyperAlloc allocator core.  See llfree.h and llfree_layout.h.
  *
- * Counting rule: a tree's counter plus the local counter of the core that
- * reserved it never exceed the free frames of its children.  get() lowers the
- * counter before taking frames from a child, put() raises it after returning
- * them, and so does the host.  Taking a tree's counter into a local
- * reservation therefore never counts a frame twice.
+ * Counting rule: a tree's counter plus the reservation and cache counts that
+ * name it never exceed the free frames of its children.  get() lowers one of
+ * them before taking frames from a child (and raises it again if the child
+ * CAS fails), put() raises one after returning them, and so does the host.
+ * Moving frames between a tree's counter, a reservation and a cache
+ * therefore never counts a frame twice.  Reservation words are changed only
+ * by CAS (any core may take frames or end them); a cache only by its core.
  */
 #include "llfree.h"
 

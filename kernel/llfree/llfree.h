@@ -2,9 +2,11 @@
  * compact array of atomics (llfree_layout.h), shared by the guest, which
  * allocates and frees, and the host, which reclaims, returns and installs.
  *
- * Guest side (llfree.c): one handle per zone with private per-core
- * reservations.  Each core's local state must only be used by that core at a
- * time (e.g. with preemption and interrupts off in the kernel).
+ * Guest side (llfree.c): one handle per zone with per-core reservations.
+ * get/put/get_at/drain for a core must be called by one context at a time
+ * (e.g. that CPU with preemption and interrupts off in the kernel); other
+ * cores reach its reservations through atomics, and llfree_drain_remote()
+ * is safe from anywhere.
  *
  * Host side (llfree_host.c): its own handle on the same metadata with private
  * state.  It treats the metadata as untrusted: every word it reads is
