@@ -14,7 +14,8 @@ LLFREE_BINS   := $(addprefix $(LLFREE_OUT)/,unit stress stress-tsan stress-asan 
 
 ALL_TARGETS += $(LLFREE_BINS)
 UNIT_TESTS  += $(LLFREE_OUT)/unit $(LLFREE_OUT)/stress $(LLFREE_OUT)/stress-tsan \
-	       $(LLFREE_OUT)/stress-asan tests/llfree/freestanding.sh tests/llfree/fuzz-short.sh
+	       $(LLFREE_OUT)/stress-asan tests/llfree/freestanding.sh tests/llfree/platform.sh \
+	       tests/llfree/fuzz-short.sh
 BENCHES     += bench-alloc
 
 $(LLFREE_OUT):

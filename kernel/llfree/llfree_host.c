@@ -41,6 +41,7 @@ static inline bool reclaimable(uint16_t c, bool hard)
 	       (hard || !(c & LLFREE_CHILD_RECLAIMED));
 }
 
+/* Records a child held hard; the caller adds it to the header's count. */
 static inline void hold(struct llfree_host *h, uint64_t child, bool held)
 {
 	if (held)
@@ -70,6 +71,33 @@ static int tree_add(struct llfree_host *h, uint64_t tree, int32_t delta, bool an
 	return LLFREE_ERETRY;
 }
 
+/* A counter raise that failed (contention or a bad tree word) is owed to
+ * the tree and paid by a later call: the guest never loses the frames. */
+static void tree_raise(struct llfree_host *h, uint64_t tree, uint32_t frames)
+{
+	if (!h->owed[tree] && tree_add(h, tree, (int32_t)frames, true) == 0)
+		return;
+	h->owed_trees += !h->owed[tree];
+	h->owed[tree] += frames;
+}
+
+uint64_t llfree_host_settle(struct llfree_host *h)
+{
+	uint64_t owed = 0;
+
+	for (uint64_t tree = 0; h->owed_trees && tree < h->layout.trees; tree++) {
+		if (!h->owed[tree])
+			continue;
+		if (tree_add(h, tree, (int32_t)h->owed[tree], true) == 0) {
+			h->owed[tree] = 0;
+			h->owed_trees--;
+		} else {
+			owed += h->owed[tree];
+		}
+	}
+	return owed;
+}
+
 /* Children reclaimed in one tree. */
 struct batch {
 	unsigned n;
@@ -92,7 +120,7 @@ static int reclaim_tree(struct llfree_host *h, uint64_t tree, bool hard, unsigne
 	if (t & LLFREE_TREE_RESERVED)
 		return 0;
 	for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN; c++) {
-		uint16_t word = llfree_pair_get(llfree_load(&h->pairs[c / 2]), c & 1);
+		uint16_t word = llfree_pair_get(llfree_load(&h->pairs[llfree_pair_index(c)]), c & 1);
 
 		if (!child_valid(h, c, word))
 			return LLFREE_ECORRUPT;
@@ -110,7 +138,7 @@ static int reclaim_tree(struct llfree_host *h, uint64_t tree, bool hard, unsigne
 			return err < 0 ? err : 0;
 	}
 	for (uint64_t c = first; c < first + LLFREE_TREE_CHILDREN && b->n < take && !err; c++) {
-		uint32_t *pw = &h->pairs[c / 2], pair = llfree_load(pw);
+		uint32_t *pw = &h->pairs[llfree_pair_index(c)], pair = llfree_load(pw);
 		unsigned i;
 
 		for (i = 0; i < RETRIES; i++) {
@@ -136,11 +164,10 @@ static int reclaim_tree(struct llfree_host *h, uint64_t tree, bool hard, unsigne
 		if (i == RETRIES)
 			err = LLFREE_ERETRY;
 	}
-	if (hard && b->n < take) {
-		int give = tree_add(h, tree, (int32_t)((take - b->n) * LLFREE_CHILD_FRAMES), true);
-
-		err = err ? err : give;
-	}
+	if (hard && b->n) /* the guest's free counter subtracts these */
+		llfree_add(&h->header->hard, b->n);
+	if (hard && b->n < take)
+		tree_raise(h, tree, (take - b->n) * LLFREE_CHILD_FRAMES);
 	return err;
 }
 
@@ -150,7 +177,7 @@ size_t llfree_host_state_size(uint64_t start_pfn, uint64_t frames)
 
 	if (!llfree_layout_init(&l, start_pfn, frames))
 		return 0;
-	return (l.trees * LLFREE_TREE_CHILDREN + 63) / 64 * sizeof(uint64_t);
+	return ((l.trees * LLFREE_TREE_CHILDREN + 63) / 64 + (l.trees + 1) / 2) * sizeof(uint64_t);
 }
 
 int llfree_host_init(struct llfree_host *h, void *meta, size_t meta_size, uint64_t start_pfn,
@@ -161,11 +188,20 @@ int llfree_host_init(struct llfree_host *h, void *meta, size_t meta_size, uint64
 	if (!meta || !state || (uintptr_t)meta % 64 ||
 	    !llfree_layout_init(&h->layout, start_pfn, frames) || meta_size != h->layout.size)
 		return LLFREE_EINVAL;
+	h->header = (struct llfree_header *)m;
+	if (llfree_load(&h->header->magic) != LLFREE_MAGIC ||
+	    llfree_load(&h->header->version) != LLFREE_VERSION ||
+	    llfree_load(&h->header->start_pfn) != start_pfn ||
+	    llfree_load(&h->header->frames) != frames)
+		return LLFREE_EINVAL;
 	h->pairs = (uint32_t *)(m + h->layout.child_off);
 	h->trees = (uint16_t *)(m + h->layout.tree_off);
 	h->hard = state;
+	h->owed = (uint32_t *)(state + (children_total(h) + 63) / 64);
 	h->cursor = 0;
-	for (uint64_t i = 0; i < (children_total(h) + 63) / 64; i++)
+	h->owed_trees = 0;
+	h->invalid = 0;
+	for (uint64_t i = 0; i < (children_total(h) + 63) / 64 + (h->layout.trees + 1) / 2; i++)
 		state[i] = 0;
 	return 0;
 }
@@ -175,10 +211,22 @@ uint64_t llfree_host_children(const struct llfree_host *h)
 	return children_total(h);
 }
 
+/* A tree that failed: a bad word is skipped and counted, contention is
+ * remembered; either way the scan goes on. */
+static void tree_failed(struct llfree_host *h, int err, int *contended)
+{
+	if (err == LLFREE_ECORRUPT)
+		h->invalid++;
+	else if (err)
+		*contended = err;
+}
+
 int llfree_host_reclaim(struct llfree_host *h, bool hard, uint64_t *child, bool *already)
 {
+	int contended = 0;
 	struct batch b;
 
+	llfree_host_settle(h);
 	for (uint64_t i = 0; i < h->layout.trees; i++) {
 		int err = reclaim_tree(h, h->cursor, hard, 1, &b);
 
@@ -187,19 +235,22 @@ int llfree_host_reclaim(struct llfree_host *h, bool hard, uint64_t *child, bool 
 			*already = b.already[0];
 			return 0;
 		}
-		if (err)
-			return err;
+		tree_failed(h, err, &contended);
 		h->cursor = (h->cursor + 1) % h->layout.trees;
 	}
-	return LLFREE_ENOMEM;
+	return contended ? contended : LLFREE_ENOMEM;
 }
 
 int llfree_host_reclaim_bulk(struct llfree_host *h, bool hard, uint64_t want,
 			     struct llfree_range *ranges, size_t max_ranges, size_t *nranges,
 			     uint64_t *reclaimed)
 {
+	int contended = 0;
+
 	*nranges = 0;
 	*reclaimed = 0;
+	llfree_host_settle(h);
+	want = want < LLFREE_HOST_BATCH ? want : LLFREE_HOST_BATCH;
 	/* A tree adds at most LLFREE_TREE_CHILDREN / 2 ranges. */
 	for (uint64_t i = 0; i < h->layout.trees && *reclaimed < want &&
 			     max_ranges - *nranges >= LLFREE_TREE_CHILDREN / 2;
@@ -222,12 +273,11 @@ int llfree_host_reclaim_bulk(struct llfree_host *h, bool hard, uint64_t want,
 				ranges[(*nranges)++] = (struct llfree_range){ b.child[j], 1 };
 		}
 		*reclaimed += b.n;
-		if (err)
-			return err;
-		if (*reclaimed < want)
+		tree_failed(h, err, &contended);
+		if (*reclaimed < want || err)
 			h->cursor = (h->cursor + 1) % h->layout.trees;
 	}
-	return 0;
+	return *reclaimed ? 0 : contended;
 }
 
 int llfree_host_return(struct llfree_host *h, uint64_t child)
@@ -237,7 +287,7 @@ int llfree_host_return(struct llfree_host *h, uint64_t child)
 
 	if (!llfree_host_holds(h, child))
 		return LLFREE_EINVAL;
-	pw = &h->pairs[child / 2];
+	pw = &h->pairs[llfree_pair_index(child)];
 	pair = llfree_load(pw);
 	for (i = 0; i < RETRIES; i++) {
 		if (llfree_pair_get(pair, child & 1) != HARD_CHILD)
@@ -250,7 +300,10 @@ int llfree_host_return(struct llfree_host *h, uint64_t child)
 	if (i == RETRIES)
 		return LLFREE_ERETRY;
 	hold(h, child, false);
-	return tree_add(h, child / LLFREE_TREE_CHILDREN, LLFREE_CHILD_FRAMES, true);
+	llfree_add(&h->header->hard, (uint64_t)-1);
+	llfree_host_settle(h);
+	tree_raise(h, child / LLFREE_TREE_CHILDREN, LLFREE_CHILD_FRAMES);
+	return 0;
 }
 
 int llfree_host_install(struct llfree_host *h, uint64_t child)
@@ -259,7 +312,7 @@ int llfree_host_install(struct llfree_host *h, uint64_t child)
 
 	if (child >= children_total(h) || llfree_host_holds(h, child))
 		return LLFREE_EINVAL;
-	pw = &h->pairs[child / 2];
+	pw = &h->pairs[llfree_pair_index(child)];
 	pair = llfree_load(pw);
 	for (unsigned i = 0; i < RETRIES; i++) {
 		uint16_t c = llfree_pair_get(pair, child & 1);
@@ -282,7 +335,7 @@ int llfree_host_is_reclaimed(const struct llfree_host *h, uint64_t child)
 
 	if (child >= children_total(h))
 		return LLFREE_EINVAL;
-	c = llfree_pair_get(llfree_load(&h->pairs[child / 2]), child & 1);
+	c = llfree_pair_get(llfree_load(&h->pairs[llfree_pair_index(child)]), child & 1);
 	if (!child_valid(h, child, c))
 		return LLFREE_ECORRUPT;
 	return !!(c & LLFREE_CHILD_RECLAIMED);

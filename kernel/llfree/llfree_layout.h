@@ -5,9 +5,13 @@
  * shifts and masks.  Per-CPU reservations are private to each side and are not
  * part of it.
  *
- * Metadata of a zone, one contiguous block:
+ * Metadata of a zone, one contiguous block, 64-byte aligned:
+ *   header      64 B                           struct llfree_header
  *   bitfields   trees * 8 children * 8 x u64   one bit per 4 KiB frame
- *   child words trees * 8 x u16                {free:14, huge:1, reclaimed:1}
+ *   child words trees * 64 B                   8 x u16 {free:14, huge:1, reclaimed:1}
+ *                                              per tree, then 48 B of padding, so
+ *                                              CPUs working in different trees never
+ *                                              share a cache line of child words
  *   tree words  trees x u16                    {free:13, reserved:1, kind:2}
  *
  * Frame index 0 is the zone start aligned down to 4 MiB.  Frames below the zone
@@ -43,6 +47,22 @@
 
 enum llfree_kind { LLFREE_KIND_FIXED, LLFREE_KIND_MOVABLE, LLFREE_KIND_HUGE, LLFREE_KINDS };
 
+/* Header, written by the guest at init; the host checks magic, version and
+ * geometry before it touches anything else. */
+#define LLFREE_MAGIC 0x464c4148u /* "HALF" */
+#define LLFREE_VERSION 2u
+
+struct llfree_header {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t start_pfn;
+	uint64_t frames;
+	uint64_t hard; /* children the host holds hard-reclaimed; only the host changes it */
+	uint64_t unused[4];
+} __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct llfree_header) == 64, "header is one cache line");
+
 /* Pair word: child 2p in the low half, 2p+1 in the high half. */
 #define LLFREE_PAIR_SHIFT 16
 #define LLFREE_PAIR_LOW 0xffffu
@@ -57,6 +77,7 @@ _Static_assert(LLFREE_TREE_FRAMES <= LLFREE_TREE_FREE_MASK, "tree free fits 13 b
 _Static_assert(LLFREE_KINDS <= (LLFREE_TREE_KIND_MASK >> LLFREE_TREE_KIND_SHIFT) + 1,
 	       "kind fits 2 bits");
 _Static_assert(LLFREE_TREE_CHILDREN % 2 == 0, "pairs never straddle trees");
+_Static_assert(LLFREE_TREE_CHILDREN * 2 <= 64, "child words of a tree fit a cache line");
 _Static_assert(sizeof(uint32_t) == 2 * sizeof(uint16_t), "pair word holds two child words");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "pair word layout is little endian");
 
@@ -65,8 +86,18 @@ struct llfree_layout {
 	uint64_t offset; /* frames between the 4 MiB aligned base and the zone start */
 	uint64_t frames; /* frames of the zone */
 	uint64_t trees;
-	size_t bitfield_off, child_off, tree_off, size; /* bytes */
+	size_t bitfield_off, child_off, tree_off, size; /* bytes; the header is at 0 */
 };
+
+#define LLFREE_TREE_CHILD_BYTES 64 /* child words of one tree, padded */
+#define LLFREE_TREE_PAIRS (LLFREE_TREE_CHILD_BYTES / sizeof(uint32_t))
+
+/* Index of the pair word holding child, in u32 from child_off. */
+static inline uint64_t llfree_pair_index(uint64_t child)
+{
+	return child / LLFREE_TREE_CHILDREN * LLFREE_TREE_PAIRS +
+	       child % LLFREE_TREE_CHILDREN / 2;
+}
 
 #define LLFREE_ALIGN_UP(x, a) (((x) + (a)-1) / (a) * (a))
 
@@ -81,11 +112,12 @@ static inline bool llfree_layout_init(struct llfree_layout *l, uint64_t start_pf
 		return false;
 	span = l->offset + frames;
 	l->trees = (span + LLFREE_TREE_FRAMES - 1) / LLFREE_TREE_FRAMES;
-	if (l->trees > (size_t)-1 / (LLFREE_TREE_CHILDREN * sizeof(struct llfree_bitfield) + 64))
+	if (l->trees > (size_t)-1 / (LLFREE_TREE_CHILDREN * sizeof(struct llfree_bitfield) + 256))
 		return false;
-	l->bitfield_off = 0;
-	l->child_off = l->trees * LLFREE_TREE_CHILDREN * sizeof(struct llfree_bitfield);
-	l->tree_off = l->child_off + LLFREE_ALIGN_UP(l->trees * LLFREE_TREE_CHILDREN * 2, 64);
+	l->bitfield_off = sizeof(struct llfree_header);
+	l->child_off = l->bitfield_off +
+		       l->trees * LLFREE_TREE_CHILDREN * sizeof(struct llfree_bitfield);
+	l->tree_off = l->child_off + l->trees * LLFREE_TREE_CHILD_BYTES;
 	l->size = l->tree_off + LLFREE_ALIGN_UP(l->trees * 2, 64);
 	return true;
 }

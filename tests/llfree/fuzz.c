@@ -1,13 +1,15 @@
 /* libFuzzer target: the input is a zone geometry followed by a sequence of
- * guest operations, host operations and arbitrary writes to metadata words.
+ * guest operations, host operations and hostile writes to metadata words
+ * (arbitrary bits, or plausible child and tree words at the zone edges).
  *
  * The metadata and the host's private state each end at a PROT_NONE guard
  * page, so any access past them faults.  Until the first corruption every
  * invariant is checked after every operation (no frame handed out twice, held
  * children never handed out, installs reported, counters equal a recount,
  * validate passes).  After it, only the host runs on the hostile metadata:
- * it must return an error or an in-range result, never write a bitfield, and
- * never crash or hang (libFuzzer's -timeout). */
+ * it must return an error or a result inside the zone (every child it
+ * reclaims lies wholly inside), never write a bitfield, and never crash or
+ * hang (libFuzzer's -timeout). */
 #include "zone.h"
 
 #include <stdio.h>
@@ -67,7 +69,7 @@ static uint64_t bitfield_sum(void)
 	uint64_t sum = 0;
 	const uint64_t *words = (const uint64_t *)w.ll.bitfields;
 
-	for (size_t i = 0; i < w.layout.child_off / sizeof(uint64_t); i++)
+	for (size_t i = 0; i < (w.layout.child_off - w.layout.bitfield_off) / sizeof(uint64_t); i++)
 		sum = sum * 31 + words[i];
 	return sum;
 }
@@ -77,7 +79,7 @@ static uint64_t recount(void)
 	uint64_t free = 0;
 
 	for (uint64_t c = 0; c < w.layout.trees * LLFREE_TREE_CHILDREN; c++)
-		free += llfree_child_free(llfree_pair_get(w.ll.pairs[c / 2], c & 1));
+		free += llfree_child_free(llfree_pair_get(w.ll.pairs[llfree_pair_index(c)], c & 1));
 	return free;
 }
 
@@ -154,6 +156,13 @@ static void guest_op(unsigned op, const uint8_t *arg)
 	}
 }
 
+/* A child the host may discard: all of its frames inside the zone. */
+static bool inside(uint64_t child)
+{
+	return child < llfree_host_children(&w.host) &&
+	       llfree_child_capacity(&w.layout, child) == LLFREE_CHILD_FRAMES;
+}
+
 static void host_op(unsigned op, const uint8_t *arg)
 {
 	uint64_t children = llfree_host_children(&w.host);
@@ -169,7 +178,7 @@ static void host_op(unsigned op, const uint8_t *arg)
 		err = llfree_host_reclaim(&w.host, op == 0, &child, &already);
 		fuzz_check(err <= 0, "reclaim result");
 		if (!err) {
-			fuzz_check(child < children, "reclaimed child in range");
+			fuzz_check(inside(child), "reclaimed child inside the zone");
 			w.held[child] |= op == 0;
 			w.discarded[child] = true;
 		}
@@ -177,9 +186,11 @@ static void host_op(unsigned op, const uint8_t *arg)
 	case 2:
 		err = llfree_host_reclaim_bulk(&w.host, arg[0] & 1, arg[1] % 40, ranges, max, &nr, &n);
 		fuzz_check(err <= 0 && nr <= max && n <= arg[1] % 40u, "bulk result");
-		for (size_t i = 0; i < nr; i++)
-			fuzz_check(ranges[i].count && ranges[i].child + ranges[i].count <= children,
-				   "range in zone");
+		for (size_t i = 0; i < nr; i++) {
+			fuzz_check(ranges[i].count, "empty range");
+			for (uint64_t c = ranges[i].child; c < ranges[i].child + ranges[i].count; c++)
+				fuzz_check(inside(c), "reclaimed range inside the zone");
+		}
 		for (uint64_t c = 0; c < children; c++) {
 			if (llfree_host_holds(&w.host, c) && !w.held[c])
 				w.held[c] = w.discarded[c] = true;
@@ -254,12 +265,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else if (op < 13) {
 			host_op(op - 7, data + 1);
 			fuzz_check(bitfield_sum() == bits, "host wrote a bitfield");
-		} else {
+		} else if (op == 13) {
 			/* A hostile guest writes 16 arbitrary bits anywhere in the metadata. */
 			size_t at = (data[1] | (size_t)data[2] << 8) * 2 % meta_size;
 
 			meta[at] = (char)data[3];
 			meta[at + 1] = (char)(data[3] * 7 + data[1]);
+			w.corrupt = true;
+		} else {
+			/* ... or a plausible child or tree word where it hurts most,
+			 * e.g. a child that sticks out of the zone made to look free. */
+			static const uint16_t words[] = {
+				512, 511, 512 | LLFREE_CHILD_RECLAIMED, LLFREE_CHILD_HUGE,
+				LLFREE_CHILD_HUGE | LLFREE_CHILD_RECLAIMED, 0, 513, 4096,
+				4096 | LLFREE_TREE_RESERVED, 1u << LLFREE_TREE_KIND_SHIFT | 600,
+			};
+			uint16_t word = words[data[3] % (sizeof(words) / sizeof(words[0]))];
+			uint64_t children = w.layout.trees * LLFREE_TREE_CHILDREN;
+			uint64_t i = (data[1] | (uint64_t)data[2] << 8);
+
+			if (op == 14) {
+				uint64_t c = i % 2 ? children - 1 - i / 2 % children : i / 2 % children;
+				uint32_t *pw = &w.ll.pairs[llfree_pair_index(c)];
+
+				*pw = llfree_pair_set(*pw, c & 1, word);
+			} else {
+				w.ll.trees[i % w.layout.trees] = word;
+			}
 			w.corrupt = true;
 		}
 		if (!w.corrupt) {

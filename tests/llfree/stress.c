@@ -1,8 +1,13 @@
 /* Concurrency stress: guest threads allocate and free at every order while a
  * host thread hard-reclaims, returns, installs and soft-reclaims on the same
- * metadata through its own handle (guests also use get_at, drain, and drain
- * and retry after ENOMEM).  Checked on every allocation and reclaim, and after
- * every round (all threads stopped):
+ * metadata through its own handle.  Guests also use get_at, drain their own
+ * and each other's reservations, drain and retry after ENOMEM, and hand
+ * blocks, or halves of blocks, to another guest that frees them from its own
+ * core (cross-CPU frees; halves of huge blocks race to split the child).
+ * Two phases: 2 guests on 512 MiB, then 4 guests on a zone of under 3 trees
+ * (too small for reservations) that starts and ends off tree boundaries.
+ * Checked on every allocation and reclaim, and after every round (all
+ * threads stopped):
  *   - no frame is handed out twice;
  *   - a child the host holds hard is never handed to the guest;
  *   - a child the host just reclaimed (hard or soft) holds no frame a guest owns;
@@ -11,8 +16,9 @@
  * A guest sets the owner of a block only after installing its reclaimed
  * children (install takes host_lock), so while the host holds host_lock after
  * a reclaim, an owned frame in that child was owned before the reclaim.
- * The run fails if it did not exercise every path (get_at, order 10, drain,
- * retry, soft, hard and bulk reclaim, install).
+ * A phase fails if it did not exercise every path (get_at, order 10 where a
+ * guest may hold one, drain, remote drain, retry, hand-over, split, soft,
+ * hard and bulk reclaim, install).
  * Built plain, with ThreadSanitizer and with ASan+UBSan. */
 #include "check.h"
 #include "zone.h"
@@ -21,18 +27,23 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#define GUESTS 2
-#define FRAMES (512u * 256)                     /* 512 MiB, 32 trees */
-#define CHILDREN (FRAMES / LLFREE_CHILD_FRAMES)
-#define OWN_MAX (FRAMES / 3 / GUESTS)           /* frames a guest keeps at most */
+#define MAX_GUESTS 4
+#define MAX_FRAMES (512u * 256)                  /* 512 MiB, 32 trees */
+#define MAX_CHILDREN (MAX_FRAMES / LLFREE_CHILD_FRAMES + LLFREE_TREE_CHILDREN)
+#define MAX_OWN (MAX_FRAMES / 3 / 2)             /* blocks a guest keeps at most */
+#define INBOX 64
 #define ROUNDS 4
 #define MAX_ROUNDS 12
 #define ROUND_MS 600
 
+/* The phase's zone. */
 static struct zone z;
-static atomic_uchar owner[FRAMES];      /* guest thread + 1 holding the frame */
-static atomic_uchar held[CHILDREN];     /* host holds the child hard */
-static atomic_uchar discarded[CHILDREN]; /* memory gone until installed */
+static unsigned nguests;
+static uint64_t zstart, nframes, nchildren, own_max;
+
+static atomic_uchar owner[MAX_FRAMES];      /* guest + 1 holding the frame, by pfn - zstart */
+static atomic_uchar held[MAX_CHILDREN];     /* host holds the child hard */
+static atomic_uchar discarded[MAX_CHILDREN]; /* memory gone until installed */
 static pthread_mutex_t host_lock = PTHREAD_MUTEX_INITIALIZER; /* one user of z.host */
 static atomic_int stop;
 static atomic_int errors;
@@ -44,15 +55,25 @@ struct block {
 	unsigned order;
 };
 
+/* Blocks handed to a guest by another one, to be freed by it. */
+struct inbox {
+	pthread_mutex_t lock;
+	unsigned n;
+	uint64_t frames;
+	struct block blocks[INBOX];
+};
+
 struct guest {
 	unsigned core;
 	uint64_t rng, owned_frames, gets, puts, enomem, installs;
-	uint64_t gets_at, gets_max_order, drains, retries, retried_gets;
+	uint64_t gets_at, gets_max_order, drains, remote_drains, retries, retried_gets;
+	uint64_t handed, split;
 	unsigned nblocks;
-	struct block blocks[OWN_MAX];
+	struct block blocks[MAX_OWN];
 };
 
-static struct guest guests[GUESTS];
+static struct guest guests[MAX_GUESTS];
+static struct inbox inboxes[MAX_GUESTS];
 static uint64_t host_ops, host_reclaimed, host_errors, host_soft, host_hard, host_bulk;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -77,6 +98,22 @@ static uint64_t next_rand(uint64_t *s)
 	return *s;
 }
 
+static atomic_uchar *owner_of(uint64_t pfn)
+{
+	return pfn >= zstart && pfn < zstart + nframes ? &owner[pfn - zstart] : NULL;
+}
+
+/* Moves the frames of b from guest `from` + 1 to `to` (0: nobody). */
+static void set_owner(struct block b, unsigned char from, unsigned char to)
+{
+	for (uint64_t f = 0; f < 1ull << b.order; f++) {
+		unsigned char was = from;
+
+		if (!atomic_compare_exchange_strong(owner_of(b.pfn + f), &was, to))
+			fail("frame %lu owned by %u, not %u", b.pfn + f, was, from);
+	}
+}
+
 static void install(uint64_t child)
 {
 	int r;
@@ -97,13 +134,13 @@ static void guest_get(struct guest *g)
 	struct llfree_alloc a;
 	int err;
 
-	if (g->owned_frames + n > OWN_MAX)
+	if (g->owned_frames + n > own_max)
 		return;
 	if (next_rand(&g->rng) % 16) {
 		unsigned flags = next_rand(&g->rng) & LLFREE_MOVABLE;
 
 		err = llfree_get(&z.ll, g->core, order, flags, &a);
-		if (err == LLFREE_ENOMEM) { /* perhaps only in this core's reservations */
+		if (err == LLFREE_ENOMEM) { /* perhaps only in this core's cache */
 			g->enomem++;
 			llfree_drain(&z.ll, g->core);
 			g->drains++;
@@ -112,10 +149,14 @@ static void guest_get(struct guest *g)
 			g->retried_gets += !err;
 		}
 	} else {
-		err = llfree_get_at(&z.ll, g->core, next_rand(&g->rng) % FRAMES / n * n, order, &a);
+		uint64_t pfn = (zstart + next_rand(&g->rng) % nframes) / n * n;
+
+		err = llfree_get_at(&z.ll, g->core, pfn, order, &a);
+		if (err == LLFREE_EINVAL && (pfn < zstart || pfn + n > zstart + nframes))
+			return; /* the block sticks out of the zone */
 		g->gets_at += !err;
 	}
-	if (err == LLFREE_ENOMEM) /* full, or get_at: taken or in another core's reservation */
+	if (err == LLFREE_ENOMEM) /* full, or get_at: taken */
 		return;
 	if (err) {
 		fail("get order %u: %d", order, err);
@@ -123,11 +164,11 @@ static void guest_get(struct guest *g)
 	}
 	g->gets++;
 	g->gets_max_order += order == LLFREE_MAX_ORDER;
-	if (a.pfn % n || a.pfn + n > FRAMES) {
+	if (a.pfn % n || a.pfn < zstart || a.pfn + n > zstart + nframes) {
 		fail("get order %u returned bad pfn %lu", order, a.pfn);
 		return;
 	}
-	first = a.pfn / LLFREE_CHILD_FRAMES;
+	first = llfree_child_of(&z.ll, a.pfn);
 	for (uint64_t c = first; c < first + (order == LLFREE_MAX_ORDER ? 2 : 1); c++) {
 		unsigned bit = 1u << (c - first);
 
@@ -141,30 +182,52 @@ static void guest_get(struct guest *g)
 			g->installs++;
 		}
 	}
-	for (uint64_t i = 0; i < n; i++) {
-		unsigned char none = 0;
-
-		if (!atomic_compare_exchange_strong(&owner[a.pfn + i], &none, g->core + 1))
-			fail("frame %lu handed out twice (order %u, owner %u)", a.pfn + i, order,
-			     none);
-	}
+	set_owner((struct block){ a.pfn, order }, 0, (unsigned char)(g->core + 1));
 	g->blocks[g->nblocks++] = (struct block){ a.pfn, order };
 	g->owned_frames += n;
 }
 
-static void guest_put(struct guest *g)
+/* Hands b to another guest to free; false if its inbox is full. */
+static bool hand_over(struct guest *g, struct block b)
 {
-	unsigned i = (unsigned)(next_rand(&g->rng) % g->nblocks);
-	struct block b = g->blocks[i];
+	unsigned to = (g->core + 1 + (unsigned)(next_rand(&g->rng) % (nguests - 1))) % nguests;
+	struct inbox *in = &inboxes[to];
+	bool room;
+
+	pthread_mutex_lock(&in->lock);
+	room = in->n < INBOX;
+	if (room) {
+		set_owner(b, (unsigned char)(g->core + 1), (unsigned char)(to + 1));
+		in->blocks[in->n++] = b;
+		in->frames += 1ull << b.order;
+		g->owned_frames -= 1ull << b.order;
+		g->handed++;
+	}
+	pthread_mutex_unlock(&in->lock);
+	return room;
+}
+
+/* Takes the blocks other guests handed over, while there is room. */
+static void take_inbox(struct guest *g)
+{
+	struct inbox *in = &inboxes[g->core];
+
+	pthread_mutex_lock(&in->lock);
+	while (in->n && g->nblocks < MAX_OWN) {
+		struct block b = in->blocks[--in->n];
+
+		in->frames -= 1ull << b.order;
+		g->owned_frames += 1ull << b.order;
+		g->blocks[g->nblocks++] = b;
+	}
+	pthread_mutex_unlock(&in->lock);
+}
+
+static void put_block(struct guest *g, struct block b)
+{
 	int err;
 
-	g->blocks[i] = g->blocks[--g->nblocks];
-	for (uint64_t f = 0; f < 1ull << b.order; f++) {
-		unsigned char mine = (unsigned char)(g->core + 1);
-
-		if (!atomic_compare_exchange_strong(&owner[b.pfn + f], &mine, 0))
-			fail("frame %lu owned by %u, not %u", b.pfn + f, mine, g->core + 1);
-	}
+	set_owner(b, (unsigned char)(g->core + 1), 0);
 	g->owned_frames -= 1ull << b.order;
 	err = llfree_put(&z.ll, g->core, b.pfn, b.order);
 	if (err)
@@ -172,16 +235,47 @@ static void guest_put(struct guest *g)
 	g->puts++;
 }
 
+static void guest_put(struct guest *g)
+{
+	unsigned i = (unsigned)(next_rand(&g->rng) % g->nblocks);
+	struct block b = g->blocks[i];
+	uint64_t r = next_rand(&g->rng) % 8;
+
+	g->blocks[i] = g->blocks[--g->nblocks];
+	if (r == 0 && b.order && nguests > 1) {
+		/* The upper half goes to another guest first: both halves of a
+		 * huge block may then be freed at once, each splitting it. */
+		struct block lower = { b.pfn, b.order - 1 }, upper = { b.pfn + (1ull << lower.order),
+								       lower.order };
+
+		g->split++;
+		if (!hand_over(g, upper))
+			put_block(g, upper);
+		put_block(g, lower);
+		return;
+	}
+	if (r == 1 && nguests > 1 && hand_over(g, b))
+		return;
+	put_block(g, b);
+}
+
 static void *guest_main(void *arg)
 {
 	struct guest *g = arg;
 
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-		if (next_rand(&g->rng) % 1000 == 0) {
-			llfree_drain(&z.ll, g->core);
+		uint64_t r = next_rand(&g->rng) % 1000;
+
+		take_inbox(g);
+		if (r < 2) { /* its own, or another core's (host request) */
+			if (r)
+				llfree_drain_remote(&z.ll, (g->core + 1) % nguests);
+			else
+				llfree_drain(&z.ll, g->core);
 			g->drains++;
+			g->remote_drains += r;
 		}
-		if (g->nblocks && (next_rand(&g->rng) % 100 < 45 || g->owned_frames > OWN_MAX / 2))
+		if (g->nblocks && (next_rand(&g->rng) % 100 < 45 || g->owned_frames > own_max / 2))
 			guest_put(g);
 		else
 			guest_get(g);
@@ -192,9 +286,17 @@ static void *guest_main(void *arg)
 /* Records children the host newly reclaimed; called with host_lock held. */
 static void host_track(uint64_t child, bool hard)
 {
-	for (uint64_t f = child * LLFREE_CHILD_FRAMES; f < (child + 1) * LLFREE_CHILD_FRAMES; f++) {
-		unsigned who = atomic_load(&owner[f]);
+	uint64_t first = z.ll.base + child * LLFREE_CHILD_FRAMES;
 
+	for (uint64_t f = first; f < first + LLFREE_CHILD_FRAMES; f++) {
+		atomic_uchar *o = owner_of(f);
+		unsigned who = o ? atomic_load(o) : 0;
+
+		if (!o) {
+			fail("%s-reclaimed child %lu sticks out of the zone at %lu",
+			     hard ? "hard" : "soft", child, f);
+			break;
+		}
 		if (who) {
 			fail("%s-reclaimed child %lu holds frame %lu owned by guest %u",
 			     hard ? "hard" : "soft", child, f, who - 1);
@@ -208,7 +310,7 @@ static void host_track(uint64_t child, bool hard)
 
 static void host_step(uint64_t *rng)
 {
-	uint64_t r = next_rand(rng), child = r / 16 % CHILDREN, n;
+	uint64_t r = next_rand(rng), child = r / 16 % nchildren, n;
 	struct llfree_range ranges[16];
 	size_t nr;
 	bool already;
@@ -228,13 +330,13 @@ static void host_step(uint64_t *rng)
 		break;
 	case 2: /* bulk hard reclaim */
 		err = llfree_host_reclaim_bulk(&z.host, true, 1 + r / 16 % 24, ranges, 16, &nr, &n);
-		for (uint64_t c = 0; c < CHILDREN; c++) {
+		for (uint64_t c = 0; c < nchildren; c++) {
 			if (llfree_host_holds(&z.host, c) && !atomic_load(&held[c]))
 				host_track(c, true);
 		}
 		for (size_t i = 0; i < nr; i++) {
 			for (uint64_t c = ranges[i].child; c < ranges[i].child + ranges[i].count; c++)
-				if (c >= CHILDREN || !llfree_host_holds(&z.host, c))
+				if (c >= nchildren || !llfree_host_holds(&z.host, c))
 					fail("bulk range covers child %lu not held", c);
 		}
 		host_reclaimed += n;
@@ -243,7 +345,7 @@ static void host_step(uint64_t *rng)
 	case 3:
 	case 4:
 	case 5: /* return a held child */
-		for (uint64_t i = 0; i < CHILDREN; i++, child = (child + 1) % CHILDREN) {
+		for (uint64_t i = 0; i < nchildren; i++, child = (child + 1) % nchildren) {
 			if (!atomic_load(&held[child]))
 				continue;
 			if (llfree_host_is_reclaimed(&z.host, child) != 1)
@@ -282,12 +384,13 @@ static void *host_main(void *arg)
 	return NULL;
 }
 
+/* Frames the guests own, handed-over ones included. */
 static uint64_t owned_total(void)
 {
 	uint64_t frames = 0;
 
-	for (unsigned i = 0; i < GUESTS; i++)
-		frames += guests[i].owned_frames;
+	for (unsigned i = 0; i < nguests; i++)
+		frames += guests[i].owned_frames + inboxes[i].frames;
 	return frames;
 }
 
@@ -295,7 +398,7 @@ static uint64_t held_total(void)
 {
 	uint64_t held_children = 0;
 
-	for (uint64_t c = 0; c < CHILDREN; c++)
+	for (uint64_t c = 0; c < nchildren; c++)
 		held_children += llfree_host_holds(&z.host, c);
 	return held_children;
 }
@@ -305,7 +408,7 @@ static uint64_t held_total(void)
 static void check_quiescent(const char *when, char *why, size_t size)
 {
 	uint64_t free = llfree_free_frames(&z.ll), recount = zone_recount(&z);
-	uint64_t expect = FRAMES - owned_total() - held_total() * LLFREE_CHILD_FRAMES;
+	uint64_t expect = nframes - owned_total() - held_total() * LLFREE_CHILD_FRAMES;
 
 	if (why[0])
 		return;
@@ -318,28 +421,29 @@ static void check_quiescent(const char *when, char *why, size_t size)
 
 static void run_round(void)
 {
-	pthread_t threads[GUESTS + 1];
+	pthread_t threads[MAX_GUESTS + 1];
 	struct timespec ts = { ROUND_MS / 1000, ROUND_MS % 1000 * 1000000L };
 
 	atomic_store(&stop, 0);
-	for (unsigned i = 0; i < GUESTS; i++)
+	for (unsigned i = 0; i < nguests; i++)
 		pthread_create(&threads[i], NULL, guest_main, &guests[i]);
-	pthread_create(&threads[GUESTS], NULL, host_main, NULL);
+	pthread_create(&threads[nguests], NULL, host_main, NULL);
 	nanosleep(&ts, NULL);
 	atomic_store(&stop, 1);
-	for (unsigned i = 0; i <= GUESTS; i++)
+	for (unsigned i = 0; i <= nguests; i++)
 		pthread_join(threads[i], NULL);
 }
 
 struct totals {
-	uint64_t gets, puts, installs, enomem, at, max_order, drains, retries, retried_gets;
+	uint64_t gets, puts, installs, enomem, at, max_order, drains, remote_drains, retries,
+		retried_gets, handed, split;
 };
 
 static struct totals guest_totals(void)
 {
 	struct totals t = { 0 };
 
-	for (unsigned i = 0; i < GUESTS; i++) {
+	for (unsigned i = 0; i < nguests; i++) {
 		t.gets += guests[i].gets;
 		t.puts += guests[i].puts;
 		t.installs += guests[i].installs;
@@ -347,19 +451,24 @@ static struct totals guest_totals(void)
 		t.at += guests[i].gets_at;
 		t.max_order += guests[i].gets_max_order;
 		t.drains += guests[i].drains;
+		t.remote_drains += guests[i].remote_drains;
 		t.retries += guests[i].retries;
 		t.retried_gets += guests[i].retried_gets;
+		t.handed += guests[i].handed;
+		t.split += guests[i].split;
 	}
 	return t;
 }
 
-/* Names the paths this run has not taken yet, into buf (empty once all were). */
+/* Names the paths this phase has not taken yet, into buf (empty once all were). */
 static void missed_paths(char *buf, size_t size)
 {
 	struct totals t = guest_totals();
-	const char *const names[] = { "get_at", "order 10", "drain", "retry after drain",
-				      "install", "hard reclaim", "soft reclaim", "bulk reclaim" };
-	const uint64_t counts[] = { t.at, t.max_order, t.drains, t.retries, t.installs,
+	const char *const names[] = { "get_at", "order 10", "drain", "remote drain",
+				      "retry after drain", "hand-over", "split", "install",
+				      "hard reclaim", "soft reclaim", "bulk reclaim" };
+	const uint64_t counts[] = { t.at, own_max < 1024 || t.max_order, t.drains,
+				    t.remote_drains, t.retries, t.handed, t.split, t.installs,
 				    host_hard, host_soft, host_bulk };
 	size_t len = 0;
 
@@ -369,19 +478,32 @@ static void missed_paths(char *buf, size_t size)
 			len += snprintf(buf + len, size - len, " %s", names[i]);
 }
 
-int main(void)
+/* One phase: five checks, named with its label. */
+static void run_phase(const char *label, unsigned guests_n, uint64_t start, uint64_t frames)
 {
-	char when[32], missed[160] = "", rounds_bad[256] = "", end_bad[256] = "";
+	char when[32], missed[160] = "", rounds_bad[256] = "", end_bad[256] = "", name[160];
 	struct totals t;
 	unsigned round;
 
-	plan(5);
-	if (zone_init(&z, GUESTS, 0, FRAMES, LLFREE_INIT_FREE)) {
-		check(false, "stress setup", "zone_init failed");
-		return check_exit();
+	nguests = guests_n;
+	zstart = start;
+	nframes = frames;
+	own_max = frames / 3 / guests_n;
+	memset(guests, 0, sizeof(guests));
+	memset(held, 0, sizeof(held));
+	memset(discarded, 0, sizeof(discarded));
+	host_ops = host_reclaimed = host_errors = host_soft = host_hard = host_bulk = 0;
+	if (zone_init(&z, guests_n, start, frames, LLFREE_INIT_FREE)) {
+		fail("%s: zone_init failed", label);
+		return;
 	}
-	for (unsigned i = 0; i < GUESTS; i++)
+	nchildren = llfree_host_children(&z.host);
+	for (unsigned i = 0; i < nguests; i++) {
 		guests[i] = (struct guest){ .core = i, .rng = 0x2545f4914f6cdd1dull * (i + 1) };
+		inboxes[i].n = 0;
+		inboxes[i].frames = 0;
+		pthread_mutex_init(&inboxes[i].lock, NULL);
+	}
 	/* ROUNDS, and more (a slow sanitizer build) until every path ran */
 	for (round = 1; round <= ROUNDS || (missed[0] && round <= MAX_ROUNDS); round++) {
 		run_round();
@@ -389,33 +511,121 @@ int main(void)
 		check_quiescent(when, rounds_bad, sizeof(rounds_bad));
 		missed_paths(missed, sizeof(missed));
 	}
-	check(!rounds_bad[0], "stress: after every round the counters equal a recount and the "
-	      "metadata validates", "%s", rounds_bad);
+	snprintf(name, sizeof(name), "stress %s: after every round the counters equal a recount "
+		 "and the metadata validates", label);
+	check(!rounds_bad[0], name, "%s", rounds_bad);
 	/* Give everything back. */
-	for (unsigned i = 0; i < GUESTS; i++) {
-		while (guests[i].nblocks)
-			guest_put(&guests[i]);
+	for (unsigned i = 0; i < nguests; i++) {
+		do {
+			take_inbox(&guests[i]);
+			while (guests[i].nblocks)
+				put_block(&guests[i], guests[i].blocks[--guests[i].nblocks]);
+		} while (inboxes[i].n);
 		llfree_drain(&z.ll, i);
 	}
-	for (uint64_t c = 0; c < CHILDREN; c++) {
+	for (uint64_t c = 0; c < nchildren; c++) {
 		if (llfree_host_holds(&z.host, c) && llfree_host_return(&z.host, c))
 			fail("final return of %lu", c);
 	}
 	check_quiescent("end", end_bad, sizeof(end_bad));
-	check(!end_bad[0], "stress end: counters equal a recount, metadata valid", "%s", end_bad);
-	check(llfree_free_frames(&z.ll) == FRAMES, "stress end: everything free again",
-	      "free %lu of %u", llfree_free_frames(&z.ll), FRAMES);
+	snprintf(name, sizeof(name), "stress %s end: counters equal a recount, metadata valid",
+		 label);
+	check(!end_bad[0], name, "%s", end_bad);
+	snprintf(name, sizeof(name), "stress %s end: everything free again", label);
+	check(llfree_free_frames(&z.ll) == frames, name, "free %lu of %lu",
+	      llfree_free_frames(&z.ll), frames);
 	t = guest_totals();
-	printf("# %u rounds: %lu gets (%lu get_at, %lu order 10), %lu puts, %lu installs, "
-	       "%lu enomem, %lu drains, %lu retries (%lu got); host %lu ops, %lu reclaimed (%lu hard, "
-	       "%lu soft, %lu bulk calls), %lu ERETRY\n",
-	       round - 1, t.gets, t.at, t.max_order, t.puts, t.installs, t.enomem, t.drains,
-	       t.retries, t.retried_gets, host_ops, host_reclaimed, host_hard, host_soft, host_bulk, host_errors);
-	check(t.gets > 1000 && !missed[0], "stress exercised every path",
-	      "%lu gets; never took:%s", t.gets, missed);
-	check(!atomic_load(&errors),
-	      "stress: no frame twice, held never handed out, reclaimed children hold no owned "
-	      "frame, installs reported",
-	      "%d errors, first: %s", atomic_load(&errors), first_error);
+	printf("# %s, %u rounds: %lu gets (%lu get_at, %lu order 10), %lu puts, %lu handed over, "
+	       "%lu split, %lu installs, %lu enomem, %lu drains (%lu remote), %lu retries (%lu got); "
+	       "host %lu ops, %lu reclaimed (%lu hard, %lu soft, %lu bulk calls), %lu ERETRY\n",
+	       label, round - 1, t.gets, t.at, t.max_order, t.puts, t.handed, t.split, t.installs,
+	       t.enomem, t.drains, t.remote_drains, t.retries, t.retried_gets, host_ops,
+	       host_reclaimed, host_hard, host_soft, host_bulk, host_errors);
+	snprintf(name, sizeof(name), "stress %s exercised every path", label);
+	check(t.gets > 1000 && !missed[0], name, "%lu gets; never took:%s", t.gets, missed);
+	snprintf(name, sizeof(name), "stress %s: no frame twice, held never handed out, reclaimed "
+		 "children hold no owned frame, installs reported", label);
+	check(!atomic_load(&errors), name, "%d errors, first: %s", atomic_load(&errors),
+	      first_error);
+	zone_free(&z);
+}
+
+/* Split race: two cores free interleaved order-3 parts of one order-9 block
+ * at the same moment, so both find the child huge and split it. */
+static pthread_barrier_t split_barrier;
+static atomic_uint_fast64_t split_go, split_pfn;
+static atomic_int split_stop;
+
+/* Core 1's half; the main thread frees core 0's. */
+static void *split_main(void *arg)
+{
+	for (uint64_t iter = 1;; iter++) {
+		pthread_barrier_wait(&split_barrier); /* block allocated, or stop */
+		if (atomic_load(&split_stop))
+			return NULL;
+		while (atomic_load(&split_go) != iter)
+			;
+		for (uint64_t f = 8; f < LLFREE_CHILD_FRAMES; f += 16) {
+			int err = llfree_put(&z.ll, 1, atomic_load(&split_pfn) + f, 3);
+
+			if (err)
+				fail("split race: put of frame %lu: %d", f, err);
+		}
+		pthread_barrier_wait(&split_barrier); /* both done */
+	}
+}
+
+static void split_race(void)
+{
+	struct timespec start, now;
+	pthread_t other;
+	uint64_t iters = 0;
+	char why[sizeof(first_error)] = "";
+	struct llfree_alloc a;
+
+	atomic_store(&errors, 0);
+	zone_init(&z, 2, 0, 4 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	pthread_barrier_init(&split_barrier, NULL, 2);
+	pthread_create(&other, NULL, split_main, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	do {
+		if (llfree_get(&z.ll, 0, 9, 0, &a)) {
+			snprintf(why, sizeof(why), "get order 9 failed");
+			break;
+		}
+		atomic_store(&split_pfn, a.pfn);
+		pthread_barrier_wait(&split_barrier);
+		atomic_store(&split_go, ++iters);
+		for (uint64_t f = 0; f < LLFREE_CHILD_FRAMES; f += 16)
+			if (llfree_put(&z.ll, 0, a.pfn + f, 3))
+				fail("split race: put of frame %lu", f);
+		pthread_barrier_wait(&split_barrier);
+		if (llfree_validate(&z.ll) || !llfree_is_free(&z.ll, a.pfn, 9))
+			snprintf(why, sizeof(why), "after %lu races the child is not free and valid",
+				 iters);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while (!why[0] && !atomic_load(&errors) &&
+		 (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 <
+			 ROUND_MS);
+	atomic_store(&split_stop, 1);
+	pthread_barrier_wait(&split_barrier);
+	pthread_join(other, NULL);
+	if (!why[0] && atomic_load(&errors))
+		snprintf(why, sizeof(why), "%s", first_error);
+	printf("# split race: %lu rounds\n", iters);
+	check(!why[0] && iters >= 100, "stress: two cores split one huge block at once",
+	      "%lu rounds: %s", iters, why);
+	pthread_barrier_destroy(&split_barrier);
+	zone_free(&z);
+}
+
+int main(void)
+{
+	plan(11);
+	split_race();
+	run_phase("2 guests, 512 MiB", 2, 0, MAX_FRAMES);
+	/* Starts 300 frames into a tree, ends 700 frames into the third. */
+	run_phase("4 guests, small zone", MAX_GUESTS, 5 * 1024 + 300,
+		  2 * LLFREE_TREE_FRAMES + 400);
 	return check_exit();
 }

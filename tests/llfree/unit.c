@@ -32,9 +32,82 @@ static void test_layout(void)
 	check(ok, "layout offsets aligned and sized", "bad layout");
 	check(!llfree_metadata_size(0, 0) && !llfree_metadata_size(0, (uint64_t)1 << 50),
 	      "layout rejects empty and huge zones", "accepted");
-	/* 20 GiB: 32 KiB bitfields per GiB plus 1 KiB child words and 1/8 KiB tree words. */
-	CHECK_EQ_U64(llfree_metadata_size(0, 20ull << 18), 20 * (32 + 1) * 1024 + 20 * 128,
+	/* 20 GiB: a header, 32 KiB bitfields per GiB plus 4 KiB child words
+	 * (64 B per tree) and 1/8 KiB tree words. */
+	CHECK_EQ_U64(llfree_metadata_size(0, 20ull << 18), 64 + 20 * (32 + 4) * 1024 + 20 * 128,
 		     "metadata size of a 20 GiB zone");
+	ok = llfree_layout_init(&l, 0, 40 * LLFREE_TREE_FRAMES);
+	for (uint64_t c = 0; c < 40 * LLFREE_TREE_CHILDREN; c++) {
+		size_t at = l.child_off + llfree_pair_index(c) * 4;
+
+		ok &= at / 64 == (l.child_off / 64 + c / LLFREE_TREE_CHILDREN) && at < l.tree_off;
+	}
+	check(ok && l.child_off % 64 == 0, "child words of each tree in their own cache line",
+	      "shared");
+}
+
+/* The header: the host refuses metadata without the magic, version and
+ * geometry it expects; recovery checks it too. */
+static void test_header(void)
+{
+	struct zone z;
+	struct llfree_host h;
+	struct llfree_local local;
+	struct llfree_header *hdr;
+	uint64_t state[64];
+	char why[160] = "";
+
+	zone_init(&z, 1, 1024, 64 * MIB, LLFREE_INIT_FREE);
+	hdr = z.meta;
+	EXPECT(hdr->magic == LLFREE_MAGIC && hdr->version == LLFREE_VERSION &&
+		       hdr->start_pfn == 1024 && hdr->frames == 64 * MIB && !hdr->hard,
+	       "header not written");
+	EXPECT(!llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state), "host init");
+	hdr->version++;
+	EXPECT(llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state) == LLFREE_EINVAL,
+	       "wrong version accepted");
+	EXPECT(llfree_init(&z.ll, 1, &local, 1024, 64 * MIB, LLFREE_INIT_RECOVER, z.meta) ==
+		       LLFREE_EINVAL,
+	       "recovery of a wrong version");
+	hdr->version--;
+	hdr->magic ^= 1;
+	EXPECT(llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state) == LLFREE_EINVAL,
+	       "wrong magic accepted");
+	hdr->magic ^= 1;
+	hdr->frames--;
+	EXPECT(llfree_host_init(&h, z.meta, z.meta_size, 1024, 64 * MIB, state) == LLFREE_EINVAL,
+	       "wrong geometry accepted");
+	check(!*why, "host checks the header's magic, version and geometry", "%s", why);
+	zone_free(&z);
+}
+
+/* The O(1) free counter follows guest gets and puts and host hard reclaim
+ * and return, with reservations and caches held. */
+static void test_free_counter(void)
+{
+	struct llfree_alloc a[40];
+	struct llfree_range r[8];
+	struct zone z;
+	uint64_t frames = 16 * LLFREE_TREE_FRAMES + 333, n, child;
+	size_t nr;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 2, 100, frames, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 40; i++)
+		EXPECT(!llfree_get(&z.ll, i % 2, i % 11, i % 3 ? LLFREE_MOVABLE : 0, &a[i]), "get");
+	for (unsigned i = 0; i < 40; i += 3)
+		EXPECT(!llfree_put(&z.ll, (i + 1) % 2, a[i].pfn, i % 11), "put");
+	EXPECT(!llfree_host_reclaim_bulk(&z.host, true, 20, r, 8, &nr, &n) && n, "bulk");
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already), "reclaim");
+	EXPECT(!llfree_host_return(&z.host, child), "return");
+	EXPECT(((struct llfree_header *)z.meta)->hard == n, "header counts %lu hard, not %lu",
+	       ((struct llfree_header *)z.meta)->hard, n);
+	EXPECT(llfree_free_frames(&z.ll) == zone_recount(&z), "counter %lu, recount %lu",
+	       llfree_free_frames(&z.ll), zone_recount(&z));
+	EXPECT(!llfree_validate(&z.ll), "invalid");
+	check(!*why, "O(1) free counter includes host reclaim and return", "%s", why);
+	zone_free(&z);
 }
 
 /* Allocates until exhaustion at one order; checks every frame; frees all. */
@@ -105,6 +178,9 @@ static void test_exhaustion(void)
 		exhaust_order(1024 + 333, 40 * MIB + 77, order, 3); /* partial first and last tree */
 	}
 	exhaust_order(7, 3, 0, 1); /* a zone smaller than one child */
+	/* More than 32 trees: the partial-tree scan looks at 32 only. */
+	for (unsigned order = 0; order < ORDERS; order += 3)
+		exhaust_order(5000, 40 * LLFREE_TREE_FRAMES + 600, order, 3);
 }
 
 /* Mixed orders in one zone, freed in a different order. */
@@ -193,15 +269,127 @@ static void test_bad_put(void)
 	EXPECT(llfree_put(&z.ll, 0, a.pfn, 2) == 0, "put part of a block");
 	EXPECT(llfree_put(&z.ll, 0, a.pfn, 3) == LLFREE_EDOUBLE, "half-freed block freed again");
 	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a), "get order 9");
-	EXPECT(llfree_put(&z.ll, 0, a.pfn, 0) == LLFREE_EDOUBLE, "order 0 free inside a huge frame");
 	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 9) && llfree_put(&z.ll, 0, a.pfn, 9) == LLFREE_EDOUBLE,
 	       "order 9 double free");
+	EXPECT(llfree_put(&z.ll, 0, a.pfn, 0) == LLFREE_EDOUBLE, "order 0 free in a free child");
 	EXPECT(!llfree_get(&z.ll, 0, 10, 0, &a), "get order 10");
 	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 10) &&
 		       llfree_put(&z.ll, 0, a.pfn, 10) == LLFREE_EDOUBLE,
 	       "order 10 double free");
 	EXPECT(!llfree_validate(&z.ll), "invalid after rejected frees");
 	check(!*why, "double frees and bad arguments detected", "%s", why);
+	zone_free(&z);
+}
+
+/* Frees of parts of an order 9 or 10 block (split_page, THP split,
+ * alloc_pages_exact) split the huge child into a bitfield. */
+static void test_partial_free(void)
+{
+	struct zone z;
+	struct llfree_alloc a, b;
+	uint64_t frames = 32 * MIB, child;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 2, 0, frames, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a), "get order 9");
+	for (uint64_t f = 0; f < 512; f += 2)
+		EXPECT(!llfree_put(&z.ll, f / 2 % 2, a.pfn + f, 0), "put frame %lu", f);
+	EXPECT(llfree_put(&z.ll, 0, a.pfn + 2, 0) == LLFREE_EDOUBLE, "double free after split");
+	EXPECT(llfree_free_frames(&z.ll) == frames - 256 && !llfree_validate(&z.ll),
+	       "half freed: free %lu", llfree_free_frames(&z.ll));
+	EXPECT(llfree_get_at(&z.ll, 1, a.pfn + 4, 0, &b) == 0, "freed part allocated again");
+	EXPECT(!llfree_put(&z.ll, 1, a.pfn + 4, 0), "put again");
+	for (uint64_t f = 1; f < 512; f += 2)
+		EXPECT(!llfree_put(&z.ll, 1, a.pfn + f, 0), "put frame %lu", f);
+	EXPECT(!llfree_get(&z.ll, 0, 10, 0, &a), "get order 10");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn + 512, 9), "upper half at order 9");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 8) && !llfree_put(&z.ll, 0, a.pfn + 256, 3),
+	       "lower half in parts");
+	EXPECT(llfree_put(&z.ll, 0, a.pfn, 10) == LLFREE_EDOUBLE, "order 10 put of a split block");
+	for (uint64_t f = 264; f < 512; f += 8)
+		EXPECT(!llfree_put(&z.ll, 0, a.pfn + f, 3), "put order 3 at %lu", f);
+	llfree_drain(&z.ll, 0);
+	llfree_drain(&z.ll, 1);
+	EXPECT(llfree_free_frames(&z.ll) == frames && llfree_free_huge(&z.ll) == frames / 512 &&
+		       !llfree_validate(&z.ll),
+	       "not restored: free %lu", llfree_free_frames(&z.ll));
+	/* Reclaimed, not installed: never split. */
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already), "hard reclaim");
+	EXPECT(llfree_put(&z.ll, 0, child * 512 + 8, 3) == LLFREE_EDOUBLE, "split of a held child");
+	EXPECT(llfree_host_return(&z.host, child) == 0, "return after a refused split");
+	while (!llfree_get(&z.ll, 0, 9, 0, &a) && !a.install)
+		;
+	EXPECT(a.install && llfree_put(&z.ll, 0, a.pfn, 0) == LLFREE_EDOUBLE,
+	       "split of a child not installed");
+	EXPECT(llfree_host_install(&z.host, llfree_child_of(&z.ll, a.pfn)) == 1 &&
+		       !llfree_put(&z.ll, 0, a.pfn, 0),
+	       "split after install");
+	EXPECT(!llfree_validate(&z.ll), "invalid at end");
+	check(!*why, "partial frees split order 9 and 10 blocks, never reclaimed ones", "%s", why);
+	zone_free(&z);
+}
+
+/* An order-10 put with one bad half frees neither. */
+static void test_pair_put_atomic(void)
+{
+	struct zone z;
+	struct llfree_alloc a;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 16 * MIB, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 10, 0, &a), "get order 10");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn + 512, 9), "upper half freed alone");
+	EXPECT(llfree_put(&z.ll, 0, a.pfn, 10) == LLFREE_EDOUBLE, "order 10 put accepted");
+	EXPECT(!llfree_is_free(&z.ll, a.pfn, 9) && llfree_free_frames(&z.ll) == 16 * MIB - 512,
+	       "the lower half was freed by a failed order 10 put");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 9) && !llfree_validate(&z.ll), "lower half");
+	check(!*why, "order 10 put frees both halves or neither", "%s", why);
+	zone_free(&z);
+}
+
+/* is_free and the free-block walk (buddyinfo). */
+static void test_free_walk(void)
+{
+	struct zone z;
+	struct llfree_alloc a;
+	uint64_t counts[ORDERS], sum = 0, pfn, start = 3 * 512 + 40;
+	unsigned order;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 64 * MIB, LLFREE_INIT_FREE);
+	llfree_free_blocks(&z.ll, counts);
+	EXPECT(counts[10] == 64 * MIB / 1024 && !counts[9] && !counts[0], "free zone: %lu order 10",
+	       counts[10]);
+	EXPECT(!llfree_get_at(&z.ll, 0, 5, 0, &a), "get_at");
+	llfree_free_blocks(&z.ll, counts);
+	for (order = 0; order < 9; order++)
+		EXPECT(counts[order] == 1, "order %u: %lu blocks", order,
+		       counts[order]);
+	EXPECT(counts[9] == 1 && counts[10] == 64 * MIB / 1024 - 1, "orders 9/10: %lu %lu",
+	       counts[9], counts[10]);
+	EXPECT(llfree_is_free(&z.ll, 4, 0) && !llfree_is_free(&z.ll, 4, 1) &&
+		       !llfree_is_free(&z.ll, 0, 9) && llfree_is_free(&z.ll, 512, 9) &&
+		       !llfree_is_free(&z.ll, 0, 10) && llfree_is_free(&z.ll, 1024, 10) &&
+		       llfree_is_free(&z.ll, 256, 8) && !llfree_is_free(&z.ll, 0, 6) &&
+		       llfree_is_free(&z.ll, 64, 6) && !llfree_is_free(&z.ll, 5, 0),
+	       "is_free");
+	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a) && !llfree_is_free(&z.ll, a.pfn, 0) &&
+		       !llfree_is_free(&z.ll, a.pfn + 64, 6),
+	       "inside a huge child");
+	/* Sum of the walk = free frames, on a zone with partial ends. */
+	zone_free(&z);
+	zone_init(&z, 1, start, 5 * LLFREE_TREE_FRAMES + 77, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 200; i++)
+		llfree_get(&z.ll, 0, i % 11, 0, &a);
+	for (pfn = 0; !llfree_next_free(&z.ll, &pfn, &order); pfn += 1ull << order) {
+		EXPECT(pfn % (1ull << order) == 0 && pfn >= start && llfree_is_free(&z.ll, pfn, order),
+		       "walk gave %lu order %u", pfn, order);
+		sum += 1ull << order;
+	}
+	EXPECT(sum == llfree_free_frames(&z.ll), "walk found %lu of %lu free", sum,
+	       llfree_free_frames(&z.ll));
+	check(!*why, "is_free and the free-block walk", "%s", why);
 	zone_free(&z);
 }
 
@@ -297,6 +485,111 @@ static void test_validate_detects(void)
 	zone_init(&z, 1, 0, 16 * MIB, LLFREE_INIT_FREE);
 	z.ll.bitfields[3].words[2] |= 1;
 	check(llfree_validate(&z.ll) == LLFREE_ECORRUPT, "validate detects a stray bit", "passed");
+	zone_free(&z);
+}
+
+/* Frames in another core's reservation are reachable: no ENOMEM while a
+ * block of the order is free, and get_at works inside reserved trees. */
+static void test_reservations_reachable(void)
+{
+	uint64_t frames = 8 * LLFREE_TREE_FRAMES, got;
+	struct llfree_alloc a;
+	struct zone z;
+	char why[160] = "";
+
+	for (unsigned order = 0; order <= LLFREE_MAX_ORDER; order += 9) {
+		zone_init(&z, 2, 0, frames, LLFREE_INIT_FREE);
+		EXPECT(z.ll.reserve, "8 trees and 2 cores: reservations expected");
+		/* core 0 reserves a tree of every kind */
+		EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && !llfree_get(&z.ll, 0, 0, LLFREE_MOVABLE, &a) &&
+			       !llfree_get(&z.ll, 0, 9, 0, &a),
+		       "core 0 gets");
+		EXPECT(!llfree_get_at(&z.ll, 1, a.pfn + 512, 0, &a), "get_at in a tree core 0 reserved");
+		for (got = 0; !llfree_get(&z.ll, 1, order, 0, &a); got++)
+			;
+		EXPECT(order ? !llfree_free_huge(&z.ll) : !llfree_free_frames(&z.ll),
+		       "order %u: ENOMEM with %lu free, %lu free children", order,
+		       llfree_free_frames(&z.ll), llfree_free_huge(&z.ll));
+		EXPECT(!llfree_validate(&z.ll), "invalid");
+		zone_free(&z);
+	}
+	/* A zone too small to reserve a tree per core: one tree, two cores. */
+	zone_init(&z, 2, 0, LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	EXPECT(!z.ll.reserve, "reservations in a one-tree zone");
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && !llfree_get(&z.ll, 0, 0, 0, &a), "core 0 gets");
+	for (got = 0; !llfree_get(&z.ll, 1, 0, 0, &a); got++)
+		;
+	EXPECT(got == LLFREE_TREE_FRAMES - 2, "core 1 got %lu of %u", got, LLFREE_TREE_FRAMES - 2);
+	EXPECT(!llfree_validate(&z.ll), "invalid");
+	check(!*why, "reservations reachable from other cores, none on small zones", "%s", why);
+	zone_free(&z);
+}
+
+/* A drain from another CPU ends the reservations; the owner goes on. */
+static void test_drain_remote(void)
+{
+	struct llfree_alloc a, b;
+	struct zone z;
+	char why[160] = "";
+
+	zone_init(&z, 2, 0, 8 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 3; i++) /* the last one through the core's cache */
+		EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a), "get");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn - 1, 0) && !llfree_put(&z.ll, 0, a.pfn - 2, 0), "put");
+	llfree_drain_remote(&z.ll, 0);
+	EXPECT(!(z.ll.trees[llfree_child_of(&z.ll, a.pfn) / 8] & LLFREE_TREE_RESERVED),
+	       "tree still reserved");
+	EXPECT(!llfree_validate(&z.ll), "invalid after remote drain");
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &b) && !llfree_put(&z.ll, 0, a.pfn, 0) &&
+		       !llfree_put(&z.ll, 1, b.pfn, 0),
+	       "owner after drain");
+	llfree_drain(&z.ll, 0);
+	EXPECT(llfree_free_frames(&z.ll) == 8 * LLFREE_TREE_FRAMES && !llfree_validate(&z.ll),
+	       "not restored");
+	check(!*why, "drain of another core's reservations", "%s", why);
+	zone_free(&z);
+}
+
+/* Only an entirely free tree changes its kind. */
+static void test_kind_policy(void)
+{
+	struct llfree_alloc a;
+	struct zone z;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 4 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 0, LLFREE_MOVABLE, &a) && a.pfn < LLFREE_TREE_FRAMES,
+	       "movable get");
+	EXPECT(llfree_tree_kind(z.ll.trees[0]) == LLFREE_KIND_MOVABLE, "tree 0 not movable");
+	for (uint64_t p = LLFREE_TREE_FRAMES; p < 4 * LLFREE_TREE_FRAMES; p += 1024)
+		EXPECT(!llfree_get_at(&z.ll, 0, p, 10, &a), "fill %lu", p);
+	llfree_drain(&z.ll, 0);
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && a.pfn < LLFREE_TREE_FRAMES, "fixed get");
+	EXPECT(llfree_tree_kind(z.ll.trees[0]) == LLFREE_KIND_MOVABLE,
+	       "one fixed frame turned the movable tree %u", llfree_tree_kind(z.ll.trees[0]));
+	check(!*why, "a partly used movable tree stays movable", "%s", why);
+	zone_free(&z);
+}
+
+/* LLFREE_NORECLAIMED never hands out reclaimed memory. */
+static void test_noreclaimed(void)
+{
+	struct llfree_alloc a;
+	struct zone z;
+	uint64_t child;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	for (unsigned i = 0; i < 7; i++)
+		EXPECT(!llfree_host_reclaim(&z.host, false, &child, &already), "soft %u", i);
+	EXPECT(!llfree_get(&z.ll, 0, 9, LLFREE_NORECLAIMED, &a) && !a.install, "the one installed");
+	EXPECT(llfree_get(&z.ll, 0, 0, LLFREE_NORECLAIMED, &a) == LLFREE_ENOMEM &&
+		       llfree_get(&z.ll, 0, 9, LLFREE_NORECLAIMED, &a) == LLFREE_ENOMEM &&
+		       llfree_get(&z.ll, 0, 10, LLFREE_NORECLAIMED, &a) == LLFREE_ENOMEM,
+	       "reclaimed memory handed out");
+	EXPECT(!llfree_get(&z.ll, 0, 0, 0, &a) && a.install, "plain get");
+	check(!*why, "no-reclaimed flag avoids reclaimed children", "%s", why);
 	zone_free(&z);
 }
 
@@ -458,15 +751,17 @@ static void test_host_untrusted(void)
 		       llfree_host_is_reclaimed(&z.host, (uint64_t)-1) == LLFREE_EINVAL,
 	       "out of range child accepted");
 	z.ll.trees[0] = 3u << LLFREE_TREE_KIND_SHIFT; /* kind 3 does not exist */
-	EXPECT(llfree_host_reclaim(&z.host, true, &child, &already) == LLFREE_ECORRUPT,
+	EXPECT(llfree_host_reclaim(&z.host, true, &child, &already) == LLFREE_ENOMEM &&
+		       z.host.invalid == 1,
 	       "bad kind");
 	z.ll.trees[0] = 4097;
-	EXPECT(llfree_host_reclaim_bulk(&z.host, true, 8, r, 8, &nr, &n) == LLFREE_ECORRUPT &&
-		       n == 0,
+	EXPECT(llfree_host_reclaim_bulk(&z.host, true, 8, r, 8, &nr, &n) == 0 && n == 0 &&
+		       z.host.invalid == 2,
 	       "tree counter above capacity");
 	z.ll.trees[0] = 4096;
 	z.ll.pairs[1] = 513; /* child 2: free 513 */
-	EXPECT(llfree_host_reclaim(&z.host, false, &child, &already) == LLFREE_ECORRUPT,
+	EXPECT(llfree_host_reclaim(&z.host, false, &child, &already) == LLFREE_ENOMEM &&
+		       z.host.invalid == 3,
 	       "child counter above capacity");
 	EXPECT(llfree_host_is_reclaimed(&z.host, 2) == LLFREE_ECORRUPT, "is_reclaimed");
 	z.ll.pairs[1] = 512 | LLFREE_CHILD_HUGE;
@@ -476,6 +771,104 @@ static void test_host_untrusted(void)
 	z.ll.pairs[0] = 512; /* the guest "frees" a held child behind the host's back */
 	EXPECT(llfree_host_return(&z.host, 0) == LLFREE_ECORRUPT, "return of a tampered child");
 	check(!*why, "host rejects corrupted metadata", "%s", why);
+	zone_free(&z);
+}
+
+/* Host operations on a zone that starts inside a tree and ends inside a
+ * child: only children wholly inside are ever reclaimed. */
+static void test_host_offset_zone(void)
+{
+	uint64_t start = 3 * 1024 + 700, frames = 2 * LLFREE_TREE_FRAMES + 1500, n, total = 0;
+	uint64_t children;
+	struct llfree_range r[64];
+	struct llfree_alloc a;
+	struct zone z;
+	size_t nr;
+	char why[160] = "";
+
+	zone_init(&z, 2, start, frames, LLFREE_INIT_FREE);
+	children = llfree_host_children(&z.host);
+	for (int hard = 0; hard < 2; hard++) {
+		total = 0;
+		while (!llfree_host_reclaim_bulk(&z.host, hard, 1000, r, 64, &nr, &n) && n) {
+			total += n;
+			for (size_t i = 0; i < nr; i++)
+				for (uint64_t c = r[i].child; c < r[i].child + r[i].count; c++)
+					EXPECT(llfree_child_capacity(&z.ll.layout, c) == 512,
+					       "child %lu reclaimed, not wholly inside", c);
+		}
+		for (uint64_t c = 0; c < children; c++)
+			EXPECT(llfree_child_capacity(&z.ll.layout, c) == 512 ||
+				       !llfree_host_is_reclaimed(&z.host, c),
+			       "edge child %lu marked reclaimed", c);
+	}
+	/* First whole child: frames 3*1024+700.. -> child 8 starts at 4096. */
+	EXPECT(total == (start + frames) / 512 - (start + 511) / 512, "hard reclaimed %lu", total);
+	EXPECT(llfree_free_frames(&z.ll) == frames - total * 512 && !llfree_validate(&z.ll),
+	       "guest free %lu", llfree_free_frames(&z.ll));
+	for (uint64_t c = 0; c < children; c++)
+		if (llfree_host_holds(&z.host, c))
+			EXPECT(!llfree_host_return(&z.host, c), "return %lu", c);
+	EXPECT(!llfree_get(&z.ll, 1, 10, 0, &a) && a.install == 3 &&
+		       llfree_host_install(&z.host, llfree_child_of(&z.ll, a.pfn)) == 1 &&
+		       llfree_host_install(&z.host, llfree_child_of(&z.ll, a.pfn) + 1) == 1,
+	       "order 10 with install");
+	EXPECT(!llfree_put(&z.ll, 0, a.pfn, 10), "put");
+	llfree_drain(&z.ll, 1);
+	EXPECT(llfree_free_frames(&z.ll) == frames && !llfree_validate(&z.ll), "not restored");
+	check(!*why, "host on a zone with partial first and last children", "%s", why);
+	zone_free(&z);
+}
+
+/* One invalid tree does not stop reclaim of the others; a counter raise that
+ * fails is owed, not lost; a bulk call takes at most LLFREE_HOST_BATCH. */
+static void test_host_robust(void)
+{
+	struct llfree_range r[64];
+	struct zone z;
+	uint64_t child, n, total = 0, calls = 0;
+	uint16_t good;
+	size_t nr;
+	bool already;
+	char why[160] = "";
+
+	zone_init(&z, 1, 0, 8 * LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	good = z.ll.trees[0];
+	z.ll.trees[0] = 3u << LLFREE_TREE_KIND_SHIFT;
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already) && child >= 8 &&
+		       z.host.invalid == 1,
+	       "reclaim stopped at an invalid tree");
+	EXPECT(!llfree_host_reclaim_bulk(&z.host, true, 20, r, 64, &nr, &n) && n == 20,
+	       "bulk stopped at an invalid tree: %lu", n);
+	/* The return's counter raise meets the bad tree word: owed, then paid. */
+	z.ll.trees[0] = good;
+	EXPECT(!llfree_host_return(&z.host, child), "return");
+	for (uint64_t c = 0; c < 64; c++)
+		if (llfree_host_holds(&z.host, c))
+			EXPECT(!llfree_host_return(&z.host, c), "return %lu", c);
+	EXPECT(!llfree_validate(&z.ll), "invalid after returns");
+	/* Bounded batches. */
+	while (!llfree_host_reclaim_bulk(&z.host, true, 1000, r, 64, &nr, &n) && n) {
+		EXPECT(n <= LLFREE_HOST_BATCH, "batch of %lu", n);
+		total += n;
+		calls++;
+	}
+	EXPECT(total == 64 && calls == 64 / LLFREE_HOST_BATCH, "%lu children in %lu calls", total,
+	       calls);
+	zone_free(&z);
+	/* The return's counter raise meets a bad tree word: owed, paid later. */
+	zone_init(&z, 1, 0, LLFREE_TREE_FRAMES, LLFREE_INIT_FREE);
+	EXPECT(!llfree_host_reclaim(&z.host, true, &child, &already), "reclaim");
+	good = z.ll.trees[0];
+	z.ll.trees[0] = 3u << LLFREE_TREE_KIND_SHIFT;
+	EXPECT(!llfree_host_return(&z.host, child), "return into a bad tree");
+	EXPECT(llfree_host_settle(&z.host) == 512, "owed %lu", llfree_host_settle(&z.host));
+	z.ll.trees[0] = good;
+	EXPECT(!llfree_host_settle(&z.host), "still owed after the tree word is good again");
+	EXPECT(!llfree_validate(&z.ll) && llfree_free_frames(&z.ll) == LLFREE_TREE_FRAMES,
+	       "counter leaked: free %lu", llfree_free_frames(&z.ll));
+	check(!*why, "host skips invalid trees, owes failed counter raises, bounded batches", "%s",
+	      why);
 	zone_free(&z);
 }
 
@@ -522,12 +915,21 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(60); /* every check runs unconditionally; loops run over fixed tables */
+	plan(76); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
+	test_header();
+	test_free_counter();
 	test_exhaustion();
 	test_mixed();
 	test_get_at();
 	test_bad_put();
+	test_partial_free();
+	test_pair_put_atomic();
+	test_free_walk();
+	test_reservations_reachable();
+	test_drain_remote();
+	test_kind_policy();
+	test_noreclaimed();
 	test_init_alloc();
 	test_init_alloc_partial();
 	test_recover();
@@ -539,5 +941,7 @@ int main(void)
 	test_prefer_installed();
 	test_host_reserved_and_bulk();
 	test_host_untrusted();
+	test_host_robust();
+	test_host_offset_zone();
 	return check_exit();
 }

@@ -56,7 +56,7 @@ static inline uint64_t zone_recount(const struct zone *z)
 	uint64_t free = 0;
 
 	for (uint64_t c = 0; c < llfree_host_children(&z->host); c++)
-		free += llfree_child_free(llfree_pair_get(z->ll.pairs[c / 2], c & 1));
+		free += llfree_child_free(llfree_pair_get(z->ll.pairs[llfree_pair_index(c)], c & 1));
 	return free;
 }
 
