@@ -31,7 +31,7 @@ endif
 HOST_BPF   := $(patsubst bpf/%.bpf.c,%,$(wildcard bpf/*.bpf.c))
 BPF_OBJS   := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(HOST_BPF))
 SKELS      := $(patsubst %,$(BUILD)/bpf/%.skel.h,$(HOST_BPF))
-LIB_SRCS   := $(filter-out user/hatrace.c user/hatrace-guest.c,$(wildcard user/*.c))
+LIB_SRCS   := $(filter-out user/hatrace.c user/hatrace-guest.c,$(wildcard user/*.c user/inflate/*.c))
 LIB_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(LIB_SRCS))
 HATRACE    := $(BUILD)/hatrace
 
@@ -43,25 +43,35 @@ E2E_TESTS   :=
 BENCHES     :=
 
 .PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan
-# Keep generated skeletons and BPF objects, so a second `make` has nothing to do.
+# Keep generated skeletons and BPF objects, so a second `make` has nothing to do;
+# a target whose recipe fails is deleted rather than left half-written.
 .SECONDARY:
+.DELETE_ON_ERROR:
 all: real-all
 
 include $(sort $(wildcard */build.mk */*/build.mk))
 
 real-all: $(ALL_TARGETS)
 
-$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c vmlinux.h $(wildcard bpf/*.h) | $(BUILD)/bpf
+# One rule for every BPF object (host bpf/, guest bpf/guest/, tests/bpf/) and
+# one for its skeleton; the headers each object uses come from -MMD.
+$(BUILD)/%.bpf.o: %.bpf.c vmlinux.h
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+-include $(wildcard $(BUILD)/bpf/*.bpf.d $(BUILD)/bpf/guest/*.bpf.d $(BUILD)/tests/bpf/*.bpf.d)
 
-$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h bpf/*.h) $(SKELS) | $(BUILD)/user
+# Host objects: the headers (skeletons included) each one uses come from the
+# compiler's -MMD list; the skeletons are generated before the first compile.
+$(BUILD)/user/%.o: user/%.c | $(SKELS)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+-include $(LIB_OBJS:.o=.d) $(BUILD)/user/hatrace.d $(BUILD)/user/hatrace-guest.d
 
 $(BUILD)/libhatrace.a: $(LIB_OBJS)
 	$(call msg,AR,$@)

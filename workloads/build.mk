@@ -26,12 +26,12 @@
 #              start); a later reconnect works, without a second "ready". Requests are
 #              served while workloads run: replies may come out of order.
 #              trace_start probes: mm_page_alloc/mm_page_free (tracepoints, with "pages")
-#              and timed functions (fentry/fexit, else kprobes) listed in
-#              user/hatrace-guest.c; trace_read events carry count/sum_ns/first_ns/last_ns.
+#              and the functions the host names in trace_start "functions" (each
+#              technique's list is in user/inflate/tech-*.c), timed with fentry/fexit,
+#              else kprobes; trace_read events carry count/sum_ns/first_ns/last_ns.
 #              Nested probes say "within":P (sum only the outermost: balloon_size_work,
-#              page_reporting_process, vmem_work, ...). alloc_pages (__alloc_pages) and
-#              mm_fault (handle_mm_fault) are opt-in via trace_start "probes": timing
-#              every allocation slowed page faults ~70% under TCG.
+#              page_reporting_process, vmem_work, ...). Timing every __alloc_pages
+#              call slowed page faults ~70% under TCG: no technique asks for it.
 #              poweroff: the reply is sent, then the guest powers off and QEMU exits.
 #   workloads  ht-touch --bytes N --threads T; ht-alloc-install --bytes N --threads T;
 #              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
