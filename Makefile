@@ -14,7 +14,7 @@ ARCH       := x86
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE
 CFLAGS     += $(SANITIZE)
-CPPFLAGS   += -I$(BUILD)/bpf -Ibpf -iquote user
+CPPFLAGS   += -I$(BUILD)/bpf -Ibpf $(patsubst %,-iquote user/%,lib harness inflate cmd)
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_$(ARCH) -I. -Ibpf
 # Static so that the same binary can be copied into a guest initramfs.
 STATIC     ?= -static
@@ -31,7 +31,10 @@ endif
 HOST_BPF   := $(patsubst bpf/%.bpf.c,%,$(wildcard bpf/*.bpf.c))
 BPF_OBJS   := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(HOST_BPF))
 SKELS      := $(patsubst %,$(BUILD)/bpf/%.skel.h,$(HOST_BPF))
-LIB_SRCS   := $(filter-out user/hatrace.c user/hatrace-guest.c,$(wildcard user/*.c user/inflate/*.c))
+# user/lib: the host library; user/harness: QEMU, QMP, JSON lines, the agent
+# client; user/inflate: the benchmark; user/cmd: one file per subcommand;
+# user/guest: the guest agent (built in workloads/build.mk).
+LIB_SRCS   := $(filter-out user/cmd/hatrace.c,$(wildcard $(patsubst %,user/%/*.c,lib harness inflate cmd)))
 LIB_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(LIB_SRCS))
 HATRACE    := $(BUILD)/hatrace
 
@@ -71,13 +74,13 @@ $(BUILD)/user/%.o: user/%.c | $(SKELS)
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
--include $(LIB_OBJS:.o=.d) $(BUILD)/user/hatrace.d $(BUILD)/user/hatrace-guest.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/user/cmd/hatrace.d $(BUILD)/user/guest/hatrace-guest.d
 
 $(BUILD)/libhatrace.a: $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(HATRACE): $(BUILD)/user/hatrace.o $(BUILD)/libhatrace.a
+$(HATRACE): $(BUILD)/user/cmd/hatrace.o $(BUILD)/libhatrace.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

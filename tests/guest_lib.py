@@ -1,4 +1,4 @@
-"""Helpers for the guest tests: result lines, an agent client (user/agent_proto.h),
+"""Helpers for the guest tests: result lines, an agent client (user/harness/agent_proto.h),
 a QMP client and a TCG guest VM that never outlives the test."""
 import ctypes
 import json

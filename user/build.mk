@@ -9,9 +9,9 @@ $(BUILD)/user/git-rev: FORCE | $(BUILD)/user
 .PHONY: FORCE
 FORCE:
 
-$(BUILD)/tests/inflate_stats: tests/inflate_stats.c user/stats.c user/stats.h tests/check.h | $(BUILD)/tests
+$(BUILD)/tests/inflate_stats: tests/inflate_stats.c user/lib/stats.c user/lib/stats.h tests/check.h | $(BUILD)/tests
 	$(call msg,CC,$@)
-	$(Q)$(CC) -iquote user -iquote tests $(CFLAGS) $< user/stats.c -o $@ -lm
+	$(Q)$(CC) -iquote user/lib -iquote tests $(CFLAGS) $< user/lib/stats.c -o $@ -lm
 
 ALL_TARGETS += $(BUILD)/tests/inflate_stats
 UNIT_TESTS  += $(BUILD)/tests/inflate_stats

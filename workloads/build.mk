@@ -21,7 +21,7 @@
 #              by qom-set /machine/peripheral/vmem0 requested-size (plugged memory comes
 #              online as ZONE_MOVABLE, so it can be unplugged again).
 #   agent      hatrace-guest finds the port in /sys/class/virtio-ports/*/name, opens
-#              /dev/vportNpM and speaks user/agent_proto.h. Its "ready" event goes out
+#              /dev/vportNpM and speaks user/harness/agent_proto.h. Its "ready" event goes out
 #              once the host side of the socket is connected (its mono_ns is the agent's
 #              start); a later reconnect works, without a second "ready". Requests are
 #              served while workloads run: replies may come out of order.
@@ -45,17 +45,17 @@ GUEST_AGENT    := $(GUEST_DIR)/bin/hatrace-guest
 GUEST_INITRAMFS := $(GUEST_DIR)/initramfs.cpio.gz
 GUEST_CMDLINE  := console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=reliable
 
-$(GUEST_DIR)/obj/%.o: workloads/%.c workloads/wl.h user/common.h | $(GUEST_DIR)/obj
+$(GUEST_DIR)/obj/%.o: workloads/%.c workloads/wl.h user/lib/common.h | $(GUEST_DIR)/obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Iworkloads $(CFLAGS) -c $< -o $@
 
-$(GUEST_DIR)/bin/ht-%: $(GUEST_DIR)/obj/ht-%.o $(GUEST_DIR)/obj/wl.o $(BUILD)/user/common.o | $(GUEST_DIR)/bin
+$(GUEST_DIR)/bin/ht-%: $(GUEST_DIR)/obj/ht-%.o $(GUEST_DIR)/obj/wl.o $(BUILD)/user/lib/common.o | $(GUEST_DIR)/bin
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/user/hatrace-guest.o: $(GUEST_SKELS) $(wildcard bpf/guest/*.h)
+$(BUILD)/user/guest/hatrace-guest.o: $(GUEST_SKELS) $(wildcard bpf/guest/*.h)
 
-$(GUEST_AGENT): $(BUILD)/user/hatrace-guest.o $(BUILD)/user/common.o | $(GUEST_DIR)/bin
+$(GUEST_AGENT): $(BUILD)/user/guest/hatrace-guest.o $(BUILD)/user/lib/common.o | $(GUEST_DIR)/bin
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -1,5 +1,5 @@
 /* hatrace-guest: the agent inside a hatrace guest VM. It speaks the line
- * protocol of user/agent_proto.h over the virtio-serial port AGENT_PORT_NAME
+ * protocol of user/harness/agent_proto.h over the virtio-serial port AGENT_PORT_NAME
  * (or stdin/stdout with --stdio), runs workloads without blocking other
  * requests, and loads the guest BPF counters of bpf/guest/guest_trace.bpf.c.
  *
