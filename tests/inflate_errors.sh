@@ -27,10 +27,10 @@ expect_error() {
 	no_leftovers "$name" $pid
 }
 
-# 8 bad-input cases (2 lines each) and a stock QEMU for balloon-huge (2 or a
-# skip); with the guest image, 2 boot failures (2 each + 1 console check), 2
+# 8 bad-input cases (2 lines each) and a stock QEMU for balloon-huge (2 lines or 2
+# skips); with the guest image, 2 boot failures (2 each + 1 console check), 2
 # signalled runs (2 each + 1 message), SIGKILL (2)
-[ -r "$BUILD/guest/bzImage" ] && plan 29 || plan 17
+[ -r "$BUILD/guest/bzImage" ] && plan 31 || plan 19
 expect_error inflate_shrink_above_mem "must be smaller than --mem" --mem 1G --shrink-to 2G
 expect_error inflate_unknown_technique "unknown technique 'balloonz'" -t virtio-balloon,balloonz
 expect_error inflate_bad_size "is not a" --mem lots
