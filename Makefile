@@ -121,13 +121,14 @@ test: deps
 bench: real-all $(BENCHES)
 
 # ThreadSanitizer build of the host tool, build-tsan/hatrace (linked dynamically:
-# TSan cannot be static), with the guest images of $(BUILD). `make test-tsan`
-# runs the inflate test with it; a TSan report fails the run.
+# TSan cannot be static), with the guest images and the QEMU of $(BUILD).
+# `make test-tsan` runs the inflate test with it; a TSan report fails the run.
 TSAN_BUILD := build-tsan
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) STATIC= SANITIZE=-fsanitize=thread \
 		$(TSAN_BUILD)/hatrace
 	$(Q)ln -sfn $(abspath $(BUILD))/guest $(TSAN_BUILD)/guest
+	$(Q)ln -sfn $(abspath $(BUILD))/qemu $(TSAN_BUILD)/qemu
 
 test-tsan: real-all tsan
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 $(TSAN_OPTIONS)" HATRACE=$(TSAN_BUILD)/hatrace \
