@@ -14,7 +14,7 @@ ARCH       := x86
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE
 CFLAGS     += $(SANITIZE)
-CPPFLAGS   += -I$(BUILD)/bpf -Ibpf -iquote user
+CPPFLAGS   += -I$(BUILD)/bpf -Ibpf $(patsubst %,-iquote user/%,lib harness inflate cmd)
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_$(ARCH) -I. -Ibpf
 # Static so that the same binary can be copied into a guest initramfs.
 STATIC     ?= -static
@@ -31,7 +31,10 @@ endif
 HOST_BPF   := $(patsubst bpf/%.bpf.c,%,$(wildcard bpf/*.bpf.c))
 BPF_OBJS   := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(HOST_BPF))
 SKELS      := $(patsubst %,$(BUILD)/bpf/%.skel.h,$(HOST_BPF))
-LIB_SRCS   := $(filter-out user/hatrace.c user/hatrace-guest.c,$(wildcard user/*.c))
+# user/lib: the host library; user/harness: QEMU, QMP, JSON lines, the agent
+# client; user/inflate: the benchmark; user/cmd: one file per subcommand;
+# user/guest: the guest agent (built in workloads/build.mk).
+LIB_SRCS   := $(filter-out user/cmd/hatrace.c,$(wildcard $(patsubst %,user/%/*.c,lib harness inflate cmd)))
 LIB_OBJS   := $(patsubst user/%.c,$(BUILD)/user/%.o,$(LIB_SRCS))
 HATRACE    := $(BUILD)/hatrace
 
@@ -43,31 +46,41 @@ E2E_TESTS   :=
 BENCHES     :=
 
 .PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan
-# Keep generated skeletons and BPF objects, so a second `make` has nothing to do.
+# Keep generated skeletons and BPF objects, so a second `make` has nothing to do;
+# a target whose recipe fails is deleted rather than left half-written.
 .SECONDARY:
+.DELETE_ON_ERROR:
 all: real-all
 
 include $(sort $(wildcard */build.mk */*/build.mk))
 
 real-all: $(ALL_TARGETS)
 
-$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c vmlinux.h $(wildcard bpf/*.h) | $(BUILD)/bpf
+# One rule for every BPF object (host bpf/, guest bpf/guest/, tests/bpf/) and
+# one for its skeleton; the headers each object uses come from -MMD.
+$(BUILD)/%.bpf.o: %.bpf.c vmlinux.h
 	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp && mv $@.tmp $@
+-include $(wildcard $(BUILD)/bpf/*.bpf.d $(BUILD)/bpf/guest/*.bpf.d $(BUILD)/tests/bpf/*.bpf.d)
 
-$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h bpf/*.h) $(SKELS) | $(BUILD)/user
+# Host objects: the headers (skeletons included) each one uses come from the
+# compiler's -MMD list; the skeletons are generated before the first compile.
+$(BUILD)/user/%.o: user/%.c | $(SKELS)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+-include $(LIB_OBJS:.o=.d) $(BUILD)/user/cmd/hatrace.d $(BUILD)/user/guest/hatrace-guest.d
 
 $(BUILD)/libhatrace.a: $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(HATRACE): $(BUILD)/user/hatrace.o $(BUILD)/libhatrace.a
+$(HATRACE): $(BUILD)/user/cmd/hatrace.o $(BUILD)/libhatrace.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -108,13 +121,14 @@ test: deps
 bench: real-all $(BENCHES)
 
 # ThreadSanitizer build of the host tool, build-tsan/hatrace (linked dynamically:
-# TSan cannot be static), with the guest images of $(BUILD). `make test-tsan`
-# runs the inflate test with it; a TSan report fails the run.
+# TSan cannot be static), with the guest images and the QEMU of $(BUILD).
+# `make test-tsan` runs the inflate test with it; a TSan report fails the run.
 TSAN_BUILD := build-tsan
 tsan:
 	$(Q)$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) STATIC= SANITIZE=-fsanitize=thread \
 		$(TSAN_BUILD)/hatrace
 	$(Q)ln -sfn $(abspath $(BUILD))/guest $(TSAN_BUILD)/guest
+	$(Q)ln -sfn $(abspath $(BUILD))/qemu $(TSAN_BUILD)/qemu
 
 test-tsan: real-all tsan
 	$(Q)TSAN_OPTIONS="halt_on_error=1 exitcode=66 $(TSAN_OPTIONS)" HATRACE=$(TSAN_BUILD)/hatrace \

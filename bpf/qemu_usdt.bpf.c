@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* QEMU's USDT probes (provider "qemu", hatrace's QEMU build). The attach cookie
- * is the event's index in user/qemu_usdt.c's table. "record" sends every hit to
+ * is the event's index in user/lib/qemu_usdt.c's table. "record" sends every hit to
  * user space with its arguments and the running totals; "count" only adds to the
  * totals, for probes that fire too often to send (one per request or per page). */
 #include "vmlinux.h"

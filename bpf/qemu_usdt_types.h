@@ -1,4 +1,4 @@
-/* Types shared by bpf/qemu_usdt.bpf.c and user/qemu_usdt.c. */
+/* Types shared by bpf/qemu_usdt.bpf.c and user/lib/qemu_usdt.c. */
 #ifndef HATRACE_QEMU_USDT_TYPES_H
 #define HATRACE_QEMU_USDT_TYPES_H
 
@@ -15,7 +15,7 @@ struct qemu_usdt_total {
  * that moment, so the work between two records is the difference. */
 struct qemu_usdt_record {
 	unsigned long long time_ns; /* bpf_ktime_get_ns: CLOCK_MONOTONIC */
-	unsigned int event;         /* index in user/qemu_usdt.c's table (the attach cookie) */
+	unsigned int event;         /* index in user/lib/qemu_usdt.c's table (the attach cookie) */
 	unsigned int tid;
 	unsigned long long args[QEMU_USDT_ARGS];
 	struct qemu_usdt_total totals[QEMU_USDT_MAX_EVENTS];

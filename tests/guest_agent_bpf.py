@@ -6,19 +6,29 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import check, finish, plan, skip_all, start_stdio_agent  # noqa: E402
+from guest_lib import check, finish, plan, skip_all, start_stdio_agent, tech_functions  # noqa: E402
 
 
 
-BAD_SELECTIONS = (["no_such_probe"], "mm_page_alloc", [3])
+# trace_start requests the agent must refuse: tracepoints it does not have, and
+# functions that are malformed, too many, named twice or within an unknown probe.
+BAD_REQUESTS = (
+    {"tracepoints": ["no_such_probe"]}, {"tracepoints": "mm_page_alloc"}, {"tracepoints": [3]},
+    {"functions": "leak_balloon"}, {"functions": [{"name": "leak"}]},
+    {"functions": [{"name": "a b", "func": "leak_balloon"}]},
+    {"functions": [{"name": "x", "func": "leak_balloon;rm"}]},
+    {"functions": [{"name": "mm_page_alloc", "func": "leak_balloon"}]},
+    {"functions": [{"name": "x", "func": "leak_balloon", "within": "nowhere"}]},
+    {"functions": [{"name": f"f{i}", "func": "leak_balloon"} for i in range(100)]},
+)
 
 
 def main():
     if os.geteuid() != 0:
         skip_all("guest agent bpf", "needs root")
     proc, a = start_stdio_agent("guest agent bpf")
-    # 11 checks, one per bad selection
-    plan(11 + len(BAD_SELECTIONS))
+    # 11 checks, one per bad request
+    plan(11 + len(BAD_REQUESTS))
     try:
         a.wait_event("ready", 10)
         test(a)
@@ -29,15 +39,16 @@ def main():
 
 
 def test(a):
-    started = a.req("trace_start", timeout=120)
+    funcs = tech_functions()
+    started = a.req("trace_start", functions=funcs, timeout=120)
     if not check(started.get("ok"), "trace_start loads the guest BPF object", str(started)):
         return
     probes = started["probes"]
     for p in probes:
         print(f"# probe {p['name']:24} {p['mode']:10} {p.get('reason', '')}")
     names = [p["name"] for p in probes]
-    check(names[:2] == ["mm_page_alloc", "mm_page_free"] and len(set(names)) == len(names) > 2,
-          "probe list names each probe once", str(names))
+    check(names == ["mm_page_alloc", "mm_page_free"] + [f["name"] for f in funcs],
+          "probe list names the tracepoints and each requested function once", str(names))
     check(all(p["mode"] == "tracepoint" for p in probes[:2]),
           "page allocator tracepoints attach", str(probes[:2]))
     check(all(p["attached"] or p.get("reason") for p in probes),
@@ -54,7 +65,7 @@ def test(a):
           "mm_page_alloc counts at least the workload's 4096 pages", str(alloc))
     check(set(ev) == {p["name"] for p in probes if p["attached"]},
           "trace_read reports exactly the attached probes", str(sorted(ev)))
-    sel = a.req("trace_start", probes=["mm_page_free"])
+    sel = a.req("trace_start", tracepoints=["mm_page_free"])
     modes = {p["name"]: (p["attached"], p.get("reason")) for p in sel.get("probes", [])}
     check(sel.get("ok") and modes.get("mm_page_free") == (True, None) and
           modes.get("mm_page_alloc") == (False, "not requested"),
@@ -65,10 +76,10 @@ def test(a):
     r = a.req("trace_start", kprobes="yes")
     check(r.get("ok") is False and "kprobes" in r.get("error", ""),
           "trace_start rejects a non-boolean kprobes", str(r))
-    for bad in BAD_SELECTIONS:
-        r = a.req("trace_start", probes=bad)
+    for bad in BAD_REQUESTS:
+        r = a.req("trace_start", **bad)
         check(r.get("ok") is False and "trace_start" in r.get("error", ""),
-              f"trace_start rejects the selection {bad!r}", str(r))
+              f"trace_start rejects {str(bad)[:60]}", str(r)[:300])
     check(a.req("trace_stop").get("ok"), "trace_stop", "")
 
 

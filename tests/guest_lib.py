@@ -1,4 +1,4 @@
-"""Helpers for the guest tests: result lines, an agent client (user/agent_proto.h),
+"""Helpers for the guest tests: result lines, an agent client (user/harness/agent_proto.h),
 a QMP client and a TCG guest VM that never outlives the test."""
 import ctypes
 import json
@@ -157,6 +157,26 @@ def balloon_actual(vm):
 
 
 AGENT = os.path.join(GUEST, "bin", "hatrace-guest")
+# Timed on request only: every page allocation and fault (slow under TCG).
+OPT_IN_FUNCTIONS = [{"name": "alloc_pages", "func": "__alloc_pages", "within": "any"},
+                    {"name": "mm_fault", "func": "handle_mm_fault", "within": "any"}]
+
+
+def tech_functions():
+    """The guest functions hatrace inflate's techniques trace (their guest_funcs
+    tables in user/inflate/tech-*.c and the balloon's in technique.h), once
+    each, as trace_start "functions"."""
+    import glob
+    import re
+    funcs = {}
+    inflate = os.path.join(ROOT, "user", "inflate")
+    for path in [os.path.join(inflate, "technique.h")] + sorted(glob.glob(os.path.join(inflate, "tech-*.c"))):
+        for name, func, within in re.findall(
+                r'\{ "([a-z_0-9]+)", "([a-z_0-9]+)", (NULL|"[a-z_0-9]+") \}', open(path).read()):
+            funcs[name] = {"name": name, "func": func}
+            if within != "NULL":
+                funcs[name]["within"] = within.strip('"')
+    return list(funcs.values())
 
 
 def start_stdio_agent(name):

@@ -7,7 +7,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GuestVM, balloon_actual, require_guest, check, finish, plan  # noqa: E402
+from guest_lib import (GuestVM, OPT_IN_FUNCTIONS, balloon_actual, require_guest, check,  # noqa: E402
+                       finish, plan, tech_functions)
 
 MiB = 1 << 20
 
@@ -74,11 +75,10 @@ def test(vm):
     check(info.get("ok") and 900 * MiB < info.get("MemTotal", 0) <= 1024 * MiB and
           0 < info.get("MemFree", 0) <= info["MemTotal"], "meminfo is sane", str(info))
 
-    default = {p["name"]: p for p in agent.req("trace_start").get("probes", [])}
-    check(default.get("alloc_pages", {}).get("reason") == "not requested (opt-in probe)" and
-          default.get("balloon_size_work", {}).get("attached"),
-          "trace_start without a selection leaves out the opt-in alloc_pages", str(default)[:300])
-    started = agent.req("trace_start", probes=list(default))
+    default = [p["name"] for p in agent.req("trace_start").get("probes", [])]
+    check(default == ["mm_page_alloc", "mm_page_free"],
+          "trace_start without functions times none (the host names them)", str(default))
+    started = agent.req("trace_start", functions=tech_functions() + OPT_IN_FUNCTIONS)
     probes = {p["name"]: p for p in started.get("probes", [])}
     for p in probes.values():
         print(f"# probe {p['name']:24} {p['mode']:10} {p.get('reason', '')}")
@@ -162,7 +162,8 @@ def test(vm):
           str({n: ev.get(n) for n in ("vmem_unplug_sb_online", "vmem_send_unplug")}))
 
     # The kprobe fallback, forced: same counters from another attach mode.
-    kp = agent.req("trace_start", probes=["balloon_size_work", "balloon_leak"], kprobes=True)
+    kp = agent.req("trace_start", tracepoints=[], kprobes=True, functions=[
+        f for f in tech_functions() if f["name"] in ("balloon_size_work", "balloon_leak")])
     modes = {p["name"]: p["mode"] for p in kp.get("probes", []) if p["attached"]}
     check(modes == {"balloon_size_work": "kprobe", "balloon_leak": "kprobe"},
           "trace_start with kprobes attaches kprobes", str(kp)[:300])

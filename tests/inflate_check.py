@@ -9,14 +9,15 @@ import os
 import statistics
 import sys
 
-CHECKS = 18
-TECHNIQUES = ("virtio-balloon", "fpr", "virtio-mem")
+CHECKS = 22
+TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem")
+ACTIVE = ("virtio-balloon", "virtio-balloon-huge", "virtio-mem")
 PHASES = ("shrink", "grow", "install", "touch2", "shrink_untouched")
-# summary.json breakdown.host field -> iterations.csv column suffix
-HOST_FIELDS = {"madvise_n": "host_madvise_n", "madvise_ns": "host_madvise_ns",
-               "fallocate_n": "host_fallocate_n", "fallocate_ns": "host_fallocate_ns",
-               "discard_bytes": "host_discard_bytes", "guest_ram_faults": "host_ram_faults",
-               "kvm_exits": "host_kvm_exits", "kvm_page_faults": "host_kvm_page_faults"}
+# The host counters: summary.json breakdown.host.NAME, iterations.csv
+# <phase>_host_NAME and trace.json host slices' args.NAME, one name each.
+HOST_FIELDS = {f: f"host_{f}" for f in (
+    "madvise_n", "madvise_ns", "fallocate_n", "fallocate_ns", "discard_bytes", "ram_faults",
+    "kvm_exits", "kvm_page_faults")}
 MiB = 1 << 20
 # An x86-64 guest below 64 GiB hot(un)plugs 128 MiB memory blocks: virtio-mem
 # offlines and unplugs each block it gives back once.
@@ -24,6 +25,8 @@ MEMORY_BLOCK = 128 * MiB
 # Free page reporting sends at most PAGE_REPORTING_CAPACITY (32) blocks of at
 # most MAX_ORDER - 1 (4 MiB) per report: one report per 128 MiB at most.
 REPORT_MAX = 32 * 4 * MiB
+# virtio-balloon-huge gives memory in 2 MiB units.
+HUGE_UNIT = 2 * MiB
 
 
 def res(name, good, why=""):
@@ -88,8 +91,10 @@ def main(d):
         f"medians differ from guest-events.csv: {bad}")
 
     res("vm_inflate_meta", meta["accel"] in ("tcg", "kvm") and meta["guest_kernel"].startswith("6.1")
-        and meta["hatrace_revision"] != "unknown" and meta["thp"], json.dumps(meta)[:200])
-    for t in ("virtio-balloon", "virtio-mem"):
+        and meta["hatrace_revision"] != "unknown" and meta["thp"]
+        and meta["qemu"].endswith("/qemu/qemu-system-x86_64") and meta["qemu_usdt_probes"] > 0,
+        json.dumps(meta)[:300])
+    for t in ACTIVE:
         drops = [a - b for a, b in zip(raw(t, "shrink", "rss_before"), raw(t, "shrink", "rss_after"))]
         res(f"vm_inflate_rss_drop_{t}", drops and min(drops) >= 0.9 * want,
             f"QEMU RSS fell {[x >> 20 for x in drops]} MiB of {want >> 20} MiB requested")
@@ -100,7 +105,7 @@ def main(d):
             f"(pages, bad pages) per iteration: {its}")
 
     if os.geteuid() == 0:
-        low = {t: raw(t, "shrink", "host_discard_bytes") for t in ("virtio-balloon", "virtio-mem")}
+        low = {t: raw(t, "shrink", "host_discard_bytes") for t in ACTIVE}
         res("vm_inflate_host_discards", all(v and min(v) >= 0.9 * want for v in low.values()),
             f"QEMU discarded {low} bytes of {want} requested")
     else:
@@ -114,6 +119,16 @@ def main(d):
     enq = {p: events("virtio-balloon", p, "balloon_page_enqueue") for p in ("shrink", "shrink_untouched")}
     res("vm_inflate_guest_balloon_pages", all(min(c) >= 0.9 * want // 4096 for c in enq.values()),
         f"balloon_page_enqueue {enq}, expected >= {0.9 * want // 4096:.0f} (4 KiB pages)")
+    # Huge mode gives whole 2 MiB units (adjust_managed_page_count once each,
+    # without deflate-on-oom) and never the per-page enqueue.
+    huge = {p: (events("virtio-balloon-huge", p, "balloon_page_enqueue"),
+                events("virtio-balloon-huge", p, "balloon_unit_managed"))
+            for p in ("shrink", "shrink_untouched")}
+    units = int(0.9 * want) // HUGE_UNIT
+    res("vm_inflate_guest_balloon_huge_units",
+        all(max(enq) == 0 and min(unit) >= units for enq, unit in huge.values()),
+        f"(balloon_page_enqueue, balloon_unit_managed) {huge}, expected 0 and >= {units} "
+        "2 MiB units")
     blocks = -(-int(0.9 * want) // MEMORY_BLOCK)
     mem = {e: events("virtio-mem", p, e) for p in ("shrink", "shrink_untouched")
            for e in ("vmem_unplug_sb_online", "offline_pages")}
@@ -128,6 +143,9 @@ def main(d):
     tr = json.load(open(f"{d}/trace.json"))["traceEvents"]
     cats = {e.get("cat") for e in tr}
     res("vm_inflate_trace", "host" in cats and "guest" in cats, f"categories {cats}")
+    bad = [f"{e['name']}: {sorted(set(HOST_FIELDS) - set(e['args']))}" for e in tr
+           if e.get("cat") == "host" and not set(HOST_FIELDS) <= set(e["args"])]
+    res("vm_inflate_trace_host_fields", not bad, f"host slices lack counters: {bad}")
 
 
 if __name__ == "__main__":

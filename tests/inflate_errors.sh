@@ -27,9 +27,10 @@ expect_error() {
 	no_leftovers "$name" $pid
 }
 
-# 7 bad-input cases (2 lines each); with the guest image, 2 boot failures (2
-# each + 1 console check), 2 signalled runs (2 each + 1 message), SIGKILL (2)
-[ -r "$BUILD/guest/bzImage" ] && plan 27 || plan 15
+# 8 bad-input cases (2 lines each) and a stock QEMU for balloon-huge (2 lines or 2
+# skips); with the guest image, 2 boot failures (2 each + 1 console check), 2
+# signalled runs (2 each + 1 message), SIGKILL (2)
+[ -r "$BUILD/guest/bzImage" ] && plan 31 || plan 19
 expect_error inflate_shrink_above_mem "must be smaller than --mem" --mem 1G --shrink-to 2G
 expect_error inflate_unknown_technique "unknown technique 'balloonz'" -t virtio-balloon,balloonz
 expect_error inflate_bad_size "is not a" --mem lots
@@ -37,6 +38,16 @@ expect_error inflate_mem_too_big "does not fit in this host" --mem 64T --shrink-
 expect_error inflate_bad_accel "unknown accelerator" --accel xen
 expect_error inflate_qemu_missing "QEMU not found" --qemu /nonexistent/qemu-system-x86_64
 HATRACE_QEMU=no-such-qemu expect_error inflate_qemu_env_missing "QEMU not found: no no-such-qemu"
+expect_error inflate_qemu_not_qemu "/bin/true is not QEMU" --qemu /bin/true
+# balloon-huge needs the huge-pages property that only hatrace's QEMU has.
+stock=/usr/bin/qemu-system-x86_64
+if [ -x $stock ] && ! $stock -device virtio-balloon-pci,help | grep -q huge-pages; then
+	expect_error inflate_huge_on_stock_qemu "virtio-balloon-huge needs a QEMU whose virtio-balloon-pci has the 'huge-pages' property" \
+		-t virtio-balloon-huge --qemu $stock
+else
+	skip inflate_huge_on_stock_qemu "no stock QEMU without huge-pages at $stock"
+	skip inflate_huge_on_stock_qemu_clean "no stock QEMU without huge-pages at $stock"
+fi
 
 if [ ! -r "$BUILD/guest/bzImage" ]; then
 	skip inflate_vm_errors "guest image not built (make)"
@@ -57,6 +68,7 @@ expect_error inflate_qemu_exits_at_boot "QEMU died while the guest booted" -t vi
 # stderr, send SIGNAL to QEMU or hatrace.
 run_and_signal() {
 	local name=$1 when=$2 sig=$3 target=$4 pid qpid rc i
+	: >"$out/stderr" # not the previous run's lines
 	"$HATRACE" inflate -o "$out/r" -t virtio-balloon --mem 1G --shrink-to 512M -n 1 \
 		>"$out/stdout" 2>"$out/stderr" &
 	pid=$!
@@ -82,7 +94,9 @@ run_and_signal inflate_ctrl_c "\] boot" INT hatrace
 grep -q "interrupted" "$out/stderr" && ok inflate_ctrl_c_message ||
 	fail inflate_ctrl_c_message "$(tail -n 3 "$out/stderr" | tr '\n' ' ')"
 # hatrace itself SIGKILLed: QEMU follows it (PR_SET_PDEATHSIG), and the next
-# run removes the orphaned temp dir.
+# run removes the orphaned temp dir. stderr is emptied first: the wait below
+# must not see the previous run's "] boot" before this one's redirect truncates it.
+: >"$out/stderr"
 "$HATRACE" inflate -o "$out/r" -t virtio-balloon --mem 1G --shrink-to 512M -n 1 \
 	>"$out/stdout" 2>"$out/stderr" &
 pid=$!

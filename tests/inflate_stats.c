@@ -1,4 +1,4 @@
-/* Median and distribution-free 95% CI (user/stats.c) against known tables. */
+/* Median and distribution-free 95% CI (user/lib/stats.c) against known tables. */
 #include "check.h"
 #include "stats.h"
 

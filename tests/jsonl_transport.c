@@ -1,4 +1,4 @@
-/* The JSON-lines transport (user/jsonl.c) against a peer at the other end of
+/* The JSON-lines transport (user/harness/jsonl.c) against a peer at the other end of
  * a socketpair: the work it does is linear in what it receives (counted in
  * bytes moved and searched, not timed), every wait ends at its deadline or on
  * Ctrl-C, and lines and skipped messages are bounded. Also term_safe(). */

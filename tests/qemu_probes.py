@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """hatrace's QEMU build (qemu/): the USDT probes hatrace times phases with are in the
-binary (readelf -n) and user/qemu_usdt.c finds them; Debian's stock QEMU is recognised
+binary (readelf -n) and user/lib/qemu_usdt.c finds them; Debian's stock QEMU is recognised
 as having none, by hatrace doctor too."""
 import json
 import os

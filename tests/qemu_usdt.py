@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """On a guest booted on hatrace's QEMU build (qemu/), libbpf USDT programs
-(user/qemu_usdt.c) attached to the running QEMU see exactly one QEMU-internal
+(user/lib/qemu_usdt.c) attached to the running QEMU see exactly one QEMU-internal
 start/end pair per QMP resize, balloon and virtio-mem alike, with the virtqueue
 requests in between, and free page reports. Needs root (BPF, uprobes)."""
 import json

@@ -1,4 +1,4 @@
-/* Test driver of user/qemu_usdt.c, for tests/qemu_usdt.py.
+/* Test driver of user/lib/qemu_usdt.c, for tests/qemu_usdt.py.
  *   qemu_usdt_attach --find BINARY
  *       one JSON line: how many of hatrace's QEMU probes BINARY has, and which
  *       are missing; exit 1 if BINARY is not a readable ELF file.

@@ -1,4 +1,4 @@
-/* The QEMU harness (user/vm.c, user/qmp.c) without a guest: QEMU starts
+/* The QEMU harness (user/harness/vm.c, qmp.c) without a guest: QEMU starts
  * paused, QMP answers, the device configs inflate uses are accepted, and
  * destroying the VM leaves no process, socket or temp dir behind. */
 #include "check.h"

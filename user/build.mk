@@ -1,17 +1,17 @@
 # inflate: QEMU harness, QMP and agent clients, statistics; their tests.
 
 GIT_REV := $(shell git -C $(CURDIR) describe --always --dirty 2>/dev/null || echo unknown)
-$(BUILD)/user/inflate.o: CPPFLAGS += -DHATRACE_GIT_REV='"$(GIT_REV)"'
-# Rebuild inflate.o when the revision changes.
-$(BUILD)/user/inflate.o: $(BUILD)/user/git-rev
+$(BUILD)/user/inflate/results.o: CPPFLAGS += -DHATRACE_GIT_REV='"$(GIT_REV)"'
+# Rebuild results.o (meta.json's revision) when the revision changes.
+$(BUILD)/user/inflate/results.o: $(BUILD)/user/git-rev
 $(BUILD)/user/git-rev: FORCE | $(BUILD)/user
 	$(Q)echo '$(GIT_REV)' | cmp -s - $@ || echo '$(GIT_REV)' > $@
 .PHONY: FORCE
 FORCE:
 
-$(BUILD)/tests/inflate_stats: tests/inflate_stats.c user/stats.c user/stats.h tests/check.h | $(BUILD)/tests
+$(BUILD)/tests/inflate_stats: tests/inflate_stats.c user/lib/stats.c user/lib/stats.h tests/check.h | $(BUILD)/tests
 	$(call msg,CC,$@)
-	$(Q)$(CC) -iquote user -iquote tests $(CFLAGS) $< user/stats.c -o $@ -lm
+	$(Q)$(CC) -iquote user/lib -iquote tests $(CFLAGS) $< user/lib/stats.c -o $@ -lm
 
 ALL_TARGETS += $(BUILD)/tests/inflate_stats
 UNIT_TESTS  += $(BUILD)/tests/inflate_stats

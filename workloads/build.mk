@@ -21,17 +21,17 @@
 #              by qom-set /machine/peripheral/vmem0 requested-size (plugged memory comes
 #              online as ZONE_MOVABLE, so it can be unplugged again).
 #   agent      hatrace-guest finds the port in /sys/class/virtio-ports/*/name, opens
-#              /dev/vportNpM and speaks user/agent_proto.h. Its "ready" event goes out
+#              /dev/vportNpM and speaks user/harness/agent_proto.h. Its "ready" event goes out
 #              once the host side of the socket is connected (its mono_ns is the agent's
 #              start); a later reconnect works, without a second "ready". Requests are
 #              served while workloads run: replies may come out of order.
 #              trace_start probes: mm_page_alloc/mm_page_free (tracepoints, with "pages")
-#              and timed functions (fentry/fexit, else kprobes) listed in
-#              user/hatrace-guest.c; trace_read events carry count/sum_ns/first_ns/last_ns.
+#              and the functions the host names in trace_start "functions" (each
+#              technique's list is in user/inflate/tech-*.c), timed with fentry/fexit,
+#              else kprobes; trace_read events carry count/sum_ns/first_ns/last_ns.
 #              Nested probes say "within":P (sum only the outermost: balloon_size_work,
-#              page_reporting_process, vmem_work, ...). alloc_pages (__alloc_pages) and
-#              mm_fault (handle_mm_fault) are opt-in via trace_start "probes": timing
-#              every allocation slowed page faults ~70% under TCG.
+#              page_reporting_process, vmem_work, ...). Timing every __alloc_pages
+#              call slowed page faults ~70% under TCG: no technique asks for it.
 #              poweroff: the reply is sent, then the guest powers off and QEMU exits.
 #   workloads  ht-touch --bytes N --threads T; ht-alloc-install --bytes N --threads T;
 #              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
@@ -45,17 +45,17 @@ GUEST_AGENT    := $(GUEST_DIR)/bin/hatrace-guest
 GUEST_INITRAMFS := $(GUEST_DIR)/initramfs.cpio.gz
 GUEST_CMDLINE  := console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=reliable
 
-$(GUEST_DIR)/obj/%.o: workloads/%.c workloads/wl.h user/common.h | $(GUEST_DIR)/obj
+$(GUEST_DIR)/obj/%.o: workloads/%.c workloads/wl.h user/lib/common.h | $(GUEST_DIR)/obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Iworkloads $(CFLAGS) -c $< -o $@
 
-$(GUEST_DIR)/bin/ht-%: $(GUEST_DIR)/obj/ht-%.o $(GUEST_DIR)/obj/wl.o $(BUILD)/user/common.o | $(GUEST_DIR)/bin
+$(GUEST_DIR)/bin/ht-%: $(GUEST_DIR)/obj/ht-%.o $(GUEST_DIR)/obj/wl.o $(BUILD)/user/lib/common.o | $(GUEST_DIR)/bin
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/user/hatrace-guest.o: $(GUEST_SKELS) $(wildcard bpf/guest/*.h)
+$(BUILD)/user/guest/hatrace-guest.o: $(GUEST_SKELS) $(wildcard bpf/guest/*.h)
 
-$(GUEST_AGENT): $(BUILD)/user/hatrace-guest.o $(BUILD)/user/common.o | $(GUEST_DIR)/bin
+$(GUEST_AGENT): $(BUILD)/user/guest/hatrace-guest.o $(BUILD)/user/lib/common.o | $(GUEST_DIR)/bin
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -11,7 +11,7 @@ enum gt_slot {
 	GT_PAGE_ALLOC,
 	GT_PAGE_FREE,
 	GT_FUNC0,
-	GT_NR_FUNCS = 18,
+	GT_NR_FUNCS = 24, /* the host names up to this many functions in trace_start */
 	GT_NR_SLOTS = GT_FUNC0 + GT_NR_FUNCS,
 };
 

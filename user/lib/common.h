@@ -43,6 +43,12 @@ int parse_interval_count(int argc, char **argv, int optind, uint64_t *interval_s
 int common_option(int c, char **argv, void (*usage)(FILE *));
 /* An error for operands a subcommand does not take. */
 int no_operands(int argc, char **argv);
+/* rel relative to the directory of the running binary (malloc'ed; NULL if unknown). */
+char *exe_relative(const char *rel);
+/* The values of keys in a "Key: N [kB]" file (/proc/PID/status, /proc/meminfo),
+ * kB ones in bytes, others as they are, 0 if absent. Returns how many keys were
+ * found, or -errno. */
+int proc_fields(const char *path, const char *const *keys, uint64_t *vals, int n);
 
 int require_root(const char *what);
 /* tracefs mount point: $HATRACE_TRACEFS, else /sys/kernel/tracing (mounted if needed). */

@@ -15,6 +15,8 @@ int qmp_open(struct qmp **q, const char *path, int qemu_pid, uint64_t timeout_ns
 int qmp_call(struct qmp *q, const char *cmd, json_t *args, json_t **ret, uint64_t timeout_ns);
 /* Convenience for integer results: query-balloon "actual", qom-get of an int. */
 int qmp_balloon_actual(struct qmp *q, uint64_t *bytes);
+/* Asks the balloon to leave the guest target bytes. */
+int qmp_balloon(struct qmp *q, uint64_t target);
 int qmp_qom_get_u64(struct qmp *q, const char *path, const char *prop, uint64_t *out);
 int qmp_qom_set_u64(struct qmp *q, const char *path, const char *prop, uint64_t val);
 void qmp_close(struct qmp *q);

@@ -1,5 +1,5 @@
 /* hatrace-guest: the agent inside a hatrace guest VM. It speaks the line
- * protocol of user/agent_proto.h over the virtio-serial port AGENT_PORT_NAME
+ * protocol of user/harness/agent_proto.h over the virtio-serial port AGENT_PORT_NAME
  * (or stdin/stdout with --stdio), runs workloads without blocking other
  * requests, and loads the guest BPF counters of bpf/guest/guest_trace.bpf.c.
  *
@@ -299,68 +299,33 @@ out:
 static void cmd_meminfo(json_t *id)
 {
 	static const char *const keys[] = { "MemTotal", "MemFree", "MemAvailable" };
-	FILE *f = fopen("/proc/meminfo", "r");
+	uint64_t vals[ARRAY_SIZE(keys)];
+	int found = proc_fields("/proc/meminfo", keys, vals, ARRAY_SIZE(keys));
 	json_t *reply;
-	char line[256], key[64];
-	unsigned long long kib;
-	size_t found = 0;
 
-	if (!f)
-		return send_error(id, "meminfo: /proc/meminfo: %s", strerror(errno));
-	reply = reply_ok(id);
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%63[^:]: %llu kB", key, &kib) != 2)
-			continue;
-		for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-			if (!strcmp(key, keys[i])) {
-				json_object_set_new(reply, key, json_integer(kib * 1024));
-				found++;
-			}
-	}
-	fclose(f);
-	if (found != ARRAY_SIZE(keys)) {
-		json_decref(reply);
+	if (found < 0)
+		return send_error(id, "meminfo: /proc/meminfo: %s", strerror(-found));
+	if (found != ARRAY_SIZE(keys))
 		return send_error(id, "meminfo: /proc/meminfo lacks MemTotal/MemFree/MemAvailable");
-	}
+	reply = reply_ok(id);
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		json_object_set_new(reply, keys[i], json_integer(vals[i]));
 	send_doc(reply);
 }
 
 /* ---- tracing ---------------------------------------------------------------------- */
 
-/* Timed kernel functions, one per BPF function slot. Names are Linux 6.1's; a
- * function the compiler inlined everywhere cannot be traced and is reported so.
- * In our 6.1 build fill_balloon and virtio_mem_{,un}plug_request are inlined,
- * hence the per-page balloon_page_enqueue and the sbm (sub-block) functions.
- * `within` names the probe whose time already includes this one's, so that the
- * host sums only the outermost ones; __alloc_pages and handle_mm_fault (the
- * guest's page faults, e.g. of an install pass) run within any caller. Opt-in
- * probes attach only when named in trace_start's "probes": timing every
- * __alloc_pages call made page-fault loops ~70% slower under TCG. */
-static const struct {
-	const char *name, *func, *within;
-	bool opt_in;
-} trace_funcs[] = {
-	{ "balloon_changed", "virtballoon_changed", NULL, false },
-	{ "balloon_size_work", "update_balloon_size_func", NULL, false },
-	{ "balloon_page_enqueue", "balloon_page_enqueue", "balloon_size_work", false },
-	{ "balloon_leak", "leak_balloon", "balloon_size_work", false },
-	{ "balloon_tell_host", "tell_host", "balloon_size_work", false },
-	{ "page_reporting_process", "page_reporting_process", NULL, false },
-	{ "balloon_free_page_report", "virtballoon_free_page_report", "page_reporting_process", false },
-	{ "vmem_config_changed", "virtio_mem_config_changed", NULL, false },
-	{ "vmem_work", "virtio_mem_run_wq", NULL, false },
-	{ "vmem_plug_add_mb", "virtio_mem_sbm_plug_and_add_mb", "vmem_work", false },
-	{ "vmem_unplug_sb_online", "virtio_mem_sbm_unplug_sb_online", "vmem_work", false },
-	{ "vmem_fake_offline", "virtio_mem_fake_offline", "vmem_work", false },
-	{ "vmem_send_plug", "virtio_mem_send_plug_request", "vmem_work", false },
-	{ "vmem_send_unplug", "virtio_mem_send_unplug_request", "vmem_work", false },
-	{ "online_pages", "online_pages", "vmem_work", false },
-	{ "offline_pages", "offline_pages", "vmem_work", false },
-	{ "alloc_pages", "__alloc_pages", "any", true },
-	{ "mm_fault", "handle_mm_fault", "any", true },
+/* Timed kernel functions, one per BPF function slot, as the host named them in
+ * trace_start (the agent knows no technique). `within` names the function
+ * whose time already includes this one's ("any": any caller), so that the host
+ * sums only the outermost ones. A function the compiler inlined everywhere
+ * cannot be traced and is reported so. */
+#define TRACE_NAME_LEN 64
+struct trace_func {
+	char name[TRACE_NAME_LEN], func[TRACE_NAME_LEN], within[TRACE_NAME_LEN];
 };
-
-_Static_assert(ARRAY_SIZE(trace_funcs) == GT_NR_FUNCS, "one traced function per BPF slot");
+static struct trace_func trace_funcs[GT_NR_FUNCS];
+static int ntrace_funcs;
 
 enum probe_mode { MODE_NONE, MODE_TRACEPOINT, MODE_FENTRY, MODE_KPROBE };
 static const char *const mode_names[] = { "none", "tracepoint", "fentry", "kprobe" };
@@ -396,7 +361,7 @@ static void find_in_kallsyms(const bool *wanted, bool *found)
 	while (fgets(line, sizeof(line), f)) {
 		if (sscanf(line, "%*s %c %255s", &type, sym) != 2 || (type != 't' && type != 'T'))
 			continue;
-		for (int i = 0; i < GT_NR_FUNCS; i++)
+		for (int i = 0; i < ntrace_funcs; i++)
 			if (wanted[GT_FUNC0 + i] && !strcmp(sym, trace_funcs[i].func))
 				found[i] = true;
 	}
@@ -491,7 +456,11 @@ static json_t *probe_list(void)
 
 	for (int i = 0; i < GT_NR_SLOTS; i++) {
 		struct probe *p = &probes[i];
-		json_t *o = json_pack("{s:s,s:s,s:b,s:s}", "name", p->name, "target", p->target,
+		json_t *o;
+
+		if (!p->name)
+			continue; /* a function slot the host did not use */
+		o = json_pack("{s:s,s:s,s:b,s:s}", "name", p->name, "target", p->target,
 				      "attached", p->mode != MODE_NONE, "mode", mode_names[p->mode]);
 
 		if (*p->reason)
@@ -510,29 +479,89 @@ static const char *slot_name(int slot)
 	return slot == GT_PAGE_ALLOC ? "mm_page_alloc" : "mm_page_free";
 }
 
-/* The optional "probes" selection: an array of probe names; when absent, all
- * but the opt-in ones. */
-static int select_probes(json_t *id, json_t *sel, bool *wanted)
+/* A kernel symbol or probe name: 1 to 63 of [A-Za-z0-9_]. */
+static bool plain_identifier(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	return n && n < TRACE_NAME_LEN && strspn(s, "abcdefghijklmnopqrstuvwxyz"
+						   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+}
+
+/* "functions": [{"name","func"[,"within"]}, ...], at most GT_NR_FUNCS, into
+ * out; guest input is the host's, but checked all the same. */
+static int parse_functions(json_t *id, json_t *arr, struct trace_func *out, int *n)
+{
+	json_t *f;
+	size_t i;
+
+	*n = 0;
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr) || json_array_size(arr) > GT_NR_FUNCS) {
+		send_error(id, "trace_start: \"functions\" must be an array of at most %d objects",
+			   GT_NR_FUNCS);
+		return -1;
+	}
+	json_array_foreach(arr, i, f) {
+		const char *name = json_string_value(json_object_get(f, "name"));
+		const char *func = json_string_value(json_object_get(f, "func"));
+		json_t *within = json_object_get(f, "within");
+
+		if (!plain_identifier(name) || !plain_identifier(func) ||
+		    (within && !plain_identifier(json_string_value(within)))) {
+			send_error(id, "trace_start: function %zu needs \"name\" and \"func\" (and "
+				   "an optional \"within\") of 1 to %d letters, digits or _", i,
+				   TRACE_NAME_LEN - 1);
+			return -1;
+		}
+		for (int slot = 0; slot < GT_FUNC0 + *n; slot++) {
+			if (!strcmp(name, slot < GT_FUNC0 ? slot_name(slot) : out[slot - GT_FUNC0].name)) {
+				send_error(id, "trace_start: probe name '%s' given twice", name);
+				return -1;
+			}
+		}
+		snprintf(out[i].name, TRACE_NAME_LEN, "%s", name);
+		snprintf(out[i].func, TRACE_NAME_LEN, "%s", func);
+		snprintf(out[i].within, TRACE_NAME_LEN, "%s", within ? json_string_value(within) : "");
+		(*n)++;
+	}
+	for (int k = 0; k < *n; k++) {
+		bool known = !*out[k].within || !strcmp(out[k].within, "any");
+
+		for (int m = 0; m < *n && !known; m++)
+			known = m != k && !strcmp(out[k].within, out[m].name);
+		if (!known) {
+			send_error(id, "trace_start: '%s' is within '%s', which is not a traced "
+				   "function (nor \"any\")", out[k].name, out[k].within);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The optional "tracepoints" selection; when absent, both. */
+static int select_tracepoints(json_t *id, json_t *sel, bool *wanted)
 {
 	json_t *name;
 	size_t i;
 	int slot;
 
-	for (slot = 0; slot < GT_NR_SLOTS; slot++)
-		wanted[slot] = !sel && !(slot >= GT_FUNC0 && trace_funcs[slot - GT_FUNC0].opt_in);
+	for (slot = 0; slot < GT_FUNC0; slot++)
+		wanted[slot] = !sel;
 	if (!sel)
 		return 0;
 	if (!json_is_array(sel)) {
-		send_error(id, "trace_start: \"probes\" must be an array of probe names");
+		send_error(id, "trace_start: \"tracepoints\" must be an array of tracepoint names");
 		return -1;
 	}
 	json_array_foreach(sel, i, name) {
 		const char *s = json_string_value(name);
 
-		for (slot = 0; s && slot < GT_NR_SLOTS && strcmp(s, slot_name(slot)); slot++)
+		for (slot = 0; s && slot < GT_FUNC0 && strcmp(s, slot_name(slot)); slot++)
 			;
-		if (!s || slot == GT_NR_SLOTS) {
-			send_error(id, "trace_start: unknown probe %s%s%s", s ? "'" : "(not a string)",
+		if (!s || slot == GT_FUNC0) {
+			send_error(id, "trace_start: unknown tracepoint %s%s%s", s ? "'" : "(not a string)",
 				   s ? s : "", s ? "'" : "");
 			return -1;
 		}
@@ -546,18 +575,24 @@ static void cmd_trace_start(json_t *id, json_t *req)
 	bool use_fentry[GT_NR_FUNCS], use_kprobe[GT_NR_FUNCS], wanted[GT_NR_SLOTS];
 	bool fentry_load_failed = false, kprobes_only;
 	json_t *kprobes_j = json_object_get(req, "kprobes");
+	struct trace_func funcs[GT_NR_FUNCS];
 	struct btf *btf;
 	char load_err[128] = "";
 	json_t *reply;
-	int err;
+	int err, nfuncs;
 
 	if (kprobes_j && !json_is_boolean(kprobes_j))
 		return send_error(id, "trace_start: \"kprobes\" must be true or false");
 	kprobes_only = json_is_true(kprobes_j);
-	if (select_probes(id, json_object_get(req, "probes"), wanted))
+	if (select_tracepoints(id, json_object_get(req, "tracepoints"), wanted) ||
+	    parse_functions(id, json_object_get(req, "functions"), funcs, &nfuncs))
 		return;
 	if (skel)
 		trace_stop(); /* a new start resets the counters */
+	memcpy(trace_funcs, funcs, sizeof(funcs));
+	ntrace_funcs = nfuncs;
+	for (int i = 0; i < GT_NR_FUNCS; i++)
+		wanted[GT_FUNC0 + i] = i < nfuncs;
 	btf = btf__load_vmlinux_btf();
 	for (int i = 0; i < GT_NR_FUNCS; i++)
 		use_fentry[i] = wanted[GT_FUNC0 + i] && !kprobes_only && btf &&
@@ -578,17 +613,16 @@ static void cmd_trace_start(json_t *id, json_t *req)
 		return send_error(id, "trace_start: loading guest_trace.bpf.o: %s",
 				  strerror(-err));
 
-	for (int slot = 0; slot < GT_NR_SLOTS; slot++) {
+	for (int slot = 0; slot < GT_FUNC0 + nfuncs; slot++) {
 		struct probe *p = &probes[slot];
 		int i = slot - GT_FUNC0;
 
 		p->name = slot_name(slot);
 		p->target = i >= 0 ? trace_funcs[i].func
 				   : slot == GT_PAGE_ALLOC ? "kmem:mm_page_alloc" : "kmem:mm_page_free";
-		p->within = i >= 0 ? trace_funcs[i].within : NULL;
+		p->within = i >= 0 && *trace_funcs[i].within ? trace_funcs[i].within : NULL;
 		if (!wanted[slot]) {
-			snprintf(p->reason, sizeof(p->reason), "not requested%s",
-				 i >= 0 && trace_funcs[i].opt_in ? " (opt-in probe)" : "");
+			snprintf(p->reason, sizeof(p->reason), "not requested");
 		} else if (i < 0) {
 			p->links[0] = bpf_program__attach(slot == GT_PAGE_ALLOC ? skel->progs.page_alloc
 										: skel->progs.page_free);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/kvm.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,11 +171,45 @@ bool feature_task_file_iter(struct feature *f)
 		   "no task_file iterator (5.8, commit eaaacd23910f)");
 }
 
+#define PVM_VENDOR_SIGNATURE 0x4d5650 /* "PVM": kvm_cpuid_vendor_signature of kvm_pvm */
+
+/* PVM announces itself in the KVM vendor-features CPUID leaf it offers guests. */
+static bool kvm_cpuid_says_pvm(int kvm_fd)
+{
+	const int nent = 256;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+	bool pvm = false;
+
+	if (!c)
+		return false;
+	c->nent = nent;
+	if (!ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c)) {
+		for (unsigned i = 0; i < c->nent; i++) {
+			const struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+			if ((e->function & 0xffff0000) == 0x40000000 &&
+			    e->ebx == PVM_VENDOR_SIGNATURE)
+				pvm = true;
+		}
+	}
+	free(c);
+	return pvm;
+}
+
+/* kvm_pvm registers as KVM's vendor module in place of kvm_intel/kvm_amd; it
+ * is known by its module or, where it is built in, by its CPUID signature. */
 enum kvm_kind kvm_kind(void)
 {
+	bool pvm;
+	int fd;
+
 	if (access("/dev/kvm", F_OK))
 		return KVM_NONE;
-	if (access("/sys/module/kvm_pvm", F_OK) == 0)
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	pvm = access("/sys/module/kvm_pvm", F_OK) == 0 || (fd >= 0 && kvm_cpuid_says_pvm(fd));
+	if (fd >= 0)
+		close(fd);
+	if (pvm)
 		return KVM_PVM;
 	if (access("/sys/module/kvm_intel", F_OK) == 0)
 		return KVM_VMX;
@@ -207,15 +242,18 @@ bool feature_kvm(struct feature *f)
 
 bool feature_tcg(struct feature *f)
 {
-	const char *qemu = getenv("HATRACE_QEMU") ?: "qemu-system-x86_64";
+	char *qemu = qemu_find(NULL), out[4096], *line, *save = NULL;
 	const char *argv[] = { qemu, "-accel", "help", NULL };
-	char out[4096], *line, *save = NULL;
 	bool ok = false;
 
+	if (!qemu)
+		return set(f, "tcg", false, "QEMU not found");
 	if (run_capture(argv, 10000000000ull, out, sizeof(out)) >= 0)
 		for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
 			ok |= !strcmp(line, "tcg");
-	return set(f, "tcg", ok, ok ? "%s supports -accel tcg" : "%s not found or lacks TCG", qemu);
+	set(f, "tcg", ok, ok ? "%s supports -accel tcg" : "%s lacks TCG", qemu);
+	free(qemu);
+	return ok;
 }
 
 bool feature_qemu_usdt(struct feature *f)

@@ -79,6 +79,12 @@ int qmp_call(struct qmp *q, const char *cmd, json_t *args, json_t **ret, uint64_
 	return 0;
 }
 
+int qmp_balloon(struct qmp *q, uint64_t target)
+{
+	return qmp_call(q, "balloon", json_pack("{s:I}", "value", (json_int_t)target), NULL,
+			10000000000ull);
+}
+
 int qmp_balloon_actual(struct qmp *q, uint64_t *bytes)
 {
 	json_t *ret;

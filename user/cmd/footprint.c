@@ -60,30 +60,18 @@ static long long rss_of(const long long *b)
 
 static int sample_status(int pid, long long *b)
 {
-	static const struct {
-		const char *key;
-		int idx;
-	} fields[] = { { "RssAnon:", FP_ANON }, { "RssFile:", FP_FILE }, { "RssShmem:", FP_SHMEM },
-		       { "VmSwap:", FP_SWAP } };
-	char path[64], line[256];
-	int found = 0;
-	FILE *f;
+	static const char *const keys[] = { "RssAnon", "RssFile", "RssShmem", "VmSwap" };
+	static const int idx[] = { FP_ANON, FP_FILE, FP_SHMEM, FP_SWAP };
+	uint64_t vals[ARRAY_SIZE(keys)];
+	char path[64];
+	int found;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
-			unsigned long long kb;
-			size_t n = strlen(fields[i].key);
-
-			if (!strncmp(line, fields[i].key, n) && sscanf(line + n, "%llu", &kb) == 1) {
-				b[fields[i].idx] = kb * 1024;
-				found++;
-			}
-		}
-	fclose(f);
+	found = proc_fields(path, keys, vals, ARRAY_SIZE(keys));
+	if (found < 0)
+		return found;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		b[idx[i]] = vals[i];
 	return found >= 3 ? 0 : -ENODATA; /* kernel threads and zombies have no mm */
 }
 

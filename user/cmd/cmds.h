@@ -1,4 +1,4 @@
-/* One entry point per subcommand; each lives in user/<name>.c. */
+/* One entry point per subcommand; each lives in user/cmd/<name>.c. */
 #ifndef HATRACE_CMDS_H
 #define HATRACE_CMDS_H
 

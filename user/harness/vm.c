@@ -1,6 +1,7 @@
 #include "vm.h"
 #include "agent.h"
 #include "common.h"
+#include "hostcaps.h"
 #include "qmp.h"
 #include "run_prog.h"
 #include "safe_text.h"
@@ -8,18 +9,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/kvm.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PVM_VENDOR_SIGNATURE 0x4d5650 /* "PVM": kvm_cpuid_vendor_signature of kvm_pvm */
 #define CONNECT_TIMEOUT_NS (15 * 1000000000ull)
 #define CONSOLE_FD 3
 #define CONSOLE_FDSET 1
@@ -43,39 +41,9 @@ const char *accel_name(enum accel a)
 	return accel_names[a];
 }
 
-static bool module_loaded(const char *name)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/module/%s", name);
-	return access(path, F_OK) == 0;
-}
-
-/* PVM announces itself in the KVM vendor-features CPUID leaf it offers guests. */
-static bool kvm_cpuid_says_pvm(int kvm_fd)
-{
-	const int nent = 256;
-	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
-	bool pvm = false;
-
-	if (!c)
-		return false;
-	c->nent = nent;
-	if (!ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c)) {
-		for (unsigned i = 0; i < c->nent; i++) {
-			const struct kvm_cpuid_entry2 *e = &c->entries[i];
-
-			if ((e->function & 0xffff0000) == 0x40000000 &&
-			    e->ebx == PVM_VENDOR_SIGNATURE)
-				pvm = true;
-		}
-	}
-	free(c);
-	return pvm;
-}
-
 enum accel accel_resolve(enum accel a, char *why, size_t len)
 {
+	enum kvm_kind kind;
 	int fd;
 
 	if (a != ACCEL_AUTO) {
@@ -87,19 +55,18 @@ enum accel accel_resolve(enum accel a, char *why, size_t len)
 		snprintf(why, len, "/dev/kvm: %s", strerror(errno));
 		return ACCEL_TCG;
 	}
-	/* kvm_pvm registers as KVM's vendor module in place of kvm_intel/kvm_amd
-	 * and runs only PVM-enabled guests; a stock kernel hangs under it. */
-	if (module_loaded("kvm_pvm") || kvm_cpuid_says_pvm(fd)) {
-		close(fd);
+	close(fd);
+	kind = kvm_kind();
+	if (kind == KVM_PVM) {
+		/* PVM runs only PVM-enabled guests; a stock kernel hangs under it. */
 		snprintf(why, len, "/dev/kvm is PVM (kvm_pvm), which cannot run a stock Linux guest");
 		return ACCEL_TCG;
 	}
-	close(fd);
-	if (!module_loaded("kvm_intel") && !module_loaded("kvm_amd")) {
+	if (kind != KVM_VMX && kind != KVM_SVM) {
 		snprintf(why, len, "/dev/kvm is backed by neither kvm_intel nor kvm_amd");
 		return ACCEL_TCG;
 	}
-	snprintf(why, len, "/dev/kvm backed by %s", module_loaded("kvm_intel") ? "kvm_intel" : "kvm_amd");
+	snprintf(why, len, "/dev/kvm backed by %s", kind == KVM_VMX ? "kvm_intel" : "kvm_amd");
 	return ACCEL_KVM;
 }
 
@@ -108,8 +75,14 @@ char *qemu_find(const char *path)
 	const char *name = path ? path : getenv("HATRACE_QEMU");
 	char *dirs, *dir, *save = NULL, *found = NULL;
 
-	if (!name || !*name)
+	if (!name || !*name) {
+		char *own = exe_relative(QEMU_OWN_BUILD);
+
+		if (own && access(own, X_OK) == 0)
+			return own;
+		free(own);
 		name = "qemu-system-x86_64";
+	}
 	if (strchr(name, '/')) {
 		if (access(name, X_OK) == 0)
 			return realpath(name, NULL);
@@ -144,6 +117,35 @@ char *qemu_version(const char *qemu)
 		out[0] = 0;
 	out[strcspn(out, "\n")] = 0;
 	return strdup(*out ? out : "unknown");
+}
+
+bool qemu_check(const char *qemu, const char *what)
+{
+	char *v = qemu_version(qemu);
+	bool ok = !strncmp(v, "QEMU emulator version ", 22);
+
+	if (!ok)
+		ht_err("%s: %s is not QEMU: '%s --version' did not print 'QEMU emulator version'",
+		       what, qemu, qemu);
+	free(v);
+	return ok;
+}
+
+bool qemu_has_property(const char *qemu, const char *device, const char *prop)
+{
+	char dev[128], out[16384], *line, *save = NULL;
+	const char *argv[] = { qemu, "-device", dev, NULL };
+	size_t n = strlen(prop);
+
+	snprintf(dev, sizeof(dev), "%s,help", device);
+	if (run_capture(argv, 10000000000ull, out, sizeof(out)) != 0)
+		return false;
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		line += strspn(line, " ");
+		if (!strncmp(line, prop, n) && line[n] == '=')
+			return true;
+	}
+	return false;
 }
 
 /* VMs alive in this process, killed at exit whatever the path out. */
@@ -589,19 +591,12 @@ int vm_save_console(struct vm *vm, const char *path)
 
 uint64_t vm_rss(struct vm *vm)
 {
-	char path[64], line[256];
-	unsigned long long kb = 0;
-	FILE *f;
+	static const char *const key[] = { "VmRSS" };
+	char path[64];
+	uint64_t rss;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", vm->pid);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb << 10;
+	return proc_fields(path, key, &rss, 1) == 1 ? rss : 0;
 }
 
 int vm_ram_ranges(struct vm *vm, uint64_t min_bytes, uint64_t *start, uint64_t *end, int max)

@@ -20,11 +20,18 @@
  *       line (absent if it printed none); "stderr" holds its tail on failure.
  *   {"id":3,"cmd":"meminfo"}
  *       -> {"id":3,"ok":true,"MemTotal":bytes,"MemFree":bytes,"MemAvailable":bytes}
- *   {"id":4,"cmd":"trace_start"[,"probes":["mm_page_alloc",...]][,"kprobes":true]}
- *       -> {"id":4,"ok":true,"probes":[{"name":..,"attached":bool,"reason":..}]}
- *       Without "probes", all but opt-in ones (alloc_pages, mm_fault) attach. A probe
- *       with "within":P is timed inside probe P: sum only those without it.
- *       "kprobes": time functions with kprobes even where fentry would work.
+ *   {"id":4,"cmd":"trace_start"[,"functions":[{"name":"balloon_leak",
+ *        "func":"leak_balloon"[,"within":"balloon_size_work"]}, ...]]
+ *        [,"tracepoints":["mm_page_alloc","mm_page_free"]][,"kprobes":true]}
+ *       -> {"id":4,"ok":true,"probes":[{"name":..,"target":..,"attached":bool,
+ *            "mode":..,"reason":..}]}
+ *       The host names the kernel functions to time (the agent knows no
+ *       technique): at most GT_NR_FUNCS (bpf/guest/guest_trace.h), names and
+ *       symbols of 1-63 [A-Za-z0-9_], names unique. A function "within" P is
+ *       timed inside probe P (another of the list, or "any" caller): sum only
+ *       those without it. "tracepoints" selects the page-allocator tracepoints
+ *       (default both). "kprobes": time functions with kprobes even where fentry
+ *       would work. A new trace_start replaces the previous one.
  *   {"id":5,"cmd":"trace_read"}
  *       -> {"id":5,"ok":true,"mono_ns":N,"events":[{"name":"mm_page_alloc",
  *            "count":N,"sum_ns":N,"first_ns":N,"last_ns":N}, ...]}

@@ -137,19 +137,12 @@ int parse_seconds_ns(const char *opt, const char *s, uint64_t min_ns, uint64_t m
 /* The Tgid line of /proc/PID/status: the process a thread belongs to. */
 static int tgid_of(int pid)
 {
-	char path[64], line[128];
-	int tgid = -1;
-	FILE *f;
+	static const char *const key[] = { "Tgid" };
+	char path[64];
+	uint64_t tgid;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Tgid: %d", &tgid) == 1)
-			break;
-	fclose(f);
-	return tgid;
+	return proc_fields(path, key, &tgid, 1) == 1 ? (int)tgid : -1;
 }
 
 int parse_pid(const char *s, int *pid)
@@ -574,4 +567,48 @@ void out_file_abort(struct out_file *of)
 	free(of->tmp);
 	free(of->path);
 	memset(of, 0, sizeof(*of));
+}
+
+/* A path relative to the directory of the running binary, malloc'ed. */
+char *exe_relative(const char *rel)
+{
+	char exe[PATH_MAX], *p, *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	if (slash)
+		*slash = 0;
+	if (asprintf(&p, "%s/%s", exe, rel) < 0)
+		return NULL;
+	return p;
+}
+
+int proc_fields(const char *path, const char *const *keys, uint64_t *vals, int n)
+{
+	char line[256], key[64], unit[8];
+	unsigned long long v;
+	int found = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -errno;
+	for (int i = 0; i < n; i++)
+		vals[i] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		int m = sscanf(line, "%63[^:]: %llu %7s", key, &v, unit);
+
+		if (m < 2)
+			continue;
+		for (int i = 0; i < n; i++) {
+			if (strcmp(key, keys[i]))
+				continue;
+			vals[i] = m == 3 && !strcmp(unit, "kB") ? v << 10 : v;
+			found++;
+		}
+	}
+	fclose(f);
+	return found;
 }

@@ -27,7 +27,7 @@ enum kvm_kind { KVM_NONE, KVM_VMX, KVM_SVM, KVM_PVM, KVM_OTHER };
 enum kvm_kind kvm_kind(void);
 bool feature_kvm(struct feature *f);
 bool feature_tcg(struct feature *f);
-/* The QEMU that HATRACE_QEMU or PATH names has the USDT probes user/qemu_usdt.c
+/* The QEMU that HATRACE_QEMU or PATH names has the USDT probes user/lib/qemu_usdt.c
  * times phases with (hatrace's build has; Debian's has none). */
 bool feature_qemu_usdt(struct feature *f);
 

@@ -1,0 +1,155 @@
+/* hatrace inflate: the HyperAlloc paper's inflate benchmark. Each iteration
+ * boots a fresh VM: [shrink_untouched, grow_untouched,] touch, shrink, grow,
+ * install, touch2. Shared by the runner, the sampler, the breakdown, the
+ * results writers and the command line; techniques see technique.h. */
+#ifndef HATRACE_INFLATE_H
+#define HATRACE_INFLATE_H
+
+#include "vm.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+#define SEC 1000000000ull
+#define POLL_NS (5 * 1000000ull)
+#define RSS_SAMPLE_NS (100 * 1000000ull)
+#define PHASE_TIMEOUT_NS (1200 * SEC)
+#define STALL_NS (60 * SEC) /* a resize that makes no progress for this long failed */
+
+struct technique;
+
+enum phase { PH_BOOT, PH_SHRINK_UNTOUCHED, PH_GROW_UNTOUCHED, PH_TOUCH, PH_SHRINK, PH_GROW,
+	     PH_INSTALL, PH_TOUCH2, PH_MAX };
+extern const char *const phase_names[PH_MAX];
+
+/* The host counters of the QEMU process, one name each in every output
+ * (iterations.csv <phase>_host_<name>, summary.json breakdown.host.<name>,
+ * trace.json args.<name>). */
+enum host_field { HF_MADVISE_N, HF_MADVISE_NS, HF_FALLOCATE_N, HF_FALLOCATE_NS,
+		  HF_DISCARD_BYTES, HF_RAM_FAULTS, HF_KVM_EXITS, HF_KVM_PAGE_FAULTS, HF_NR };
+extern const char *const host_field_names[HF_NR];
+
+/* Cumulative host totals; phases difference them. */
+struct host_totals {
+	uint64_t v[HF_NR];
+};
+
+struct phase_result {
+	bool done;
+	uint64_t t0, t1;      /* host CLOCK_MONOTONIC */
+	uint64_t wall_ns;     /* t1 - t0, or the guest's time of one pass */
+	uint64_t host_ns;     /* install: the host's view of the whole run */
+	uint64_t bytes;       /* memory the phase moves */
+	uint64_t rss0, rss1;
+	struct host_totals host;
+	json_t *guest;        /* {"event": {"count":N,"sum_ns":N}} deltas */
+};
+
+struct iteration {
+	struct phase_result ph[PH_MAX];
+	char guest_kernel[128];
+	int64_t integrity_pages, integrity_bad; /* -1: not checked */
+};
+
+/* The results of one technique: its iterations and the clock offset of the first. */
+struct tech_results {
+	const struct technique *t;
+	struct iteration *its;
+	int64_t clock_offset;
+};
+
+struct opts {
+	const struct technique **tech; /* selected, in table order, NULL-terminated */
+	uint64_t mem, shrink_to, integrity;
+	unsigned vcpus, iterations;
+	bool untouched, live;
+	enum accel accel;
+	char accel_why[160];
+	char *out_dir;
+	char *qemu, *kernel, *initrd;
+	const char *append;
+	uint64_t boot_timeout_ns;
+	bool progress; /* stderr is a terminal */
+};
+
+struct host_probes;
+struct hist_entry;
+
+/* Everything about the VM being measured right now. */
+struct run {
+	const struct opts *o;
+	const struct technique *t;
+	unsigned iter;
+	struct vm *vm;
+	struct host_probes *hp;
+	bool host_ok, guest_trace_ok;
+	struct host_totals host_prev;
+	json_t *guest_prev;        /* last trace_read events */
+	int64_t clock_offset;      /* host - guest monotonic */
+	enum phase phase;
+	uint64_t live_last;
+	struct hist_entry *live_base;
+	int nlive_base;
+	pthread_t sampler;
+	bool sampling;
+	bool death_reported;
+};
+
+/* runner.c: one iteration on a fresh VM; end_vm releases it. */
+int run_iteration(struct run *r, struct iteration *it);
+void end_vm(struct run *r, bool clean);
+void progress(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* If QEMU died, says so once and returns -EPIPE (-EINTR on a signal), else 0. */
+int vm_gone(struct run *r);
+/* After a failed call: if QEMU is dying, say so rather than the call's error. */
+int failed(struct run *r, int err);
+int phase_begin(struct run *r, enum phase p, struct phase_result *pr);
+int phase_end(struct run *r, struct phase_result *pr, uint64_t t1);
+/* Waits until QEMU's RSS stops falling for quiet_ns; *t_last is the last fall. */
+int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t *t_last);
+/* Polls the technique's size until it is target; *t_done is when it first was. */
+int wait_size(struct run *r, uint64_t target, uint64_t *t_done);
+
+/* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
+struct rss_sample {
+	uint64_t t;
+	uint64_t rss;
+	const struct technique *tech;
+	unsigned iter;
+	enum phase phase;
+};
+void rss_sampler_start(struct run *r);
+void rss_sampler_stop(struct run *r);
+void set_phase(struct run *r, enum phase p);
+/* The --live histograms of the phase so far (force: now, the whole phase). */
+void live_phase_begin(struct run *r);
+void live_phase_end(struct run *r);
+void rss_mark_host_ok(struct run *r);
+/* Calls fn for every sample, under the sampler's lock. */
+void rss_foreach(void (*fn)(const struct rss_sample *s, void *arg), void *arg);
+
+/* breakdown.c: host (BPF) and guest (agent trace) counters of the QEMU process. */
+int host_read(struct run *r, struct host_totals *t);
+void host_delta(const struct host_totals *a, const struct host_totals *b, struct host_totals *d);
+int guest_read(struct run *r, json_t **out);
+
+/* results.c */
+json_t *summary_json(const struct tech_results *res, const struct opts *o);
+json_t *meta_json(const struct opts *o, int argc, char **argv, const char *guest_kernel);
+int write_results(const char *tmp, const struct tech_results *res, const struct opts *o,
+		  json_t *summary, json_t *meta);
+void print_table(const struct tech_results *res, const struct opts *o);
+void print_breakdown(json_t *summary, bool kvm);
+
+/* outdir.c: -o DIR is replaced only when empty or an earlier run's results. */
+int out_dir_replaceable(const char *dir, bool at_start);
+int out_dir_create_tmp(const char *dir, char *tmp, size_t len);
+int out_dir_commit(const char *tmp, const char *dir);
+void remove_tree(const char *dir);
+int run_plots(const char *dir);
+
+#endif

@@ -1,0 +1,550 @@
+/* The results of `hatrace inflate`: iterations.csv, guest-events.csv,
+ * rss.csv, summary.json, meta.json, trace.json and the printed tables. A
+ * phase's values and host counters are named by one table each
+ * (phase_field_names, host_field_names), used by every writer. */
+#include "common.h"
+#include "qemu_usdt.h"
+#include "stats.h"
+#include "technique.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#ifndef HATRACE_GIT_REV
+#define HATRACE_GIT_REV "unknown"
+#endif
+
+/* The phases of summary.json, in report order. */
+static const enum phase summary_phases[] = { PH_SHRINK, PH_GROW, PH_INSTALL, PH_TOUCH2,
+					     PH_SHRINK_UNTOUCHED };
+
+/* A phase's own values: iterations.csv <phase>_<name>; trace.json args.<name>
+ * (the slice itself carries ns). */
+enum phase_field { PF_NS, PF_HOST_NS, PF_BYTES, PF_RSS_BEFORE, PF_RSS_AFTER, PF_NR };
+static const char *const phase_field_names[PF_NR] = {
+	[PF_NS] = "ns", [PF_HOST_NS] = "host_ns", [PF_BYTES] = "bytes",
+	[PF_RSS_BEFORE] = "rss_before", [PF_RSS_AFTER] = "rss_after",
+};
+
+static void phase_values(const struct phase_result *r, uint64_t v[PF_NR])
+{
+	v[PF_NS] = r->wall_ns;
+	v[PF_HOST_NS] = r->host_ns ? r->host_ns : r->t1 - r->t0;
+	v[PF_BYTES] = r->bytes;
+	v[PF_RSS_BEFORE] = r->rss0;
+	v[PF_RSS_AFTER] = r->rss1;
+}
+
+static json_int_t jint(json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+/* Guest times plus the clock offset, held within int64_t. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t s;
+
+	if (__builtin_add_overflow(a, b, &s))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return s;
+}
+
+json_t *meta_json(const struct opts *o, int argc, char **argv, const char *guest_kernel)
+{
+	struct utsname u;
+	char thp[128] = "unknown", line[4096] = "";
+	char *qv = qemu_version(o->qemu), *cmd = NULL;
+	bool usdt[QEMU_USDT_NR];
+	json_error_t jerr;
+	json_t *m, *params;
+	FILE *f;
+
+	uname(&u);
+	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	if (f) {
+		if (fgets(line, sizeof(line), f)) {
+			char *a = strchr(line, '['), *b = a ? strchr(a, ']') : NULL;
+
+			if (a && b)
+				snprintf(thp, sizeof(thp), "%.*s", (int)(b - a - 1), a + 1);
+		}
+		fclose(f);
+	}
+	for (int i = 0; i < argc; i++) {
+		char *n;
+
+		if (asprintf(&n, "%s %s", cmd ? cmd : "hatrace", argv[i]) < 0)
+			break;
+		free(cmd);
+		cmd = n;
+	}
+	f = fopen("/proc/cmdline", "r");
+	line[0] = 0;
+	if (f) {
+		if (!fgets(line, sizeof(line), f))
+			line[0] = 0;
+		fclose(f);
+	}
+	line[strcspn(line, "\n")] = 0;
+	/* Paths, arguments and QEMU's version are not always UTF-8. */
+	m = json_pack_ex(&jerr, 0,
+			 "{s:s, s:s, s:s, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s}",
+			 "host", u.nodename, "kernel", u.release, "machine", u.machine, "cmdline",
+			 json_string_lossy(cmd ? cmd : ""), "host_cmdline", json_string_lossy(line),
+			 "thp", thp, "accel", accel_name(o->accel), "accel_reason", o->accel_why,
+			 "qemu", json_string_lossy(o->qemu), "qemu_version", json_string_lossy(qv),
+			 "guest_kernel", json_string_lossy(guest_kernel), "guest_kernel_image",
+			 json_string_lossy(o->kernel), "guest_initrd", json_string_lossy(o->initrd),
+			 "hatrace_revision", HATRACE_GIT_REV);
+	params = m ? json_pack_ex(&jerr, 0, "{s:I, s:I, s:i, s:i, s:b, s:o, s:I}", "mem_bytes",
+				  (json_int_t)o->mem, "shrink_to_bytes", (json_int_t)o->shrink_to,
+				  "vcpus", (int)o->vcpus, "iterations", (int)o->iterations,
+				  "untouched", o->untouched, "guest_append", json_string_lossy(o->append),
+				  "integrity_bytes", (json_int_t)o->integrity) : NULL;
+	free(qv);
+	free(cmd);
+	if (!params) {
+		ht_err("meta.json: %s", jerr.text);
+		json_decref(m);
+		return NULL;
+	}
+	json_object_set_new(m, "params", params);
+	json_object_set_new(m, "qemu_usdt_probes", json_integer(qemu_usdt_find(o->qemu, usdt)));
+	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+	json_object_set_new(m, "host_mem_bytes",
+			    json_integer((json_int_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)));
+	return m;
+}
+
+static int write_json(const char *dir, const char *name, json_t *doc)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (!doc) {
+		ht_err("%s not written: its data could not be encoded (see above)", path);
+		return -EINVAL;
+	}
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	if (json_dumpf(doc, of.f, JSON_INDENT(1) | JSON_REAL_PRECISION(10))) {
+		ht_err("cannot write %s: JSON encoding failed", path);
+		out_file_abort(&of);
+		return -EIO;
+	}
+	fputc('\n', of.f);
+	return out_file_commit(&of);
+}
+
+static int write_csv(const char *dir, const struct tech_results *res, const struct opts *o)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/iterations.csv", dir);
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	fprintf(of.f, "technique,iteration,guest_kernel,integrity_pages,integrity_bad_pages");
+	for (int p = 0; p < PH_MAX; p++) {
+		for (int f = 0; f < PF_NR; f++)
+			fprintf(of.f, ",%s_%s", phase_names[p], phase_field_names[f]);
+		for (int f = 0; f < HF_NR; f++)
+			fprintf(of.f, ",%s_host_%s", phase_names[p], host_field_names[f]);
+	}
+	fputc('\n', of.f);
+	for (; res->t; res++) {
+		for (unsigned i = 0; i < o->iterations; i++) {
+			const struct iteration *it = &res->its[i];
+
+			fprintf(of.f, "%s,%u,%s,", res->t->name, i + 1, it->guest_kernel);
+			if (it->integrity_pages >= 0)
+				fprintf(of.f, "%lld,%lld", (long long)it->integrity_pages,
+					(long long)it->integrity_bad);
+			else
+				fprintf(of.f, ",");
+			for (int p = 0; p < PH_MAX; p++) {
+				const struct phase_result *r = &it->ph[p];
+				uint64_t v[PF_NR];
+
+				phase_values(r, v);
+				for (int f = 0; f < PF_NR; f++)
+					r->done ? fprintf(of.f, ",%llu", (unsigned long long)v[f])
+						: fputc(',', of.f);
+				for (int f = 0; f < HF_NR; f++)
+					r->done ? fprintf(of.f, ",%llu", (unsigned long long)r->host.v[f])
+						: fputc(',', of.f);
+			}
+			fputc('\n', of.f);
+		}
+	}
+	return out_file_commit(&of);
+}
+
+/* The guest's per-event breakdown, one row per iteration, phase and event. */
+static int write_guest_csv(const char *dir, const struct tech_results *res, const struct opts *o)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/guest-events.csv", dir);
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	fprintf(of.f, "technique,iteration,phase,event,count,sum_ns\n");
+	for (; res->t; res++) {
+		for (unsigned i = 0; i < o->iterations; i++) {
+			for (int p = 0; p < PH_MAX; p++) {
+				const char *name;
+				json_t *v;
+
+				json_object_foreach(res->its[i].ph[p].guest, name, v)
+					fprintf(of.f, "%s,%u,%s,%s,%lld,%lld\n", res->t->name, i + 1,
+						phase_names[p], name, (long long)jint(v, "count"),
+						(long long)jint(v, "sum_ns"));
+			}
+		}
+	}
+	return out_file_commit(&of);
+}
+
+static void rss_csv_row(const struct rss_sample *s, void *f)
+{
+	fprintf(f, "%s,%u,%s,%llu,%llu\n", s->tech->name, s->iter + 1, phase_names[s->phase],
+		(unsigned long long)s->t, (unsigned long long)s->rss);
+}
+
+static int write_rss_csv(const char *dir)
+{
+	struct out_file of;
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/rss.csv", dir);
+	if ((err = out_file_open(&of, path)))
+		return err;
+	fchmod(fileno(of.f), 0644);
+	fprintf(of.f, "technique,iteration,phase,t_ns,rss_bytes\n");
+	rss_foreach(rss_csv_row, of.f);
+	return out_file_commit(&of);
+}
+
+static double median_u64(uint64_t *v, unsigned n)
+{
+	struct median_ci ci;
+
+	return median_ci95(v, n, &ci) ? 0 : ci.median;
+}
+
+/* Medians over the iterations of the host totals and of each guest event. */
+static json_t *breakdown_json(const struct iteration *its, unsigned n, enum phase p)
+{
+	json_t *host = json_object(), *guest = json_object(), *names = json_object(), *v;
+	uint64_t vals[n];
+	const char *name;
+	unsigned m;
+
+	for (int f = 0; f < HF_NR; f++) {
+		m = 0;
+		for (unsigned i = 0; i < n; i++)
+			if (its[i].ph[p].done)
+				vals[m++] = its[i].ph[p].host.v[f];
+		if (m)
+			json_object_set_new(host, host_field_names[f], json_real(median_u64(vals, m)));
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (its[i].ph[p].guest)
+			json_object_update(names, its[i].ph[p].guest);
+	json_object_foreach(names, name, v) {
+		uint64_t sums[n];
+
+		m = 0;
+		for (unsigned i = 0; i < n; i++) {
+			json_t *e = json_object_get(its[i].ph[p].guest, name);
+
+			if (!its[i].ph[p].done)
+				continue;
+			vals[m] = e ? jint(e, "count") : 0;
+			sums[m++] = e ? jint(e, "sum_ns") : 0;
+		}
+		json_object_set_new(guest, name, json_pack("{s:f, s:f}", "count_median",
+							   median_u64(vals, m), "sum_ns_median",
+							   median_u64(sums, m)));
+	}
+	json_decref(names);
+	return json_pack("{s:o, s:o}", "host", host, "guest", guest);
+}
+
+/* QEMU's RSS fall (from /proc) in a shrink phase: relative to the request for
+ * an active technique; in bytes for a passive one, which has no request. */
+static json_t *rss_drops_json(const struct tech_results *res, const struct opts *o, enum phase p)
+{
+	json_t *drops = json_array();
+
+	for (unsigned i = 0; i < o->iterations; i++) {
+		const struct phase_result *r = &res->its[i].ph[p];
+		double drop = (double)r->rss0 - (double)r->rss1;
+
+		if (r->done)
+			json_array_append_new(drops, json_real(res->t->set_size ?
+							       100.0 * drop / (o->mem - o->shrink_to) :
+							       drop));
+	}
+	return drops;
+}
+
+json_t *summary_json(const struct tech_results *res, const struct opts *o)
+{
+	json_t *s = json_object();
+	uint64_t v[o->iterations], w[o->iterations];
+
+	for (; res->t; res++) {
+		json_t *tj = json_object();
+
+		for (unsigned pi = 0; pi < ARRAY_SIZE(summary_phases); pi++) {
+			enum phase p = summary_phases[pi];
+			json_t *samples = json_array(), *pj;
+			struct median_ci ci;
+			unsigned n = 0;
+
+			for (unsigned i = 0; i < o->iterations; i++) {
+				const struct phase_result *r = &res->its[i].ph[p];
+
+				if (!r->done)
+					continue;
+				json_array_append_new(samples, json_integer(r->wall_ns));
+				v[n] = r->wall_ns;
+				w[n++] = r->bytes;
+			}
+			if (!n) {
+				json_decref(samples);
+				continue;
+			}
+			median_ci95(v, n, &ci);
+			pj = json_pack("{s:o, s:f, s:[I,I], s:f, s:f}", "samples_ns", samples,
+				       "median_ns", ci.median, "ci95_ns", (json_int_t)ci.lo,
+				       (json_int_t)ci.hi, "ci_coverage", ci.coverage, "bytes_median",
+				       median_u64(w, n));
+			json_object_set_new(pj, "breakdown", breakdown_json(res->its, o->iterations, p));
+			if (res->t->passive_note && (p == PH_GROW || p == PH_SHRINK))
+				json_object_set_new(pj, "note", json_string(res->t->passive_note));
+			if (p == PH_SHRINK || p == PH_SHRINK_UNTOUCHED)
+				json_object_set_new(pj, res->t->set_size ? "rss_drop_pct_of_request"
+									 : "rss_drop_bytes",
+						    rss_drops_json(res, o, p));
+			json_object_set_new(tj, phase_names[p], pj);
+		}
+		json_object_set_new(s, res->t->name, tj);
+	}
+	return s;
+}
+
+struct trace_rss {
+	json_t *events;
+	const struct technique *t;
+	int pid;
+};
+
+static void trace_rss_counter(const struct rss_sample *s, void *arg)
+{
+	struct trace_rss *tr = arg;
+
+	if (s->tech == tr->t && s->iter == 0)
+		json_array_append_new(tr->events,
+				      json_pack("{s:s, s:s, s:f, s:i, s:{s:f}}", "name", "QEMU RSS",
+						"ph", "C", "ts", s->t / 1e3, "pid", tr->pid, "args",
+						"MiB", s->rss / (double)MiB));
+}
+
+static json_t *track_name(const char *meta, int pid, int tid, const char *name)
+{
+	return json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name", meta, "ph", "M", "pid", pid,
+			 "tid", tid, "args", "name", name);
+}
+
+/* Chrome trace: a technique's first iteration (process pid), host phases and
+ * guest events on the host clock. */
+static void trace_add_iteration(json_t *events, int pid, const struct tech_results *res)
+{
+	const struct iteration *it = &res->its[0];
+	int64_t offset = res->clock_offset;
+	struct trace_rss tr = { events, res->t, pid };
+
+	json_array_append_new(events, track_name("process_name", pid, 0, res->t->name));
+	json_array_append_new(events, track_name("thread_name", pid, 1, "host: phases"));
+	json_array_append_new(events, track_name("thread_name", pid, 2, "guest: trace events"));
+	for (int p = 0; p < PH_MAX; p++) {
+		const struct phase_result *r = &it->ph[p];
+		json_t *v, *args = json_object();
+		uint64_t pv[PF_NR];
+		const char *name;
+
+		if (!r->done) {
+			json_decref(args);
+			continue;
+		}
+		phase_values(r, pv);
+		for (int f = PF_BYTES; f < PF_NR; f++)
+			json_object_set_new(args, phase_field_names[f], json_integer(pv[f]));
+		for (int f = 0; f < HF_NR; f++)
+			json_object_set_new(args, host_field_names[f], json_integer(r->host.v[f]));
+		json_array_append_new(events,
+				      json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:o}", "name",
+						phase_names[p], "cat", "host", "ph", "X", "ts",
+						r->t0 / 1e3, "dur", (r->t1 - r->t0) / 1e3, "pid", pid,
+						"tid", 1, "args", args));
+		json_object_foreach(r->guest, name, v) {
+			json_int_t first = jint(v, "first_ns"), last = jint(v, "last_ns");
+			double ts = (double)sat_add(first, offset) / 1e3;
+
+			/* Clip to the phase: first_ns is cumulative since trace_start. */
+			if (sat_add(first, offset) < (json_int_t)r->t0)
+				ts = r->t0 / 1e3;
+			if (sat_add(last, offset) < ts * 1e3)
+				continue;
+			json_array_append_new(
+				events, json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:s, s:I, s:I}}",
+						  "name", name, "cat", "guest", "ph", "X", "ts", ts,
+						  "dur", sat_add(last, offset) / 1e3 - ts, "pid", pid, "tid",
+						  2, "args", "phase", phase_names[p], "count",
+						  jint(v, "count"), "sum_ns", jint(v, "sum_ns")));
+		}
+	}
+	rss_foreach(trace_rss_counter, &tr);
+}
+
+void print_table(const struct tech_results *res, const struct opts *o)
+{
+	printf("\n%-19s %-17s %12s %25s %9s %9s\n", "technique", "phase", "median", "95% CI",
+	       "GiB/s", "RSS drop");
+	for (; res->t; res++) {
+		for (unsigned pi = 0; pi < ARRAY_SIZE(summary_phases); pi++) {
+			enum phase p = summary_phases[pi];
+			uint64_t v[o->iterations], b[o->iterations], drop[o->iterations];
+			struct median_ci ci;
+			unsigned n = 0;
+			char cis[64], drops[16] = "";
+
+			for (unsigned i = 0; i < o->iterations; i++) {
+				const struct phase_result *r = &res->its[i].ph[p];
+
+				if (!r->done)
+					continue;
+				b[n] = r->bytes;
+				drop[n] = r->rss0 > r->rss1 ? r->rss0 - r->rss1 : 0;
+				v[n++] = r->wall_ns;
+			}
+			if (!n)
+				continue;
+			/* QEMU's RSS fall (from /proc): a share of the requested shrink, or
+			 * MiB for a passive technique. */
+			if (p == PH_SHRINK || p == PH_SHRINK_UNTOUCHED) {
+				if (res->t->set_size)
+					snprintf(drops, sizeof(drops), "%.1f%%",
+						 100 * median_u64(drop, n) / (double)(o->mem - o->shrink_to));
+				else
+					snprintf(drops, sizeof(drops), "%.0f MiB", median_u64(drop, n) / MiB);
+			}
+			median_ci95(v, n, &ci);
+			snprintf(cis, sizeof(cis), "[%.3f, %.3f] s%s", ci.lo / 1e9, ci.hi / 1e9,
+				 ci.coverage < 0.95 ? "*" : "");
+			printf("%-19s %-17s %10.3f s %25s %9.3f %9s\n", res->t->name, phase_names[p],
+			       ci.median / 1e9, cis,
+			       ci.median > 0 ? median_u64(b, n) / (double)GiB / (ci.median / 1e9) : 0,
+			       drops);
+		}
+	}
+	if (o->iterations < 6)
+		printf("* fewer than 6 samples: [min, max], coverage %.1f%%\n",
+		       100 * (1 - 2 * binom_half_cdf(o->iterations, 0)));
+}
+
+/* Medians of the per-phase breakdown: host BPF totals and the guest events
+ * that took longest. */
+void print_breakdown(json_t *summary, bool kvm)
+{
+	const char *tech, *phase;
+	json_t *tj, *pj;
+
+	printf("\nbreakdown (medians): host = QEMU's reclaim syscalls and faults (BPF), guest = "
+	       "driver/allocator events (agent trace)\n");
+	printf("%-19s %-17s %9s %9s %9s %9s %9s  %s\n", "technique", "phase", "madvise", "madv ms",
+	       "disc MiB", "RAM flt", "kvm exit", "guest: top events by time (ms)");
+	json_object_foreach(summary, tech, tj) {
+		json_object_foreach(tj, phase, pj) {
+			json_t *h = json_object_get(json_object_get(pj, "breakdown"), "host");
+			json_t *g = json_object_get(json_object_get(pj, "breakdown"), "guest");
+			char top[160] = "";
+			const char *used[3] = { 0 };
+
+			for (int k = 0; k < 3; k++) {
+				const char *name, *best = NULL;
+				double best_ns = 0;
+				json_t *e;
+
+				json_object_foreach(g, name, e) {
+					double ns = json_real_value(json_object_get(e, "sum_ns_median"));
+
+					if (ns > best_ns && name != used[0] && name != used[1]) {
+						best = name;
+						best_ns = ns;
+					}
+				}
+				if (!best)
+					break;
+				used[k] = best;
+				snprintf(top + strlen(top), sizeof(top) - strlen(top), "%s%s %.1f",
+					 k ? ", " : "", best, best_ns / 1e6);
+			}
+			char exits[16] = "n/a"; /* under TCG there are no KVM exits to count */
+
+			if (kvm)
+				snprintf(exits, sizeof(exits), "%.0f",
+					 json_real_value(json_object_get(h, "kvm_exits")));
+			printf("%-19s %-17s %9.0f %9.1f %9.0f %9.0f %9s  %s\n", tech, phase,
+			       json_real_value(json_object_get(h, "madvise_n")),
+			       json_real_value(json_object_get(h, "madvise_ns")) / 1e6,
+			       json_real_value(json_object_get(h, "discard_bytes")) / MiB,
+			       json_real_value(json_object_get(h, "ram_faults")), exits, top);
+		}
+	}
+}
+
+/* Writes every results file into tmp, carrying on past a failure so that as
+ * much as possible is kept; returns the first error. */
+int write_results(const char *tmp, const struct tech_results *res, const struct opts *o,
+		  json_t *summary, json_t *meta)
+{
+	json_t *trace = json_object(), *events = json_array();
+	int err, e;
+
+	for (int i = 0; res[i].t; i++)
+		trace_add_iteration(events, i + 1, &res[i]);
+	json_object_set_new(trace, "traceEvents", events);
+	json_object_set_new(trace, "displayTimeUnit", json_string("ms"));
+	/* the raw data first */
+	err = write_csv(tmp, res, o);
+	if ((e = write_guest_csv(tmp, res, o)) && !err)
+		err = e;
+	if ((e = write_rss_csv(tmp)) && !err)
+		err = e;
+	if ((e = write_json(tmp, "meta.json", meta)) && !err)
+		err = e;
+	if ((e = write_json(tmp, "summary.json", summary)) && !err)
+		err = e;
+	if ((e = write_json(tmp, "trace.json", trace)) && !err)
+		err = e;
+	json_decref(trace);
+	return err;
+}

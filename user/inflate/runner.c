@@ -1,0 +1,499 @@
+/* The phase runner: boots a VM for a technique, runs the phases of one
+ * iteration through the technique's ops, and keeps each phase's window,
+ * RSS and breakdown. */
+#include "agent.h"
+#include "common.h"
+#include "hostprobes.h"
+#include "qmp.h"
+#include "technique.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *const phase_names[PH_MAX] = {
+	"boot", "shrink_untouched", "grow_untouched", "touch", "shrink", "grow", "install", "touch2",
+};
+
+void progress(const struct run *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!r->o->progress)
+		return;
+	fprintf(stderr, "\r\033[K[%s %u/%u] %s: ", r->t->name, r->iter + 1, r->o->iterations,
+		phase_names[r->phase]);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fflush(stderr);
+}
+
+int vm_gone(struct run *r)
+{
+	char why[96];
+
+	if (exiting)
+		return -EINTR;
+	if (vm_alive(r->vm))
+		return 0;
+	if (r->death_reported)
+		return -EPIPE;
+	r->death_reported = true;
+	ht_err("QEMU died during %s, iteration %u, phase %s: %s", r->t->name, r->iter + 1,
+	       phase_names[r->phase], vm_exit_reason(r->vm, why, sizeof(why)));
+	vm_print_console_tail(r->vm, stderr, 15);
+	return -EPIPE;
+}
+
+/* After a failed call: if QEMU is dying, say so rather than the call's error. */
+int failed(struct run *r, int err)
+{
+	if (err != -EINTR && vm_alive(r->vm))
+		vm_wait_exit(r->vm, 2 * SEC);
+	return vm_gone(r) ?: err;
+}
+
+int phase_begin(struct run *r, enum phase p, struct phase_result *pr)
+{
+	int err;
+
+	set_phase(r, p);
+	memset(pr, 0, sizeof(*pr));
+	if ((err = host_read(r, &r->host_prev)))
+		return err;
+	live_phase_begin(r);
+	pr->rss0 = vm_rss(r->vm);
+	pr->t0 = now_ns();
+	return 0;
+}
+
+int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
+{
+	struct host_totals now;
+	json_t *g;
+	int err;
+
+	pr->t1 = t1 ? t1 : now_ns();
+	if (!pr->wall_ns)
+		pr->wall_ns = pr->t1 - pr->t0;
+	pr->rss1 = vm_rss(r->vm);
+	if ((err = host_read(r, &now)))
+		return err;
+	host_delta(&r->host_prev, &now, &pr->host);
+	if ((err = guest_read(r, &g)))
+		return failed(r, err);
+	if (g) {
+		pr->guest = agent_trace_delta(r->guest_prev, g);
+		json_decref(r->guest_prev);
+		r->guest_prev = g;
+	}
+	pr->done = true;
+	live_phase_end(r);
+	if (r->o->progress)
+		fprintf(stderr, "\r\033[K");
+	if (r->phase == PH_INSTALL)
+		return 0; /* reported with touch2 */
+	fprintf(stderr, "[%s %u/%u] %-16s %9.3f s", r->t->name, r->iter + 1, r->o->iterations,
+		phase_names[r->phase], pr->wall_ns / 1e9);
+	if (pr->bytes)
+		fprintf(stderr, "  %7.3f GiB/s", pr->wall_ns ?
+			pr->bytes / (double)GiB / (pr->wall_ns / 1e9) : 0);
+	fprintf(stderr, "  RSS %6.0f -> %6.0f MiB\n", pr->rss0 / (double)MiB, pr->rss1 / (double)MiB);
+	return 0;
+}
+
+/* Runs a guest workload; the phase is the host's view of the whole request. */
+static int phase_workload(struct run *r, enum phase p, struct phase_result *pr,
+			  const char *const *argv, uint64_t bytes, json_t **result)
+{
+	int err;
+
+	if ((err = phase_begin(r, p, pr)))
+		return err;
+	pr->bytes = bytes;
+	progress(r, "running %s in the guest", argv[0]);
+	err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, result, NULL);
+	if (err)
+		return failed(r, err);
+	return phase_end(r, pr, 0);
+}
+
+/* A guest-reported duration; guest data, so checked. */
+static int result_ns(json_t *result, const char *key, uint64_t *ns)
+{
+	json_t *v = json_object_get(result, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+		ht_err("guest workload result lacks a positive '%s'", key);
+		return -EPROTO;
+	}
+	*ns = json_integer_value(v);
+	return 0;
+}
+
+/* ht-alloc-install writes every page twice in one run: the first pass is
+ * install, the second touch2. The host sees only the whole request (kept as
+ * the install phase's window and breakdown), so each phase's time is the
+ * guest's time of its pass. */
+static int phase_install_touch2(struct run *r, struct iteration *it, const char *const *argv,
+				uint64_t bytes)
+{
+	struct phase_result *in = &it->ph[PH_INSTALL], *t2 = &it->ph[PH_TOUCH2];
+	json_t *result = NULL;
+	uint64_t install_ns, touch2_ns;
+	int err;
+
+	err = phase_workload(r, PH_INSTALL, in, argv, bytes, &result);
+	if (!err)
+		err = result_ns(result, "install_ns", &install_ns) ?:
+		      result_ns(result, "touch2_ns", &touch2_ns);
+	json_decref(result);
+	if (err)
+		return err;
+	in->host_ns = in->wall_ns;
+	in->wall_ns = install_ns;
+	*t2 = (struct phase_result){
+		.done = true, .bytes = bytes, .wall_ns = touch2_ns, .rss0 = in->rss1,
+		.rss1 = in->rss1, .t0 = in->t0 + install_ns, .t1 = in->t0 + install_ns + touch2_ns,
+	};
+	fprintf(stderr, "[%s %u/%u] %-16s %9.3f s  %7.3f GiB/s  (guest-timed passes of one %.3f s run)\n",
+		r->t->name, r->iter + 1, r->o->iterations, "install/touch2", install_ns / 1e9,
+		bytes / (double)GiB / (install_ns / 1e9), in->host_ns / 1e9);
+	return 0;
+}
+
+/* Polls until the technique reports target; *t_done is when it first did. */
+int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
+{
+	uint64_t deadline = now_ns() + PHASE_TIMEOUT_NS, size = 0, last_print = 0;
+	uint64_t last_size = UINT64_MAX, last_change = now_ns();
+	int err;
+
+	for (;;) {
+		if ((err = vm_gone(r)))
+			return err;
+		if ((err = r->t->get_size(r, &size)))
+			return failed(r, err);
+		if (size == target) {
+			*t_done = now_ns();
+			return 0;
+		}
+		if (size != last_size) {
+			last_size = size;
+			last_change = now_ns();
+		}
+		if (now_ns() > deadline || now_ns() - last_change > STALL_NS) {
+			ht_err("%s: the guest did not reach %llu MiB (stuck at %llu MiB for %.0f s; "
+			       "is --shrink-to below what the guest needs?)",
+			       r->t->name, (unsigned long long)(target / MiB),
+			       (unsigned long long)(size / MiB), (now_ns() - last_change) / 1e9);
+			vm_print_console_tail(r->vm, stderr, 10);
+			return -ETIMEDOUT;
+		}
+		if (now_ns() - last_print > 200 * 1000000ull) {
+			last_print = now_ns();
+			progress(r, "%llu -> %llu MiB, RSS %llu MiB", (unsigned long long)(size / MiB),
+				 (unsigned long long)(target / MiB),
+				 (unsigned long long)(vm_rss(r->vm) / MiB));
+		}
+		usleep(POLL_NS / 1000);
+	}
+}
+
+/* Waits until QEMU's RSS stops falling for quiet_ns; returns the time of the
+ * last fall (a fall is a new minimum at least 8 MiB below the previous one). */
+int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t *t_last)
+{
+	uint64_t deadline = now_ns() + PHASE_TIMEOUT_NS, min = vm_rss(r->vm);
+	int err;
+
+	*t_last = since;
+	for (;;) {
+		uint64_t v = vm_rss(r->vm), t = now_ns();
+
+		if ((err = vm_gone(r)))
+			return err;
+		if (v + 8 * MiB <= min) {
+			min = v;
+			*t_last = t;
+		}
+		if (t - (*t_last > since ? *t_last : since) >= quiet_ns || t > deadline)
+			return 0;
+		progress(r, "waiting for QEMU's RSS to settle: %llu MiB",
+			 (unsigned long long)(v / MiB));
+		usleep(20 * 1000);
+	}
+}
+
+static int phase_resize(struct run *r, enum phase p, struct phase_result *pr, uint64_t target)
+{
+	uint64_t from, t_size, t_rss;
+	int err;
+
+	if ((err = r->t->get_size(r, &from)))
+		return failed(r, err);
+	if ((err = phase_begin(r, p, pr)))
+		return err;
+	pr->bytes = from > target ? from - target : target - from;
+	if ((err = r->t->set_size(r, target)) || (err = wait_size(r, target, &t_size)))
+		return failed(r, err);
+	/* The discards can trail the guest's report: wait for the host to see them. */
+	if (target < from) {
+		if ((err = wait_rss_settled(r, t_size, 500 * 1000000ull, &t_rss)))
+			return err;
+		if (t_rss > t_size)
+			t_size = t_rss;
+	}
+	if ((err = phase_end(r, pr, t_size)))
+		return err;
+	/* The host's word, not QMP's: a touched guest's RSS must fall with it. */
+	if (p == PH_SHRINK && pr->rss0 < pr->rss1 + (from - target) * 9 / 10)
+		ht_warn("%s: QEMU's RSS fell only %llu MiB of the %llu MiB shrink QMP reported",
+			r->t->name,
+			(unsigned long long)((pr->rss0 > pr->rss1 ? pr->rss0 - pr->rss1 : 0) / MiB),
+			(unsigned long long)((from - target) / MiB));
+	return 0;
+}
+
+/* A passive technique's grow: nothing to ask for, an empty window. */
+static int phase_noop(struct run *r, enum phase p, struct phase_result *pr)
+{
+	int err;
+
+	if ((err = phase_begin(r, p, pr)))
+		return err;
+	return phase_end(r, pr, pr->t0);
+}
+
+/* Shrink to --shrink-to: an active technique is asked to, a passive one is
+ * waited for (the guest freed its memory at since, 0: now). */
+static int phase_shrink(struct run *r, enum phase p, struct phase_result *pr, uint64_t since)
+{
+	if (!r->t->set_size)
+		return r->t->reclaim(r, p, pr, since);
+	return phase_resize(r, p, pr, r->o->shrink_to);
+}
+
+static int phase_grow(struct run *r, enum phase p, struct phase_result *pr)
+{
+	if (!r->t->set_size)
+		return phase_noop(r, p, pr);
+	return phase_resize(r, p, pr, r->o->mem);
+}
+
+static int start_probes(struct run *r)
+{
+	uint64_t s[MAX_RAM_RANGES], e[MAX_RAM_RANGES];
+	struct ram_range ram[MAX_RAM_RANGES];
+	int n, pid = r->vm->pid;
+
+	if (geteuid() != 0) {
+		static bool warned;
+
+		if (!warned)
+			ht_warn("not root: no host breakdown (BPF needs CAP_BPF and CAP_PERFMON)");
+		warned = true;
+		return 0;
+	}
+	n = vm_ram_ranges(r->vm, 64 * MiB, s, e, MAX_RAM_RANGES);
+	for (int i = 0; i < n; i++)
+		ram[i] = (struct ram_range){ .pid = pid, .start = s[i], .end = e[i] };
+	if (host_probes_start(&r->hp, &pid, 1, false, ram, n > 0 ? n : 0)) {
+		ht_warn("host probes unavailable: no host breakdown");
+		return 0;
+	}
+	rss_mark_host_ok(r);
+	return 0;
+}
+
+/* The guest traces the technique's functions and its page allocations. */
+static int start_guest_trace(struct run *r)
+{
+	json_t *funcs = json_array(), *reply;
+	int err;
+
+	for (const struct guest_func *f = r->t->guest_funcs; f->name; f++) {
+		json_t *o = json_pack("{s:s, s:s}", "name", f->name, "func", f->func);
+
+		if (f->within)
+			json_object_set_new(o, "within", json_string(f->within));
+		json_array_append_new(funcs, o);
+	}
+	err = agent_call(r->vm->agent,
+			 json_pack("{s:s, s:o}", "cmd", "trace_start", "functions", funcs), 60 * SEC,
+			 &reply);
+
+	json_decref(reply);
+	if (err == -EREMOTEIO) {
+		ht_warn("guest tracing unavailable: no guest breakdown");
+		return 0;
+	}
+	if (err)
+		return err;
+	r->guest_trace_ok = true;
+	return guest_read(r, &r->guest_prev);
+}
+
+static int boot_vm(struct run *r, struct iteration *it)
+{
+	const struct opts *o = r->o;
+	struct qemu_args args = { 0 };
+	struct vm_config cfg = {
+		.qemu = o->qemu, .kernel = o->kernel, .initrd = o->initrd, .append = o->append,
+		.accel = o->accel, .vcpus = o->vcpus, .mem = o->mem, .agent = true,
+	};
+	uint64_t t0 = now_ns(), guest_rtt;
+	int err;
+
+	r->t->configure(o, &cfg, &args);
+	cfg.devices = args.argv;
+	set_phase(r, PH_BOOT);
+	progress(r, "booting");
+	if ((err = vm_start(&r->vm, &cfg)))
+		return err;
+	rss_sampler_start(r);
+	if ((err = vm_wait_ready(r->vm, o->boot_timeout_ns, it->guest_kernel,
+				 sizeof(it->guest_kernel))))
+		return err;
+	if (!agent_plain_name(it->guest_kernel))
+		snprintf(it->guest_kernel, sizeof(it->guest_kernel), "unknown");
+	if (r->t->after_boot && (err = r->t->after_boot(r)))
+		return err;
+	if ((err = agent_clock_offset(r->vm->agent, 5, &r->clock_offset, &guest_rtt)))
+		return failed(r, err);
+	if (verbose)
+		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
+			(unsigned long long)guest_rtt);
+	if ((err = start_probes(r)) || (err = start_guest_trace(r)))
+		return failed(r, err);
+	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
+						 .rss1 = vm_rss(r->vm) };
+	it->ph[PH_BOOT].wall_ns = it->ph[PH_BOOT].t1 - t0;
+	fprintf(stderr, "%s[%s %u/%u] %-16s %9.3f s\n", r->o->progress ? "\r\033[K" : "",
+		r->t->name, r->iter + 1, r->o->iterations, "boot", it->ph[PH_BOOT].wall_ns / 1e9);
+	return 0;
+}
+
+void end_vm(struct run *r, bool clean)
+{
+	rss_sampler_stop(r);
+	host_probes_stop(r->hp);
+	r->hp = NULL;
+	r->host_ok = r->guest_trace_ok = false;
+	json_decref(r->guest_prev);
+	r->guest_prev = NULL;
+	free(r->live_base);
+	r->live_base = NULL;
+	r->nlive_base = 0;
+	if (r->vm) {
+		if (!clean)
+			vm_destroy(r->vm);
+		else if (vm_shutdown(r->vm, 30 * SEC))
+			ht_warn("QEMU did not power off within 30 s; killed it");
+	}
+	r->vm = NULL;
+}
+
+static int workload_bytes(struct run *r, uint64_t *bytes)
+{
+	uint64_t avail;
+	int err = agent_meminfo(r->vm->agent, "MemAvailable", &avail);
+
+	if (err)
+		return failed(r, err);
+	if (avail > r->o->mem) {
+		ht_err("the guest reports %llu bytes MemAvailable, more than its %llu bytes of RAM",
+		       (unsigned long long)avail, (unsigned long long)r->o->mem);
+		return failed(r, -EPROTO);
+	}
+	/* "Most of RAM": what the guest can give without swapping or OOM. */
+	*bytes = avail > 160 * MiB ? (avail - 128 * MiB) & ~(2 * MiB - 1) : avail / 2;
+	return 0;
+}
+
+/* --integrity: a daemon in the guest holds a patterned buffer through every
+ * phase; at the end it checks that no page was lost or mixed up. */
+static int integrity_fill(struct run *r)
+{
+	char bytes_s[32];
+	const char *argv[] = { "ht-integrity", "fill", "--bytes", bytes_s, NULL };
+
+	snprintf(bytes_s, sizeof(bytes_s), "%llu", (unsigned long long)r->o->integrity);
+	progress(r, "integrity: filling %llu MiB", (unsigned long long)(r->o->integrity / MiB));
+	int err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, NULL, NULL);
+
+	return err ? failed(r, err) : 0;
+}
+
+static int integrity_check(struct run *r, struct iteration *it)
+{
+	const char *argv[] = { "ht-integrity", "stop", NULL };
+	uint64_t pages, bad;
+	json_t *res = NULL;
+	int err = agent_run(r->vm->agent, argv, PHASE_TIMEOUT_NS / SEC, &res, NULL);
+
+	if (err) {
+		json_decref(res);
+		if (!vm_gone(r))
+			ht_err("%s: guest memory was corrupted across shrink/grow (see above)",
+			       r->t->name);
+		return failed(r, err);
+	}
+	if (!agent_u64(res, "pages", &pages) || !agent_u64(res, "bad_pages", &bad) ||
+	    bad > pages) {
+		ht_err("ht-integrity stop: result lacks counts 0 <= bad_pages <= pages");
+		json_decref(res);
+		return -EPROTO;
+	}
+	it->integrity_pages = pages;
+	it->integrity_bad = bad;
+	json_decref(res);
+	fprintf(stderr, "[%s %u/%u] integrity        %lld pages verified, %lld bad\n", r->t->name,
+		r->iter + 1, r->o->iterations, (long long)it->integrity_pages,
+		(long long)it->integrity_bad);
+	if (it->integrity_bad) {
+		ht_err("%s: %lld guest pages corrupted", r->t->name, (long long)it->integrity_bad);
+		return -EIO;
+	}
+	return 0;
+}
+
+int run_iteration(struct run *r, struct iteration *it)
+{
+	const struct opts *o = r->o;
+	char bytes_s[32], threads_s[16];
+	uint64_t bytes = 0;
+	int err;
+
+	if ((err = boot_vm(r, it)))
+		return err;
+	if (o->untouched) {
+		err = phase_shrink(r, PH_SHRINK_UNTOUCHED, &it->ph[PH_SHRINK_UNTOUCHED], 0) ?:
+		      phase_grow(r, PH_GROW_UNTOUCHED, &it->ph[PH_GROW_UNTOUCHED]);
+		if (err)
+			return err;
+	}
+	if (o->integrity && (err = integrity_fill(r)))
+		return err;
+	if ((err = workload_bytes(r, &bytes)))
+		return err;
+	snprintf(bytes_s, sizeof(bytes_s), "%llu", (unsigned long long)bytes);
+	snprintf(threads_s, sizeof(threads_s), "%u", o->vcpus);
+	const char *touch[] = { "ht-touch", "--bytes", bytes_s, "--threads", threads_s, NULL };
+	const char *install[] = { "ht-alloc-install", "--bytes", bytes_s, "--threads", threads_s,
+				  NULL };
+
+	if ((err = phase_workload(r, PH_TOUCH, &it->ph[PH_TOUCH], touch, bytes, NULL)))
+		return err;
+	err = phase_shrink(r, PH_SHRINK, &it->ph[PH_SHRINK], it->ph[PH_TOUCH].t1) ?:
+	      phase_grow(r, PH_GROW, &it->ph[PH_GROW]);
+	if (err)
+		return err;
+	/* install: first allocation of every page after the grow; touch2: again. */
+	if ((err = phase_install_touch2(r, it, install, bytes)))
+		return err;
+	return o->integrity ? integrity_check(r, it) : 0;
+}

@@ -1,0 +1,27 @@
+/* virtio-balloon-huge: the balloon in 2 MiB units (hatrace's QEMU patch 0002
+ * and guest kernel patch 0001): each PFN names a 2 MiB unit that QEMU
+ * discards at once. Sizes stay in bytes, as for virtio-balloon. */
+#include "technique.h"
+
+static void configure(const struct opts *o, struct vm_config *cfg, struct qemu_args *args)
+{
+	qemu_args_add(args, "-device", "virtio-balloon-pci,id=balloon0,huge-pages=on");
+}
+
+/* In huge mode the per-page balloon_page_enqueue never runs; without
+ * deflate-on-oom, adjust_managed_page_count runs once per 2 MiB unit given. */
+static const struct guest_func guest_funcs[] = {
+	BALLOON_GUEST_FUNCS,
+	{ "balloon_unit_managed", "adjust_managed_page_count", "balloon_size_work" },
+	{ 0 },
+};
+
+const struct technique tech_balloon_huge = {
+	.name = "virtio-balloon-huge",
+	.kernel = "baseline",
+	.qemu_property = "virtio-balloon-pci.huge-pages",
+	.configure = configure,
+	.get_size = balloon_get_size,
+	.set_size = balloon_set_size,
+	.guest_funcs = guest_funcs,
+};
