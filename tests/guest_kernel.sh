@@ -12,10 +12,11 @@ funcs=$(grep -ohE '^\s*\{ "[a-z_0-9]+", "[a-z_0-9]+"' user/inflate/technique.h u
 	sed -E 's/.*"([a-z_0-9]+)"$/\1/' | sort -u)
 # 9 checks of the cache, config and BTF, and one per traced function
 plan $((9 + $(wc -w <<<"$funcs")))
-start=$(date +%s)
-dir=$(kernel/build-kernel.sh baseline 2>&1)
-took=$(($(date +%s) - start))
-expect "a built flavour comes from the cache" test "$took" -le 5 -a -f "$dir/bzImage"
+# A cache hit builds nothing (time is no measure: another build may hold the lock).
+err=$(mktemp)
+trap 'rm -f "$err"' EXIT
+dir=$(kernel/build-kernel.sh baseline 2>"$err")
+expect "a built flavour comes from the cache" test -f "$dir/bzImage" -a ! -s "$err"
 expect "the cache holds vmlinux and config" test -s "$dir/vmlinux" -a -s "$dir/config"
 expect "build/guest links to the cached vmlinux" test "$(readlink -f "$BUILD/guest/vmlinux-baseline")" = "$dir/vmlinux"
 expect "build/guest/bzImage-baseline is the cached image" cmp -s "$dir/bzImage" "$BUILD/guest/bzImage-baseline"
