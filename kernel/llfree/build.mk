@@ -28,7 +28,7 @@ $(LLFREE_OUT)/%.o: kernel/llfree/%.c $(wildcard kernel/llfree/*.h) | $(LLFREE_OU
 $(LLFREE_OUT)/unit: tests/llfree/unit.c $(LLFREE_SRCS) $(LLFREE_HDRS) | $(LLFREE_OUT)
 	$(call msg,CLANG,$@)
 	$(Q)$(CLANG) $(LLFREE_TFLAGS) $(LLFREE_SAN) -fsanitize=address,undefined \
-		tests/llfree/unit.c $(LLFREE_SRCS) -o $@
+		tests/llfree/unit.c $(LLFREE_SRCS) -o $@ -lpthread
 
 $(LLFREE_OUT)/stress: tests/llfree/stress.c $(LLFREE_OBJS) $(LLFREE_HDRS) | $(LLFREE_OUT)
 	$(call msg,LINK,$@)

@@ -331,6 +331,17 @@ static int huge_split(struct llfree *self, uint64_t child)
 	}
 }
 
+/* huge_split sets the bits of a huge child before it clears `huge`, so a put
+ * into another part of the block can clear its bits in that window.  The
+ * child's counter rises only after the split: wait for it.  It ends soon, and
+ * the put's frames, now clear but not counted, keep the child from becoming
+ * huge again. */
+static void split_wait(struct llfree *self, uint64_t child)
+{
+	while (child_word(self->pairs, child) & LLFREE_CHILD_HUGE)
+		llfree_relax();
+}
+
 /* ---- tree words ---- */
 
 /* Lowers a tree's counter by n, reserved or not. */
@@ -826,6 +837,7 @@ int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order)
 		if (!bits_flip(bf, at, order, false) &&
 		    (huge_split(self, child) || !bits_flip(bf, at, order, false)))
 			return LLFREE_EDOUBLE;
+		split_wait(self, child);
 		child_give(&self->pairs[llfree_pair_index(child)], child & 1, n);
 	} else {
 		int err = order == LLFREE_MAX_ORDER ? pair_put(self, child) : huge_put(self, child);

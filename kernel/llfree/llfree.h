@@ -98,7 +98,9 @@ int llfree_get_at(struct llfree *self, unsigned core, uint64_t pfn, unsigned ord
 		  struct llfree_alloc *out);
 /* Frees a block, or part of one: a lower order into an order 9 or 10 block
  * splits it.  LLFREE_EDOUBLE if it was not allocated, or lies in a child
- * allocated whole while reclaimed (held by the host or not installed). */
+ * allocated whole while reclaimed (held by the host or not installed).
+ * A partial free may spin briefly while another CPU splits the same block,
+ * so it must not interrupt a put on its own CPU (callers disable interrupts). */
 int llfree_put(struct llfree *self, unsigned core, uint64_t pfn, unsigned order);
 /* Gives up the core's reservations and its cache.  Called by the core
  * itself, or by any CPU once the core is offline (CPU hot-unplug). */

@@ -3,7 +3,9 @@
 #include "check.h"
 #include "zone.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 
 #define ORDERS (LLFREE_MAX_ORDER + 1)
 #define MIB (1024 * 1024 / 4096)
@@ -327,6 +329,57 @@ static void test_partial_free(void)
 	       "split after install");
 	EXPECT(!llfree_validate(&z.ll), "invalid at end");
 	check(!*why, "partial frees split order 9 and 10 blocks, never reclaimed ones", "%s", why);
+	zone_free(&z);
+}
+
+struct put_args {
+	struct zone *z;
+	uint64_t pfn;
+	int err;
+};
+
+static void *put_thread(void *arg)
+{
+	struct put_args *p = arg;
+
+	p->err = llfree_put(&p->z->ll, 1, p->pfn, 0);
+	return NULL;
+}
+
+/* A put into a huge child that another CPU is splitting: huge_split has set
+ * the bits but not yet cleared `huge`.  The put may clear its bit, but the
+ * child's counter rises only once the split is done. */
+static void test_put_during_split(void)
+{
+	struct timespec pause = { .tv_nsec = 50 * 1000 * 1000 };
+	struct zone z;
+	struct llfree_alloc a;
+	struct put_args p = { .z = &z, .err = -1 };
+	pthread_t thread;
+	uint64_t child;
+	uint32_t *pw;
+	uint16_t c;
+	char why[160] = "";
+
+	zone_init(&z, 2, 0, 32 * MIB, LLFREE_INIT_FREE);
+	EXPECT(!llfree_get(&z.ll, 0, 9, 0, &a), "get order 9");
+	child = llfree_child_of(&z.ll, a.pfn);
+	pw = &z.ll.pairs[llfree_pair_index(child)];
+	for (unsigned w = 0; w < LLFREE_BITFIELD_WORDS; w++) /* the split, halfway */
+		__atomic_store_n(&z.ll.bitfields[child].words[w], ~0ull, __ATOMIC_SEQ_CST);
+	p.pfn = a.pfn + 100;
+	if (pthread_create(&thread, NULL, put_thread, &p))
+		abort();
+	nanosleep(&pause, NULL);
+	c = llfree_pair_get(__atomic_load_n(pw, __ATOMIC_SEQ_CST), child & 1);
+	EXPECT(c == LLFREE_CHILD_HUGE, "counter raised during the split: child word %#x", c);
+	__atomic_store_n(pw, llfree_pair_set(__atomic_load_n(pw, __ATOMIC_SEQ_CST), child & 1, 0),
+			 __ATOMIC_SEQ_CST); /* the split ends */
+	pthread_join(thread, NULL);
+	EXPECT(!p.err, "put during the split: %d", p.err);
+	c = llfree_pair_get(__atomic_load_n(pw, __ATOMIC_SEQ_CST), child & 1);
+	EXPECT(c == 1 && !llfree_validate(&z.ll), "after the split: child word %#x", c);
+	check(!*why, "a put racing a split counts its frame only after the split", "%s", why);
 	zone_free(&z);
 }
 
@@ -915,7 +968,7 @@ static void test_init_alloc_partial(void)
 
 int main(void)
 {
-	plan(76); /* every check runs unconditionally; loops run over fixed tables */
+	plan(77); /* every check runs unconditionally; loops run over fixed tables */
 	test_layout();
 	test_header();
 	test_free_counter();
@@ -924,6 +977,7 @@ int main(void)
 	test_get_at();
 	test_bad_put();
 	test_partial_free();
+	test_put_during_split();
 	test_pair_put_atomic();
 	test_free_walk();
 	test_reservations_reachable();
