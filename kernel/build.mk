@@ -4,7 +4,7 @@
 # (or those its series file lists) + the repository files in patches/<flavour>/files.
 # $(BUILD)/guest/bzImage-<flavour> (and vmlinux-/config- links) for each;
 # $(BUILD)/guest/bzImage is the baseline.
-KERNEL_FLAVOURS := baseline
+KERNEL_FLAVOURS := baseline hyperalloc
 
 kernel_files = $(shell awk 'NF {print $$1}' kernel/patches/$(1)/files 2>/dev/null)
 # Patches a flavour's series file takes from other flavours' directories.
@@ -23,5 +23,5 @@ $(BUILD)/guest/bzImage: $(BUILD)/guest/bzImage-baseline
 	$(Q)cp -f $< $@.tmp && mv -f $@.tmp $@
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/guest/bzImage-%,$(KERNEL_FLAVOURS)) $(BUILD)/guest/bzImage
-UNIT_TESTS  += tests/guest_kernel.sh tests/kernel_balloon_huge.sh
-VM_TESTS    += tests/guest_balloon_huge.py
+UNIT_TESTS  += tests/guest_kernel.sh tests/kernel_balloon_huge.sh tests/kernel_hyperalloc.sh
+VM_TESTS    += tests/guest_balloon_huge.py tests/guest_hyperalloc.py
