@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """VM test of the hyperalloc kernel flavour (kernel/patches/hyperalloc/): the
 HyperAlloc core runs the guest's DMA32/NORMAL memory. Boots the baseline kernel
-for its MemTotal, then the hyperalloc image twice: as HyperAlloc (marker, zones,
+for its MemTotal, then the hyperalloc image: as HyperAlloc (marker, zones,
 MemTotal within 1 %, /proc/buddyinfo from the core, debugfs hyperalloc/check
-clean before and after a workload with 0 bad pages, clean dmesg) and with
+clean before and after a workload with 0 bad pages, clean dmesg), at 1 GiB with
+2 CPUs and 3.5 GiB (PCI hole, a NORMAL zone) with 4, and at 1 GiB with
 hyperalloc=off (the stock allocator on the same image)."""
 import json
 import os
@@ -64,22 +65,22 @@ def workload(agent, label):
           f"{label}: no page corrupted", f"fill {fill} verify {verify}")
 
 
-def test_on(agent, base_total):
+def test_on(agent, label, base_total, zones):
     st = state(agent)
-    print(f"# hyperalloc on: {json.dumps(st)}")
-    check(st["marker"] == "on" and st["zones"] >= 1,
-          "hyperalloc: boot marker and at least one zone run by HyperAlloc", json.dumps(st))
+    print(f"# {label}: {json.dumps(st)}")
+    check(st["marker"] == "on" and st["zones"] == zones,
+          f"{label}: boot marker, HyperAlloc runs {zones} zone(s)", json.dumps(st))
     total = agent.req("meminfo").get("MemTotal", 0)
-    check(abs(total - base_total) <= base_total / 100, "hyperalloc: MemTotal within 1 % of baseline",
+    check(abs(total - base_total) <= base_total / 100, f"{label}: MemTotal within 1 % of baseline",
           f"{total // 1024} KiB vs {base_total // 1024} KiB")
     check(st["buddy_free"] > 0 and abs(st["buddy_free"] - st["zone_free"]) <= st["zone_free"] / 20,
-          "hyperalloc: /proc/buddyinfo counts the zone's free pages",
+          f"{label}: /proc/buddyinfo counts the DMA32 zone's free pages",
           f"buddyinfo {st['buddy_free']} pages, zoneinfo {st['zone_free']}")
-    check(check_clean(st["check"]), "hyperalloc: debugfs check clean after boot", st["check"])
-    workload(agent, "hyperalloc")
+    check(check_clean(st["check"]), f"{label}: debugfs check clean after boot", st["check"])
+    workload(agent, label)
     st = state(agent)
-    check(check_clean(st["check"]), "hyperalloc: debugfs check clean after the workload", st["check"])
-    check(st["bad"] == 0, "hyperalloc: dmesg has no BUG, WARNING or Bad page",
+    check(check_clean(st["check"]), f"{label}: debugfs check clean after the workload", st["check"])
+    check(st["bad"] == 0, f"{label}: dmesg has no BUG, WARNING or Bad page",
           f"{st['bad']} lines, first: {st['first_bad']}")
 
 
@@ -101,14 +102,20 @@ def main():
     require_guest(name)
     if not os.path.exists(os.path.join(GUEST, IMAGE)):
         skip_all(name, f"{GUEST}/{IMAGE} is not built (run make)")
-    plan(1 + 11 + 8)
-    base_total = boot_and_test("baseline", lambda vm: vm.agent.req("meminfo").get("MemTotal", 0))
-    if not check(base_total, "baseline kernel boots and reports MemTotal", str(base_total)):
-        finish()
-    boot_and_test("hyperalloc", lambda vm: test_on(vm.agent, base_total), ready_timeout=300,
-                  kernel=IMAGE)
-    boot_and_test("hyperalloc=off", lambda vm: test_off(vm.agent, base_total), ready_timeout=300,
-                  kernel=IMAGE, append="hyperalloc=off")
+    # (MiB, CPUs, zones): 1 GiB is DMA32 only; 3.5 GiB adds NORMAL above the PCI hole.
+    shapes = ((1024, 2, 1), (3584, 4, 2))
+    plan(len(shapes) * (1 + 11) + 8)
+    for mem, smp, zones in shapes:
+        base_total = boot_and_test(f"baseline {mem} MiB", mem_mib=mem, smp=smp,
+                                   body=lambda vm: vm.agent.req("meminfo").get("MemTotal", 0))
+        if not check(base_total, f"baseline kernel boots with {mem} MiB", str(base_total)):
+            continue
+        label = f"hyperalloc {mem} MiB, {smp} CPUs"
+        boot_and_test(label, lambda vm: test_on(vm.agent, label, base_total, zones), ready_timeout=300,
+                      mem_mib=mem, smp=smp, kernel=IMAGE)
+        if mem == 1024:
+            boot_and_test("hyperalloc=off", lambda vm: test_off(vm.agent, base_total), ready_timeout=300,
+                          kernel=IMAGE, append="hyperalloc=off")
     finish()
 
 
