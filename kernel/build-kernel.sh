@@ -3,8 +3,10 @@
 # caches it outside the clone:
 #   ~/.cache/hatrace/kernel/<flavour>-<hash>/{bzImage,vmlinux,config,build.log}
 # <hash> covers the source package version, the toolchain, kernel/configs/base.config,
-# kernel/configs/<flavour>.config (optional), kernel/patches/<flavour>/*.patch
-# (applied in name order with patch -p1) and the files named in
+# kernel/configs/<flavour>.config (optional), the patches (applied with patch -p1:
+# those listed in kernel/patches/<flavour>/series, one "FLAVOUR/NAME.patch" a line,
+# so that flavours share patches without copies; else kernel/patches/<flavour>/*.patch
+# in name order) and the files named in
 # kernel/patches/<flavour>/files (non-blank lines "REPO_PATH TREE_PATH", e.g.
 # "kernel/llfree/llfree.c mm/llfree.c": copied into the tree after the patches, so
 # that sources shared with QEMU and tests stay single). A new flavour needs only
@@ -33,9 +35,21 @@ command -v pahole >/dev/null || die "pahole missing (apt-get install dwarves)"
 
 fragments=("$here/configs/base.config")
 [ -f "$here/configs/$flavour.config" ] && fragments+=("$here/configs/$flavour.config")
-shopt -s nullglob
-patches=("$here/patches/$flavour"/*.patch)
-shopt -u nullglob
+series=$here/patches/$flavour/series
+if [ -f "$series" ]; then
+	patches=()
+	while read -r p rest; do
+		[[ -z $p || $p == \#* ]] && continue
+		[[ -z $rest && $p == *.patch && $p != /* && $p != *..* ]] ||
+			die "$series: expected 'FLAVOUR/NAME.patch' lines, got '$p $rest'"
+		[ -f "$here/patches/$p" ] || die "$series: $p does not exist"
+		patches+=("$here/patches/$p")
+	done <"$series"
+else
+	shopt -s nullglob
+	patches=("$here/patches/$flavour"/*.patch)
+	shopt -u nullglob
+fi
 files_list=$here/patches/$flavour/files
 copies=() # pairs: repo path, tree path
 if [ -f "$files_list" ]; then
@@ -125,8 +139,11 @@ kmake tinyconfig || fail "tinyconfig failed"
 "$work/src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${fragments[@]}" \
 	>>"$log" 2>&1 || fail "merge_config failed"
 kmake olddefconfig || fail "olddefconfig failed"
-# Every option a fragment asks for must have survived Kconfig's dependencies.
+# Every option a fragment asks for must have survived Kconfig's dependencies; a
+# later fragment overrides an earlier one (as merge_config does).
 missing=$(cat "${fragments[@]}" | grep -E '^(CONFIG_[A-Za-z0-9_]+=|# CONFIG_[A-Za-z0-9_]+ is not set)' |
+	awk '{ opt = ($1 == "#") ? $2 : substr($0, 1, index($0, "=") - 1); last[opt] = $0 }
+	     END { for (o in last) print last[o] }' |
 	while read -r line; do
 		if [[ $line == "# "* ]]; then
 			opt=${line#\# }; opt=${opt%% *}

@@ -1,16 +1,19 @@
 # Guest kernels: one per flavour, built by kernel/build-kernel.sh and cached in
 # ~/.cache/hatrace/kernel/<flavour>-<hash>/ (see that script). A flavour is
 # configs/base.config + optional configs/<flavour>.config + patches/<flavour>/*.patch
-# + the repository files listed in patches/<flavour>/files.
+# (or those its series file lists) + the repository files in patches/<flavour>/files.
 # $(BUILD)/guest/bzImage-<flavour> (and vmlinux-/config- links) for each;
 # $(BUILD)/guest/bzImage is the baseline.
-KERNEL_FLAVOURS := baseline
+KERNEL_FLAVOURS := baseline hyperalloc
 
 kernel_files = $(shell awk 'NF {print $$1}' kernel/patches/$(1)/files 2>/dev/null)
+# Patches a flavour's series file takes from other flavours' directories.
+kernel_series = $(addprefix kernel/patches/,$(shell awk 'NF && $$1 !~ /^#/ {print $$1}' \
+		kernel/patches/$(1)/series 2>/dev/null))
 
 define kernel_flavour
 $(BUILD)/guest/bzImage-$(1): kernel/build-kernel.sh $(wildcard kernel/configs/*.config) \
-		$(wildcard kernel/patches/$(1)/*) $(call kernel_files,$(1))
+		$(wildcard kernel/patches/$(1)/*) $(call kernel_series,$(1)) $(call kernel_files,$(1))
 	$$(call msg,KERNEL,$$@)
 	$(Q)kernel/build-kernel.sh $(1) $(BUILD)/guest >/dev/null
 endef
@@ -20,5 +23,5 @@ $(BUILD)/guest/bzImage: $(BUILD)/guest/bzImage-baseline
 	$(Q)cp -f $< $@.tmp && mv -f $@.tmp $@
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/guest/bzImage-%,$(KERNEL_FLAVOURS)) $(BUILD)/guest/bzImage
-UNIT_TESTS  += tests/guest_kernel.sh tests/kernel_balloon_huge.sh
-VM_TESTS    += tests/guest_balloon_huge.py
+UNIT_TESTS  += tests/guest_kernel.sh tests/kernel_balloon_huge.sh tests/kernel_hyperalloc.sh
+VM_TESTS    += tests/guest_balloon_huge.py tests/guest_hyperalloc.py

@@ -13,8 +13,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import (BUILD, GuestVM, balloon_actual, require_guest, check, fail, finish, plan,  # noqa: E402
-                       run_checked as run, skip)
+from guest_lib import (BUILD, balloon_actual, boot_and_test, require_guest, check,  # noqa: E402
+                       finish, plan, run_checked as run, skip)
 
 MiB = 1 << 20
 UNIT = 2 * MiB
@@ -74,22 +74,6 @@ def resize(vm, target, reached, timeout=180):
             return time.monotonic() - start
         time.sleep(0.05)
     return None
-
-
-def boot_and_test(name, body, **vm_args):
-    """Boots a 1 GiB guest, runs body(vm); any error fails the test, the VM never stays."""
-    vm = GuestVM(mem_mib=1024, **vm_args)
-    try:
-        ready = vm.agent.wait_event("ready", 120)
-        print(f"# {name}: guest ready {time.monotonic() - vm.start:.1f} s after QEMU start, "
-              f"kernel {ready.get('kernel')}")
-        body(vm)
-    except (TimeoutError, EOFError, RuntimeError, OSError, KeyError) as e:
-        fail(name, f"{type(e).__name__}: {e}")
-        print("# console tail:\n" + "".join("#   " + line for line in
-                                             vm.console_tail().splitlines(True)))
-    finally:
-        vm.destroy()
 
 
 def test_stock(vm):

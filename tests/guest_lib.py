@@ -202,10 +202,12 @@ def require_guest(name):
 class GuestVM:
     """Boots build/guest/bzImage + initramfs under TCG with the agent port, QMP,
     a balloon (balloon: its extra -device options) and (optionally) a virtio-mem
-    device; qemu: the command (binary and options), default the binary on PATH."""
+    device; qemu: the command (binary and options), default the binary on PATH;
+    kernel: the image in build/guest (bzImage-<flavour> for another flavour)."""
 
     def __init__(self, mem_mib=1024, vmem_max_mib=0, smp=2, append="",
-                 qemu=("qemu-system-x86_64",), balloon="free-page-reporting=on"):
+                 qemu=("qemu-system-x86_64",), balloon="free-page-reporting=on",
+                 kernel="bzImage"):
         self.dir = tempfile.mkdtemp(prefix="hatrace-guest-")
         self.console = os.path.join(self.dir, "console.log")
         agent_path = os.path.join(self.dir, "agent.sock")
@@ -221,7 +223,7 @@ class GuestVM:
         argv = [*qemu, "-nodefaults", "-no-user-config",
                 "-accel", "tcg,thread=multi", "-smp", str(smp),
                 "-m", mem, "-nographic", "-no-reboot", "-monitor", "none",
-                "-kernel", os.path.join(GUEST, "bzImage"),
+                "-kernel", os.path.join(GUEST, kernel),
                 "-initrd", os.path.join(GUEST, "initramfs.cpio.gz"),
                 "-append", cmdline, "-serial", f"file:{self.console}",
                 "-qmp", f"unix:{qmp_path},server=on,wait=off",
@@ -284,3 +286,21 @@ class GuestVM:
                                                  self.console_tail().splitlines(True)))
         finally:
             self.destroy()
+
+
+def boot_and_test(name, body, ready_timeout=120, mem_mib=1024, **vm_args):
+    """Boots a guest (GuestVM's arguments) and returns body(vm) once its agent is ready;
+    an error is one `not ok` with the console's tail (and None). The VM never stays."""
+    vm = GuestVM(mem_mib=mem_mib, **vm_args)
+    try:
+        ready = vm.agent.wait_event("ready", ready_timeout)
+        print(f"# {name}: guest ready {time.monotonic() - vm.start:.1f} s after QEMU start, "
+              f"kernel {ready.get('kernel')}")
+        return body(vm)
+    except (TimeoutError, EOFError, RuntimeError, OSError, KeyError) as e:
+        fail(name, f"{type(e).__name__}: {e}")
+        print("# console tail:\n" + "".join("#   " + line for line in
+                                             vm.console_tail().splitlines(True)))
+        return None
+    finally:
+        vm.destroy()

@@ -16,17 +16,9 @@ plan $((9 + ${#patches[@]}))
 expect "the patch defines VIRTIO_BALLOON_F_HUGE_PAGES as bit 23" \
 	grep -qE '^\+#define VIRTIO_BALLOON_F_HUGE_PAGES[[:space:]]+23$' "$patch"
 # A cache hit after make; if a patch stopped applying, this build fails.
-errors=$(mktemp)
-trap 'rm -f "$errors"' EXIT
-if ! dir=$(kernel/build-kernel.sh baseline 2>"$errors"); then
-	fail "the baseline kernel of the current patches builds" "$(grep '^build-kernel:' "$errors" | grep -vm1 ': building ')"
-	finish
-fi
-ok "the baseline kernel of the current patches builds"
-expect "build/guest/bzImage-baseline is that kernel" cmp -s "$dir/bzImage" "$BUILD/guest/bzImage-baseline"
-for p in "${patches[@]}"; do
-	expect "the build applied ${p##*/}" grep -qxF "== applying ${p#kernel/}" "$dir/build.log"
-done
+PATCHES=("${patches[@]}")
+kernel_build baseline
+dir=$kernel_dir
 
 symbols=$(nm "$dir/vmlinux" 2>/dev/null)
 for sym in dev_attr_huge_units dev_attr_huge_alloc_failures virtballoon_huge_groups; do

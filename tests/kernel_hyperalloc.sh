@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The hyperalloc kernel flavour: built from the current inputs with every patch
+# its series lists (the baseline's balloon-huge patch among them), compiled from
+# exactly the repository's kernel/llfree/ files (the image records their sha256),
+# and configured without what HyperAlloc cannot run with.
+# tests/guest_hyperalloc.py boots it.
+cd "$(dirname "$0")/.." || exit 1
+. tests/lib.sh
+BUILD=${BUILD:-build}
+series=kernel/patches/hyperalloc/series
+mapfile -t patches < <(awk 'NF && $1 !~ /^#/ { print $1 }' "$series")
+mapfile -t core < <(awk 'NF { print $1 }' kernel/patches/hyperalloc/files)
+off=(CMA MEMORY_FAILURE HIBERNATION DEFERRED_STRUCT_PAGE_INIT PAGE_POISONING
+	SHUFFLE_PAGE_ALLOCATOR INIT_ON_FREE_DEFAULT_ON MEMORY_HOTPLUG)
+
+[ -e "$BUILD/guest/bzImage-hyperalloc" ] ||
+	skip_all "hyperalloc kernel" "$BUILD/guest/bzImage-hyperalloc is not built (run make)"
+# 2 build checks, 1 per patch, 1 per core file, HYPERALLOC=y, 1 per excluded option, BTF
+plan $((4 + ${#patches[@]} + ${#core[@]} + ${#off[@]}))
+PATCHES=("${patches[@]/#/kernel/patches/}")
+kernel_build hyperalloc
+dir=$kernel_dir
+
+# "hyperalloc core: llfree.c=<sha256> llfree.h=<sha256> ...", from mm/hyperalloc/Makefile
+id=$(strings -a "$dir/vmlinux" | grep -m1 '^hyperalloc core: ')
+for f in "${core[@]}"; do
+	want="${f##*/}=$(sha256sum "$f" | cut -c1-64)"
+	expect "the kernel compiled $f as it is in the repository" grep -qw -- "$want" <<<"$id"
+done
+
+expect "CONFIG_HYPERALLOC=y" grep -qx CONFIG_HYPERALLOC=y "$dir/config"
+for o in "${off[@]}"; do
+	expect "CONFIG_$o is off" bash -c "! grep -q '^CONFIG_$o=y' '$dir/config'"
+done
+btf=$(bpftool btf dump file "$dir/vmlinux" format raw 2>/dev/null)
+btf_has_glue() { grep -q "FUNC 'hyperalloc_get' " <<<"$btf" && grep -q "FUNC 'hyperalloc_put' " <<<"$btf"; }
+expect "BTF has hyperalloc_get and hyperalloc_put" btf_has_glue
+finish
