@@ -7,16 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import GuestVM, require_guest, check, fail, finish, plan  # noqa: E402
-
-
-def run(agent, argv, timeout=120):
-    """The last JSON line the command printed, or {}."""
-    rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
-    if not (rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)):
-        fail(" ".join(argv[:3]), f"reply {rep}")
-        return {}
-    return rep["result"]
+from guest_lib import GuestVM, require_guest, check, fail, finish, plan, run_workload  # noqa: E402
 
 
 def median_bucket(buckets):
@@ -33,7 +24,7 @@ def test(vm):
     agent = vm.agent
     agent.wait_event("ready", 120)
 
-    doctor = {f["name"]: f for f in run(agent, ["hatrace", "doctor", "-o", "json"]).get("features", [])}
+    doctor = {f["name"]: f for f in run_workload(agent, ["hatrace", "doctor", "-o", "json"]).get("features", [])}
     for name in ("btf", "exceptions:page_fault_user", "kmem:rss_stat", "fentry/fexit"):
         check(doctor.get(name, {}).get("ok"), f"guest doctor: {name} available",
               str(doctor.get(name)))
@@ -42,7 +33,7 @@ def test(vm):
     script = ("hatrace hist -o json -d 6 > /tmp/hist & sleep 3; "
               "ht-touch --bytes 33554432 --threads 1 > /dev/null; wait; "
               "grep '\"comm\":\"ht-touch\"' /tmp/hist | grep user_fault | tail -1")
-    fault = run(agent, ["sh", "-c", script])
+    fault = run_workload(agent, ["sh", "-c", script])
     check(fault.get("type") == "hist" and fault.get("unit") == "ns",
           "guest hist: user faults carry a latency (fexit upgrade)", str(fault))
     check(fault.get("count", 0) >= 8192, "guest hist: the workload's 8192 page faults seen",
@@ -56,7 +47,7 @@ def test(vm):
     check(median is not None and median["low"] >= 256 and median["high"] < 1 << 24,
           "guest hist: median fault latency between 256 ns and 16 ms", str(median))
 
-    row = run(agent, ["hatrace", "footprint", "-p", "1", "-o", "json", "-d", "1"])
+    row = run_workload(agent, ["hatrace", "footprint", "-p", "1", "-o", "json", "-d", "1"])
     check(row.get("pid") == 1 and row.get("rss_bytes", 0) > 0,
           "guest footprint loads and reports RSS on 6.1", str(row))
 

@@ -143,6 +143,14 @@ class Qmp:
         self.sock.close()
 
 
+def run_workload(agent, argv, timeout=300):
+    """A workload's result line; when it did not run cleanly, {"reply": the agent's
+    reply}, which fails the check of the result and shows why."""
+    rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
+    good = rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)
+    return rep["result"] if good else {"reply": rep}
+
+
 def run_checked(agent, name, argv, timeout=300):
     """Runs a guest workload through the agent; checks that it exits 0 with a
     JSON result, which it returns ({} on failure)."""

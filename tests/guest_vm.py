@@ -8,7 +8,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guest_lib import (GuestVM, OPT_IN_FUNCTIONS, balloon_actual, require_guest, check,  # noqa: E402
-                       finish, plan, tech_functions)
+                       finish, plan, run_workload as run, tech_functions)
 
 MiB = 1 << 20
 
@@ -26,14 +26,6 @@ def wait_for(what, cond, timeout):
             return v
         time.sleep(0.5)
     return None
-
-
-def run(agent, argv, timeout=300):
-    """A workload's result line; when it did not run cleanly, {"reply": the agent's
-    reply}, which fails the check of the result and shows why."""
-    rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
-    good = rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)
-    return rep["result"] if good else {"reply": rep}
 
 
 def mem_total(agent):
