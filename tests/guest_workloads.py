@@ -62,7 +62,7 @@ def corrupt_page(pid, nbytes, page, data):
 def main():
     if not os.path.exists(os.path.join(BIN, "ht-integrity")):
         skip_all("guest workloads", f"{BIN} is not built (run make)")
-    plan(16)
+    plan(24)
 
     rc, r, err = run("ht-touch", "--bytes", "8M", "--threads", "3")
     check(rc == 0 and r and r.get("workload") == "ht-touch" and r["pages"] == 2048 and
@@ -79,6 +79,23 @@ def main():
     bad_input("ht-alloc-install --threads 9999", "ht-alloc-install", "--bytes", "8M",
               "--threads", "9999")
     bad_input("ht-alloc-install extra operand", "ht-alloc-install", "--bytes", "8M", "extra")
+    for name, argv, unit in (("ht-stream", ["--bytes", "6M"], 24), ("ht-ftq", [], 1)):
+        rc, r, err = run(name, *argv, "--threads", "2", "--seconds", "1", "--interval-ms", "50")
+        series = r.get("series") if r else None
+        check(rc == 0 and r["workload"] == name and r["interval_ns"] == 50_000_000 and
+              r["start_ns"] > 0 and isinstance(series, list) and len(series) == 2 and
+              all(len(row) == 20 for row in series),
+              f"{name}: 2 threads x 20 intervals of 50 ms", f"rc={rc} {r} {err}")
+        # Work counts in whole units; on a loaded host a thread may miss an interval.
+        busy = [v > 0 for row in series or [] for v in row[:-1]]
+        check(series and all(v % unit == 0 for row in series for v in row) and
+              sum(busy) >= 0.8 * len(busy), f"{name}: whole units, most intervals busy",
+              str(series))
+    bad_input("ht-stream --seconds 0", "ht-stream", "--bytes", "6M", "--seconds", "0")
+    bad_input("ht-stream --bytes below 3 pages a thread", "ht-stream", "--bytes", "16K",
+              "--threads", "2")
+    bad_input("ht-ftq --bytes", "ht-ftq", "--bytes", "8M")
+    bad_input("ht-ftq too many intervals", "ht-ftq", "--seconds", "3600", "--interval-ms", "1")
     bad_input("ht-integrity verify --bytes", "ht-integrity", "verify", "--bytes", "8M")
 
     with tempfile.TemporaryDirectory() as tmp:

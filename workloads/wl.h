@@ -3,6 +3,8 @@
 #ifndef HATRACE_WL_H
 #define HATRACE_WL_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,5 +32,33 @@ char *wl_map(uint64_t bytes);
  * options of ht-touch and ht-alloc-install. */
 int wl_parse_bytes_threads(const char *prog, int argc, char **argv, uint64_t *bytes,
 			   unsigned *threads);
+
+/* A timed run for interference workloads: T threads each call step() until
+ * seconds have passed and add what it returns (bytes, work units) to the
+ * interval of their common start it ended in. */
+typedef uint64_t (*wl_step_fn)(unsigned thread, void *arg);
+
+struct wl_series {
+	uint64_t start_ns;    /* common start, guest CLOCK_MONOTONIC */
+	uint64_t interval_ns;
+	unsigned intervals, threads;
+	uint64_t *amount;     /* [thread * intervals + interval] */
+};
+
+/* Fills s (free with wl_series_free); exits with an error on failure. */
+void wl_series_run(struct wl_series *s, unsigned threads, uint64_t seconds_ns,
+		   uint64_t interval_ns, wl_step_fn step, void *arg);
+/* {"start_ns","interval_ns","series":[[per interval] per thread]} added to result. */
+void wl_series_json(const struct wl_series *s, json_t *result);
+void wl_series_free(struct wl_series *s);
+
+/* Options of the timed workloads: --seconds S, --interval-ms M, --threads T and,
+ * where bytes is not NULL, --bytes N. */
+struct wl_timed_opts {
+	uint64_t bytes, seconds_ns, interval_ns;
+	unsigned threads;
+};
+int wl_parse_timed(const char *prog, int argc, char **argv, bool want_bytes,
+		   struct wl_timed_opts *o);
 
 #endif
