@@ -28,10 +28,10 @@ E2E_TESTS   += tests/inflate_errors.sh
 
 # Hostile peers: the JSON-lines transport alone, then QMP, the agent and the
 # harness against fake peers (tests/hostile_peers.py drives peer_client).
-PEER_TESTS := jsonl_transport peer_client
+PEER_TESTS := jsonl_transport peer_client deficit
 $(patsubst %,$(BUILD)/tests/%,$(PEER_TESTS)): $(BUILD)/tests/%: tests/%.c $(BUILD)/libhatrace.a tests/check.h | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -iquote tests $(CFLAGS) $< $(BUILD)/libhatrace.a -o $@ $(LDLIBS)
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/tests/%,$(PEER_TESTS))
-UNIT_TESTS  += $(BUILD)/tests/jsonl_transport tests/hostile_peers.py
+UNIT_TESTS  += $(BUILD)/tests/jsonl_transport tests/hostile_peers.py $(BUILD)/tests/deficit
