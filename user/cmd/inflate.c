@@ -42,11 +42,21 @@ static void usage(FILE *f)
 		"      --append ARGS     guest kernel command line (default build/guest/cmdline)\n"
 		"      --boot-timeout S  seconds to wait for the guest agent (default 300)\n"
 		"      --integrity SIZE  keep SIZE of patterned memory in the guest through all\n"
-		"                        phases and fail if any page of it changed\n\n"
+		"                        phases and fail if any page of it changed\n"
+		"  -w, --workload NAME   touch (default: the phases above), or stream or ftq:\n"
+		"                        after touch, the guest runs ht-stream (triad bandwidth\n"
+		"                        per 100 ms) or ht-ftq (work per 10 ms quantum) for\n"
+		"                        --seconds while the host shrinks and grows it\n"
+		"      --seconds S       workload run time (default 20)\n"
+		"      --shrink-at S     shrink S seconds after the workload started (default 4)\n"
+		"      --grow-at S       grow S seconds after it started (default 12)\n\n"
 		"Timing: shrink/grow run from the QMP command until QMP reports the target and,\n"
 		"for a shrink, QEMU's RSS (/proc) has stopped falling. FPR's shrink runs from\n"
 		"the end of touch (the guest freed its memory) to RSS's last fall; FPR has no\n"
 		"grow. install and touch2 are the guest-timed passes of one ht-alloc-install run.\n\n"
+		"With --workload stream|ftq, DIR also gets workload.csv (per thread and interval),\n"
+		"marks.csv (the measured shrink and grow windows on the workload's clock) and\n"
+		"interference.json (time lost, 1%% quantile, work lost per resize).\n"
 		"DIR gets meta.json, iterations.csv, guest-events.csv, rss.csv, summary.json,\n"
 		"trace.json, consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
 }
@@ -181,6 +191,31 @@ static bool qemu_lacks_property(const struct opts *o)
 	return false;
 }
 
+/* --workload stream|ftq: a schedule that fits, techniques that resize. */
+static int check_workload(struct opts *o)
+{
+	if (!(o->shrink_at_ns < o->grow_at_ns && o->grow_at_ns < o->seconds_ns)) {
+		ht_err("--workload %s: needs --shrink-at < --grow-at < --seconds (now %.0f, %.0f, "
+		       "%.0f s)", o->workload, o->shrink_at_ns / 1e9, o->grow_at_ns / 1e9,
+		       o->seconds_ns / 1e9);
+		return -EINVAL;
+	}
+	if (o->untouched || o->integrity) {
+		ht_err("--workload %s: runs without --untouched and --integrity", o->workload);
+		return -EINVAL;
+	}
+	for (const struct technique **t = o->tech; *t; t++) {
+		if (!(*t)->set_size) {
+			ht_err("--workload %s: %s has no resize the host starts, so nothing to "
+			       "interfere with; leave it out", o->workload, (*t)->name);
+			return -EINVAL;
+		}
+	}
+	/* ht-stream's arrays stay in the guest through the shrink. */
+	o->workload_bytes = o->shrink_to / 4 & ~(2 * MiB - 1);
+	return 0;
+}
+
 /* The guest kernel of the selected techniques' flavour (one for all of them). */
 static char *default_kernel(const struct opts *o)
 {
@@ -201,7 +236,8 @@ static char *default_kernel(const struct opts *o)
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY };
+	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
+	       O_SECONDS, O_SHRINK_AT, O_GROW_AT };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -218,6 +254,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "append", required_argument, NULL, O_APPEND },
 		{ "boot-timeout", required_argument, NULL, O_BOOT_TIMEOUT },
 		{ "integrity", required_argument, NULL, O_INTEGRITY },
+		{ "workload", required_argument, NULL, 'w' },
+		{ "seconds", required_argument, NULL, O_SECONDS },
+		{ "shrink-at", required_argument, NULL, O_SHRINK_AT },
+		{ "grow-at", required_argument, NULL, O_GROW_AT },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -234,9 +274,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->out_dir = strdup("results/inflate");
 	o->boot_timeout_ns = 300 * SEC;
 	o->append = NULL;
+	o->seconds_ns = 20 * SEC;
+	o->shrink_at_ns = 4 * SEC;
+	o->grow_at_ns = 12 * SEC;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":t:m:s:c:n:ua:lo:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":t:m:s:c:n:ua:lo:w:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			if (parse_techniques(optarg, &o->tech))
@@ -295,6 +338,29 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (parse_size("--integrity", optarg, &o->integrity))
 				return -EINVAL;
 			break;
+		case 'w':
+			if (!strcmp(optarg, "touch")) {
+				o->workload = NULL;
+			} else if (!strcmp(optarg, "stream") || !strcmp(optarg, "ftq")) {
+				o->workload = optarg;
+			} else {
+				ht_err("--workload: unknown workload '%s' (expected touch, stream or ftq)",
+				       optarg);
+				return -EINVAL;
+			}
+			break;
+		case O_SECONDS:
+			if (parse_seconds_ns("--seconds", optarg, 2 * SEC, 3600 * SEC, &o->seconds_ns))
+				return -EINVAL;
+			break;
+		case O_SHRINK_AT:
+			if (parse_seconds_ns("--shrink-at", optarg, SEC, 3600 * SEC, &o->shrink_at_ns))
+				return -EINVAL;
+			break;
+		case O_GROW_AT:
+			if (parse_seconds_ns("--grow-at", optarg, SEC, 3600 * SEC, &o->grow_at_ns))
+				return -EINVAL;
+			break;
 		default:
 			if (common_option(c, argv, usage))
 				return -EINVAL;
@@ -319,6 +385,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	for (const struct technique **t = o->tech; *t; t++)
 		if ((*t)->check_opts && (*t)->check_opts(o))
 			return -EINVAL;
+	if (o->workload && check_workload(o))
+		return -EINVAL;
 	if (o->mem > host_mem_available() / 10 * 9) {
 		ht_err("--mem: %llu MiB does not fit in this host's available memory (%llu MiB)",
 		       (unsigned long long)(o->mem / MiB),
@@ -419,15 +487,23 @@ int cmd_inflate(int argc, char **argv)
 		} else {
 			print_table(res, &o);
 			print_breakdown(summary, o.accel == ACCEL_KVM);
+			if (o.workload) {
+				json_t *interference = interference_summary(res, &o);
+
+				interference_print(interference, &o);
+				json_decref(interference);
+			}
 			printf("results are in %s\n", o.out_dir);
 		}
 		json_decref(summary);
 		json_decref(meta);
 	}
 	for (size_t t = 0; t < ntech; t++) {
-		for (unsigned i = 0; res[t].its && i < o.iterations; i++)
+		for (unsigned i = 0; res[t].its && i < o.iterations; i++) {
 			for (int p = 0; p < PH_MAX; p++)
 				json_decref(res[t].its[i].ph[p].guest);
+			json_decref(res[t].its[i].workload);
+		}
 		free(res[t].its);
 	}
 	free(res);

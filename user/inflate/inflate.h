@@ -53,6 +53,8 @@ struct iteration {
 	struct phase_result ph[PH_MAX];
 	char guest_kernel[128];
 	int64_t integrity_pages, integrity_bad; /* -1: not checked */
+	json_t *workload;      /* --workload stream|ftq: the guest's result */
+	int64_t clock_offset;  /* host - guest monotonic */
 };
 
 /* The results of one technique: its iterations and the clock offset of the first. */
@@ -74,6 +76,9 @@ struct opts {
 	const char *append;
 	uint64_t boot_timeout_ns;
 	bool progress; /* stderr is a terminal */
+	/* --workload stream|ftq (NULL: the inflate phases) and its schedule. */
+	const char *workload;
+	uint64_t workload_bytes, seconds_ns, shrink_at_ns, grow_at_ns;
 };
 
 struct host_probes;
@@ -113,6 +118,17 @@ int phase_end(struct run *r, struct phase_result *pr, uint64_t t1);
 int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t *t_last);
 /* Polls the technique's size until it is target; *t_done is when it first was. */
 int wait_size(struct run *r, uint64_t target, uint64_t *t_done);
+
+/* Shrink to --shrink-to (a passive technique: wait for the guest, which freed
+ * its memory at since, 0: now) and grow back to --mem. */
+int phase_shrink(struct run *r, enum phase p, struct phase_result *pr, uint64_t since);
+int phase_grow(struct run *r, enum phase p, struct phase_result *pr);
+
+/* interference.c: --workload stream|ftq runs the workload while shrinking and growing. */
+int run_interference(struct run *r, struct iteration *it);
+json_t *interference_summary(const struct tech_results *res, const struct opts *o);
+int interference_write(const char *dir, const struct tech_results *res, const struct opts *o);
+void interference_print(json_t *summary, const struct opts *o);
 
 /* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
 struct rss_sample {

@@ -117,6 +117,12 @@ json_t *meta_json(const struct opts *o, int argc, char **argv, const char *guest
 	json_object_set_new(m, "params", params);
 	json_object_set_new(m, "qemu_usdt_probes", json_integer(qemu_usdt_find(o->qemu, usdt)));
 	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+	if (o->workload)
+		json_object_set_new(m, "workload",
+				    json_pack("{s:s, s:I, s:f, s:f, s:f}", "name", o->workload,
+					      "bytes", (json_int_t)o->workload_bytes, "seconds",
+					      o->seconds_ns / 1e9, "shrink_at_s", o->shrink_at_ns / 1e9,
+					      "grow_at_s", o->grow_at_ns / 1e9));
 	json_object_set_new(m, "host_mem_bytes",
 			    json_integer((json_int_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)));
 	return m;
@@ -546,5 +552,14 @@ int write_results(const char *tmp, const struct tech_results *res, const struct 
 	if ((e = write_json(tmp, "trace.json", trace)) && !err)
 		err = e;
 	json_decref(trace);
+	if (o->workload) {
+		json_t *interference = interference_summary(res, o);
+
+		if ((e = interference_write(tmp, res, o)) && !err)
+			err = e;
+		if ((e = write_json(tmp, "interference.json", interference)) && !err)
+			err = e;
+		json_decref(interference);
+	}
 	return err;
 }

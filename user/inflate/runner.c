@@ -268,16 +268,14 @@ static int phase_noop(struct run *r, enum phase p, struct phase_result *pr)
 	return phase_end(r, pr, pr->t0);
 }
 
-/* Shrink to --shrink-to: an active technique is asked to, a passive one is
- * waited for (the guest freed its memory at since, 0: now). */
-static int phase_shrink(struct run *r, enum phase p, struct phase_result *pr, uint64_t since)
+int phase_shrink(struct run *r, enum phase p, struct phase_result *pr, uint64_t since)
 {
 	if (!r->t->set_size)
 		return r->t->reclaim(r, p, pr, since);
 	return phase_resize(r, p, pr, r->o->shrink_to);
 }
 
-static int phase_grow(struct run *r, enum phase p, struct phase_result *pr)
+int phase_grow(struct run *r, enum phase p, struct phase_result *pr)
 {
 	if (!r->t->set_size)
 		return phase_noop(r, p, pr);
@@ -367,7 +365,8 @@ static int boot_vm(struct run *r, struct iteration *it)
 	if (verbose)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
-	if ((err = start_probes(r)) || (err = start_guest_trace(r)))
+	/* With a workload running, the agent is the workload's alone. */
+	if ((err = start_probes(r)) || (!o->workload && (err = start_guest_trace(r))))
 		return failed(r, err);
 	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
 						 .rss1 = vm_rss(r->vm) };
@@ -488,6 +487,8 @@ int run_iteration(struct run *r, struct iteration *it)
 
 	if ((err = phase_workload(r, PH_TOUCH, &it->ph[PH_TOUCH], touch, bytes, NULL)))
 		return err;
+	if (o->workload)
+		return run_interference(r, it);
 	err = phase_shrink(r, PH_SHRINK, &it->ph[PH_SHRINK], it->ph[PH_TOUCH].t1) ?:
 	      phase_grow(r, PH_GROW, &it->ph[PH_GROW]);
 	if (err)
