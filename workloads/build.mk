@@ -39,7 +39,7 @@
 #              the agent returns as "result"; fields, including each pass's *_start_ns
 #              on the guest clock, at the top of workloads/*.c.
 GUEST_DIR      := $(BUILD)/guest
-GUEST_WL       := ht-touch ht-alloc-install ht-integrity ht-stream ht-ftq
+GUEST_WL       := ht-touch ht-alloc-install ht-integrity ht-stream ht-ftq ht-build
 GUEST_WL_BINS  := $(patsubst %,$(GUEST_DIR)/bin/%,$(GUEST_WL))
 GUEST_AGENT    := $(GUEST_DIR)/bin/hatrace-guest
 GUEST_INITRAMFS := $(GUEST_DIR)/initramfs.cpio.gz

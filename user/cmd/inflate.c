@@ -46,17 +46,25 @@ static void usage(FILE *f)
 		"  -w, --workload NAME   touch (default: the phases above), or stream or ftq:\n"
 		"                        after touch, the guest runs ht-stream (triad bandwidth\n"
 		"                        per 100 ms) or ht-ftq (work per 10 ms quantum) for\n"
-		"                        --seconds while the host shrinks and grows it\n"
-		"      --seconds S       workload run time (default 20)\n"
+		"                        --seconds while the host shrinks and grows it; or\n"
+		"                        build or blender: the auto-reclaim footprint benchmark\n"
+		"                        (ht-build in the guest, each technique in its automatic\n"
+		"                        mode, a static VM first as the baseline)\n"
+		"      --seconds S       stream|ftq run time (default 20)\n"
 		"      --shrink-at S     shrink S seconds after the workload started (default 4)\n"
-		"      --grow-at S       grow S seconds after it started (default 12)\n\n"
+		"      --grow-at S       grow S seconds after it started (default 12)\n"
+		"      --tail S          build|blender: measure S seconds past the workload's end\n"
+		"                        (default 15)\n\n"
 		"Timing: shrink/grow run from the QMP command until QMP reports the target and,\n"
 		"for a shrink, QEMU's RSS (/proc) has stopped falling. FPR's shrink runs from\n"
 		"the end of touch (the guest freed its memory) to RSS's last fall; FPR has no\n"
 		"grow. install and touch2 are the guest-timed passes of one ht-alloc-install run.\n\n"
 		"With --workload stream|ftq, DIR also gets workload.csv (per thread and interval),\n"
 		"marks.csv (the measured shrink and grow windows on the workload's clock) and\n"
-		"interference.json (time lost, 1%% quantile, work lost per resize).\n"
+		"interference.json (time lost, 1%% quantile, work lost per resize). With build or\n"
+		"blender it gets footprint.json (GiB*min of QEMU's RSS, peak, runtime against\n"
+		"static, QEMU CPU seconds), footprint-TECH-N.csv (hatrace footprint) and\n"
+		"controller.csv.\n"
 		"DIR gets meta.json, iterations.csv, guest-events.csv, rss.csv, summary.json,\n"
 		"trace.json, consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
 }
@@ -191,17 +199,32 @@ static bool qemu_lacks_property(const struct opts *o)
 	return false;
 }
 
+/* --workload build|blender: the static baseline runs first. */
+static int add_static(struct opts *o)
+{
+	size_t n = 0;
+
+	while (o->tech[n])
+		n++;
+	o->tech = realloc(o->tech, (n + 2) * sizeof(*o->tech));
+	memmove(o->tech + 1, o->tech, (n + 1) * sizeof(*o->tech));
+	o->tech[0] = &tech_static;
+	return 0;
+}
+
 /* --workload stream|ftq: a schedule that fits, techniques that resize. */
 static int check_workload(struct opts *o)
 {
+	if (o->untouched || o->integrity) {
+		ht_err("--workload %s: runs without --untouched and --integrity", o->workload);
+		return -EINVAL;
+	}
+	if (workload_is_auto(o))
+		return add_static(o);
 	if (!(o->shrink_at_ns < o->grow_at_ns && o->grow_at_ns < o->seconds_ns)) {
 		ht_err("--workload %s: needs --shrink-at < --grow-at < --seconds (now %.0f, %.0f, "
 		       "%.0f s)", o->workload, o->shrink_at_ns / 1e9, o->grow_at_ns / 1e9,
 		       o->seconds_ns / 1e9);
-		return -EINVAL;
-	}
-	if (o->untouched || o->integrity) {
-		ht_err("--workload %s: runs without --untouched and --integrity", o->workload);
 		return -EINVAL;
 	}
 	for (const struct technique **t = o->tech; *t; t++) {
@@ -237,7 +260,7 @@ static char *default_kernel(const struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
-	       O_SECONDS, O_SHRINK_AT, O_GROW_AT };
+	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -258,6 +281,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "seconds", required_argument, NULL, O_SECONDS },
 		{ "shrink-at", required_argument, NULL, O_SHRINK_AT },
 		{ "grow-at", required_argument, NULL, O_GROW_AT },
+		{ "tail", required_argument, NULL, O_TAIL },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -277,6 +301,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->seconds_ns = 20 * SEC;
 	o->shrink_at_ns = 4 * SEC;
 	o->grow_at_ns = 12 * SEC;
+	o->tail_ns = 15 * SEC;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":t:m:s:c:n:ua:lo:w:vh", longopts, NULL)) != -1) {
@@ -341,11 +366,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'w':
 			if (!strcmp(optarg, "touch")) {
 				o->workload = NULL;
-			} else if (!strcmp(optarg, "stream") || !strcmp(optarg, "ftq")) {
+			} else if (!strcmp(optarg, "stream") || !strcmp(optarg, "ftq") ||
+				   !strcmp(optarg, "build") || !strcmp(optarg, "blender")) {
 				o->workload = optarg;
 			} else {
-				ht_err("--workload: unknown workload '%s' (expected touch, stream or ftq)",
-				       optarg);
+				ht_err("--workload: unknown workload '%s' (expected touch, stream, ftq, "
+				       "build or blender)", optarg);
 				return -EINVAL;
 			}
 			break;
@@ -359,6 +385,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case O_GROW_AT:
 			if (parse_seconds_ns("--grow-at", optarg, SEC, 3600 * SEC, &o->grow_at_ns))
+				return -EINVAL;
+			break;
+		case O_TAIL:
+			if (parse_seconds_ns("--tail", optarg, 0, 3600 * SEC, &o->tail_ns))
 				return -EINVAL;
 			break;
 		default:
@@ -446,6 +476,7 @@ int cmd_inflate(int argc, char **argv)
 	res = calloc(ntech + 1, sizeof(*res));
 	if (out_dir_create_tmp(o.out_dir, tmp, sizeof(tmp)))
 		return 1;
+	o.tmp_dir = tmp;
 
 	for (size_t t = 0; t < ntech && !err; t++) {
 		struct run r = { .o = &o, .t = o.tech[t] };
@@ -485,9 +516,16 @@ int cmd_inflate(int argc, char **argv)
 		if (err) {
 			ht_err("the data of this run is kept in %s", tmp);
 		} else {
-			print_table(res, &o);
-			print_breakdown(summary, o.accel == ACCEL_KVM);
-			if (o.workload) {
+			if (workload_is_auto(&o)) {
+				json_t *footprint = autoreclaim_summary(o.out_dir, res, &o);
+
+				autoreclaim_print(footprint);
+				json_decref(footprint);
+			} else {
+				print_table(res, &o);
+				print_breakdown(summary, o.accel == ACCEL_KVM);
+			}
+			if (o.workload && !workload_is_auto(&o)) {
 				json_t *interference = interference_summary(res, &o);
 
 				interference_print(interference, &o);

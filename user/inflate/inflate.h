@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -79,7 +80,15 @@ struct opts {
 	/* --workload stream|ftq (NULL: the inflate phases) and its schedule. */
 	const char *workload;
 	uint64_t workload_bytes, seconds_ns, shrink_at_ns, grow_at_ns;
+	uint64_t tail_ns;      /* build|blender: measured on after the workload ends */
+	const char *tmp_dir;   /* the results being written (DIR.tmp-XXXXXX) */
 };
+
+/* --workload build|blender: the auto-reclaim footprint benchmark. */
+static inline bool workload_is_auto(const struct opts *o)
+{
+	return o->workload && (!strcmp(o->workload, "build") || !strcmp(o->workload, "blender"));
+}
 
 struct host_probes;
 struct hist_entry;
@@ -129,6 +138,13 @@ int run_interference(struct run *r, struct iteration *it);
 json_t *interference_summary(const struct tech_results *res, const struct opts *o);
 int interference_write(const char *dir, const struct tech_results *res, const struct opts *o);
 void interference_print(json_t *summary, const struct opts *o);
+
+/* autoreclaim.c: --workload build|blender; static is its baseline technique. */
+extern const struct technique tech_static;
+int run_autoreclaim(struct run *r, struct iteration *it);
+json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, const struct opts *o);
+int autoreclaim_write(const char *dir, const struct tech_results *res, const struct opts *o);
+void autoreclaim_print(json_t *summary);
 
 /* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
 struct rss_sample {

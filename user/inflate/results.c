@@ -117,7 +117,13 @@ json_t *meta_json(const struct opts *o, int argc, char **argv, const char *guest
 	json_object_set_new(m, "params", params);
 	json_object_set_new(m, "qemu_usdt_probes", json_integer(qemu_usdt_find(o->qemu, usdt)));
 	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
-	if (o->workload)
+	if (workload_is_auto(o))
+		json_object_set_new(m, "workload",
+				    json_pack("{s:s, s:f, s:s}", "name", o->workload, "tail_s",
+					      o->tail_ns / 1e9, "controller",
+					      "every 0.5 s: size - MemAvailable + 2 steps of RAM/16, "
+					      "rounded up to a step, between --shrink-to and --mem"));
+	else if (o->workload)
 		json_object_set_new(m, "workload",
 				    json_pack("{s:s, s:I, s:f, s:f, s:f}", "name", o->workload,
 					      "bytes", (json_int_t)o->workload_bytes, "seconds",
@@ -552,7 +558,15 @@ int write_results(const char *tmp, const struct tech_results *res, const struct 
 	if ((e = write_json(tmp, "trace.json", trace)) && !err)
 		err = e;
 	json_decref(trace);
-	if (o->workload) {
+	if (workload_is_auto(o)) {
+		json_t *footprint = autoreclaim_summary(tmp, res, o);
+
+		if ((e = autoreclaim_write(tmp, res, o)) && !err)
+			err = e;
+		if ((e = write_json(tmp, "footprint.json", footprint)) && !err)
+			err = e;
+		json_decref(footprint);
+	} else if (o->workload) {
 		json_t *interference = interference_summary(res, o);
 
 		if ((e = interference_write(tmp, res, o)) && !err)

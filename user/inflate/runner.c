@@ -469,6 +469,8 @@ int run_iteration(struct run *r, struct iteration *it)
 
 	if ((err = boot_vm(r, it)))
 		return err;
+	if (workload_is_auto(o))
+		return run_autoreclaim(r, it);
 	if (o->untouched) {
 		err = phase_shrink(r, PH_SHRINK_UNTOUCHED, &it->ph[PH_SHRINK_UNTOUCHED], 0) ?:
 		      phase_grow(r, PH_GROW_UNTOUCHED, &it->ph[PH_GROW_UNTOUCHED]);

@@ -89,3 +89,35 @@ int run_capture(const char *const argv[], uint64_t timeout_ns, char *out, size_t
 	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+pid_t run_background(const char *const argv[], const char *log)
+{
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	int err;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	err = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	return err ? -err : pid;
+}
+
+int run_stop(pid_t pid, uint64_t timeout_ns)
+{
+	uint64_t deadline = now_ns() + timeout_ns;
+	int status;
+	pid_t r;
+
+	kill(pid, SIGINT);
+	while (!(r = waitpid(pid, &status, WNOHANG)) && now_ns() < deadline)
+		usleep(10000);
+	if (r == pid)
+		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return -ETIMEDOUT;
+}

@@ -1,0 +1,39 @@
+"""Plot of `hatrace inflate --workload build|blender`: QEMU's RSS over the
+measured window per technique (from hatrace footprint's CSVs, iteration 1),
+on one axis, with the GiB*min of each in the legend."""
+import csv
+import json
+import os
+
+import matplotlib.pyplot as plt
+
+GIB = 1 << 30
+
+
+def footprint_plot(out_dir, save):
+    path = os.path.join(out_dir, "footprint.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        techs = json.load(f)["techniques"]
+    with open(os.path.join(out_dir, "meta.json")) as f:
+        workload = json.load(f)["workload"]["name"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for tech, fig_data in techs.items():
+        csv_path = os.path.join(out_dir, f"footprint-{tech}-1.csv")
+        if not os.path.exists(csv_path):
+            continue
+        with open(csv_path) as f:
+            rows = [(int(r["time_ns"]), int(r["rss_bytes"])) for r in csv.DictReader(f)]
+        if not rows:
+            continue
+        t0 = rows[0][0]
+        gib_min = fig_data["gib_min"]["median"]
+        label = tech if gib_min is None else f"{tech} ({gib_min:.2f} GiB*min)"
+        ax.plot([(t - t0) / 1e9 for t, _ in rows], [v / GIB for _, v in rows], lw=1,
+                label=label)
+    ax.set_xlabel(f"seconds ({workload} workload, iteration 1)")
+    ax.set_ylabel("QEMU RSS (GiB)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    save(fig, out_dir, f"footprint-{workload}")
