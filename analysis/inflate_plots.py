@@ -64,6 +64,8 @@ def rss_plot(out_dir, rows):
         runs[(r["technique"], int(r["iteration"]))].append(
             (int(r["t_ns"]), int(r["rss_bytes"]), r["phase"]))
     techs = sorted({t for t, _ in runs})
+    if not techs:
+        return  # multi-VM runs: their RSS is in the footprint plot
     fig, axes = plt.subplots(len(techs), 1, figsize=(9, 2.6 * max(len(techs), 1)),
                              squeeze=False, sharex=True)
     for ax, tech in zip(axes[:, 0], techs):

@@ -54,7 +54,14 @@ static void usage(FILE *f)
 		"      --shrink-at S     shrink S seconds after the workload started (default 4)\n"
 		"      --grow-at S       grow S seconds after it started (default 12)\n"
 		"      --tail S          build|blender: measure S seconds past the workload's end\n"
-		"                        (default 15)\n\n"
+		"                        (default 15)\n"
+		"      --jobs N          build: compile jobs of ht-build (default 48)\n"
+		"      --vms N           build|blender: N VMs per technique share --budget in one\n"
+		"                        memory cgroup, workloads --stagger S apart (default 10);\n"
+		"                        then the extra VMs the summed peak leaves room for are\n"
+		"                        started under the same budget to check that they fit\n"
+		"      --budget SIZE     the memory cgroup's limit (default 3/4 of N x --mem)\n"
+		"      --stagger S       seconds between the VMs' workload starts (default 10)\n\n"
 		"Timing: shrink/grow run from the QMP command until QMP reports the target and,\n"
 		"for a shrink, QEMU's RSS (/proc) has stopped falling. FPR's shrink runs from\n"
 		"the end of touch (the guest freed its memory) to RSS's last fall; FPR has no\n"
@@ -64,7 +71,8 @@ static void usage(FILE *f)
 		"interference.json (time lost, 1%% quantile, work lost per resize). With build or\n"
 		"blender it gets footprint.json (GiB*min of QEMU's RSS, peak, runtime against\n"
 		"static, QEMU CPU seconds), footprint-TECH-N.csv (hatrace footprint) and\n"
-		"controller.csv.\n"
+		"controller.csv; with --vms, multivm-TECH-base|verify-N.csv (hatrace footprint of\n"
+		"all QEMUs) and footprint.json's \"multivm\" part.\n"
 		"DIR gets meta.json, iterations.csv, guest-events.csv, rss.csv, summary.json,\n"
 		"trace.json, consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
 }
@@ -219,6 +227,22 @@ static int check_workload(struct opts *o)
 		ht_err("--workload %s: runs without --untouched and --integrity", o->workload);
 		return -EINVAL;
 	}
+	if (o->vms > 1 && !workload_is_auto(o)) {
+		ht_err("--vms: needs --workload build or blender");
+		return -EINVAL;
+	}
+	if (o->vms > 1 && !o->budget)
+		o->budget = o->vms * o->mem / 4 * 3;
+	if (o->vms > 1 && o->budget < o->vms * o->shrink_to) {
+		ht_err("--budget: %llu MiB cannot hold %u VMs of at least --shrink-to %llu MiB",
+		       (unsigned long long)(o->budget / MiB), o->vms,
+		       (unsigned long long)(o->shrink_to / MiB));
+		return -EINVAL;
+	}
+	if (o->vms > 1 && geteuid()) {
+		ht_err("--vms: the memory cgroup and hatrace footprint need root");
+		return -EPERM;
+	}
 	if (workload_is_auto(o))
 		return add_static(o);
 	if (!(o->shrink_at_ns < o->grow_at_ns && o->grow_at_ns < o->seconds_ns)) {
@@ -260,7 +284,7 @@ static char *default_kernel(const struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
-	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL };
+	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL, O_JOBS, O_VMS, O_BUDGET, O_STAGGER };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -282,6 +306,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "shrink-at", required_argument, NULL, O_SHRINK_AT },
 		{ "grow-at", required_argument, NULL, O_GROW_AT },
 		{ "tail", required_argument, NULL, O_TAIL },
+		{ "jobs", required_argument, NULL, O_JOBS },
+		{ "vms", required_argument, NULL, O_VMS },
+		{ "budget", required_argument, NULL, O_BUDGET },
+		{ "stagger", required_argument, NULL, O_STAGGER },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -302,6 +330,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->shrink_at_ns = 4 * SEC;
 	o->grow_at_ns = 12 * SEC;
 	o->tail_ns = 15 * SEC;
+	o->build_jobs = 48;
+	o->vms = 1;
+	o->stagger_ns = 10 * SEC;
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":t:m:s:c:n:ua:lo:w:vh", longopts, NULL)) != -1) {
@@ -391,6 +422,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (parse_seconds_ns("--tail", optarg, 0, 3600 * SEC, &o->tail_ns))
 				return -EINVAL;
 			break;
+		case O_JOBS:
+			if (parse_u64("--jobs", optarg, 1, 100000, &v))
+				return -EINVAL;
+			o->build_jobs = v;
+			break;
+		case O_VMS:
+			if (parse_u64("--vms", optarg, 1, 8, &v))
+				return -EINVAL;
+			o->vms = v;
+			break;
+		case O_BUDGET:
+			if (parse_size("--budget", optarg, &o->budget))
+				return -EINVAL;
+			break;
+		case O_STAGGER:
+			if (parse_seconds_ns("--stagger", optarg, 0, 3600 * SEC, &o->stagger_ns))
+				return -EINVAL;
+			break;
 		default:
 			if (common_option(c, argv, usage))
 				return -EINVAL;
@@ -415,6 +464,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	for (const struct technique **t = o->tech; *t; t++)
 		if ((*t)->check_opts && (*t)->check_opts(o))
 			return -EINVAL;
+	if (o->vms > 1 && !o->workload) {
+		ht_err("--vms: needs --workload build or blender");
+		return -EINVAL;
+	}
 	if (o->workload && check_workload(o))
 		return -EINVAL;
 	if (o->mem > host_mem_available() / 10 * 9) {
@@ -488,7 +541,7 @@ int cmd_inflate(int argc, char **argv)
 		for (unsigned i = 0; i < o.iterations && !err; i++) {
 			r.iter = i;
 			err = run_iteration(&r, &res[t].its[i]);
-			if (!err) {
+			if (!err && r.vm) {
 				snprintf(path, sizeof(path), "%s/consoles/%s-%u.log", tmp, r.t->name,
 					 i + 1);
 				vm_save_console(r.vm, path);
@@ -516,7 +569,12 @@ int cmd_inflate(int argc, char **argv)
 		if (err) {
 			ht_err("the data of this run is kept in %s", tmp);
 		} else {
-			if (workload_is_auto(&o)) {
+			if (o.vms > 1) {
+				json_t *footprint = multivm_summary(res, &o);
+
+				multivm_print(footprint);
+				json_decref(footprint);
+			} else if (workload_is_auto(&o)) {
 				json_t *footprint = autoreclaim_summary(o.out_dir, res, &o);
 
 				autoreclaim_print(footprint);

@@ -8,6 +8,7 @@
  * task-clock counters. */
 #include "agent.h"
 #include "common.h"
+#include "rss_series.h"
 #include "run_prog.h"
 #include "stats.h"
 #include "taskclock.h"
@@ -48,7 +49,7 @@ static uint64_t controller_target(const struct opts *o, uint64_t size, uint64_t 
 }
 
 /* One controller round; appends [t_ns, available, size, target] to rows. */
-static int control(struct run *r, uint64_t *target, json_t *rows)
+int autoreclaim_control(struct run *r, uint64_t *target, json_t *rows)
 {
 	uint64_t available, size = r->o->mem, want = 0;
 	int err;
@@ -70,7 +71,7 @@ static int control(struct run *r, uint64_t *target, json_t *rows)
 }
 
 /* ht-build status: NULL while it runs, else its result (checked: guest data). */
-static int build_status(struct run *r, json_t **done)
+int build_status(struct run *r, json_t **done)
 {
 	const char *argv[] = { "ht-build", "status", NULL };
 	json_t *res = NULL, *running;
@@ -94,30 +95,34 @@ static int build_status(struct run *r, json_t **done)
 	return 0;
 }
 
-static int start_build(struct run *r)
+int build_start(struct run *r)
 {
 	char threads_s[16], ram_s[32];
+	char jobs_s[16];
 	const char *argv[] = { "ht-build", "start", "--profile", r->o->workload, "--threads",
-			       threads_s, "--ram", ram_s, NULL };
+			       threads_s, "--ram", ram_s, "--jobs", jobs_s, NULL };
 	int err;
 
 	snprintf(threads_s, sizeof(threads_s), "%u", 2 * r->o->vcpus);
 	snprintf(ram_s, sizeof(ram_s), "%llu", (unsigned long long)r->o->mem);
+	snprintf(jobs_s, sizeof(jobs_s), "%u", r->o->build_jobs);
 	err = agent_run(r->vm->agent, argv, 60, NULL, NULL);
 	return err ? failed(r, err) : 0;
 }
 
-/* `hatrace footprint` on QEMU into DIR/footprint-TECH-N.csv (root only). */
-static pid_t start_footprint(struct run *r, char *csv, size_t len)
+pid_t footprint_start(const int *pids, int n, const char *csv, const char *log)
 {
-	char *self = exe_relative("hatrace"), pid_s[16], log[PATH_MAX];
-	const char *argv[] = { self, "footprint", "-p", pid_s, "-o", "csv", "-w", csv, NULL };
+	char *self = exe_relative("hatrace"), pid_s[16][16];
+	const char *argv[6 + 2 * 16 + 1] = { self, "footprint", "-o", "csv", "-w", csv };
+	int argc = 6;
 	pid_t pid;
 
-	snprintf(csv, len, "%s/footprint-%s-%u.csv", r->o->tmp_dir, r->t->name, r->iter + 1);
-	snprintf(log, sizeof(log), "%s/footprint-%s-%u.log", r->o->tmp_dir, r->t->name,
-		 r->iter + 1);
-	snprintf(pid_s, sizeof(pid_s), "%d", r->vm->pid);
+	for (int i = 0; i < n && i < 16; i++) {
+		snprintf(pid_s[i], sizeof(pid_s[i]), "%d", pids[i]);
+		argv[argc++] = "-p";
+		argv[argc++] = pid_s[i];
+	}
+	argv[argc] = NULL;
 	pid = self ? run_background(argv, log) : -ENOENT;
 	free(self);
 	if (pid < 0)
@@ -136,19 +141,26 @@ int run_autoreclaim(struct run *r, struct iteration *it)
 	pid_t fp = -1;
 	int err;
 
-	if (geteuid() == 0)
-		fp = start_footprint(r, csv, sizeof(csv));
+	if (geteuid() == 0) {
+		char log[PATH_MAX];
+
+		snprintf(csv, sizeof(csv), "%s/footprint-%s-%u.csv", r->o->tmp_dir, r->t->name,
+			 r->iter + 1);
+		snprintf(log, sizeof(log), "%s/footprint-%s-%u.log", r->o->tmp_dir, r->t->name,
+			 r->iter + 1);
+		fp = footprint_start(&r->vm->pid, 1, csv, log);
+	}
 	counting = !taskclock_open(&tc, r->vm->pid);
 	if (!counting)
 		ht_warn("no perf task-clock counters on QEMU's threads: no CPU time");
 	/* The tracer's BPF programs attach in well under a second. */
 	usleep(fp > 0 ? 1000000 : 0);
 	t0 = now_ns();
-	err = start_build(r);
+	err = build_start(r);
 	while (!err) {
 		uint64_t now = now_ns();
 
-		if ((err = vm_gone(r)) || (err = control(r, &target, rows)))
+		if ((err = vm_gone(r)) || (err = autoreclaim_control(r, &target, rows)))
 			break;
 		if (!result && now - last_status >= SEC) {
 			last_status = now;
@@ -193,45 +205,6 @@ int run_autoreclaim(struct run *r, struct iteration *it)
 	return err;
 }
 
-/* RSS over the window as (t, bytes) points, from the footprint CSV, else
- * from the runner's samples. */
-struct points {
-	size_t n, cap;
-	uint64_t *t, *v;
-};
-
-static void point_add(struct points *p, uint64_t t, uint64_t v)
-{
-	if (p->n == p->cap) {
-		p->cap = p->cap ? 2 * p->cap : 1024;
-		p->t = realloc(p->t, p->cap * sizeof(*p->t));
-		p->v = realloc(p->v, p->cap * sizeof(*p->v));
-	}
-	p->t[p->n] = t;
-	p->v[p->n++] = v;
-}
-
-/* hatrace footprint's CSV: time_ns,pid,comm,anon_bytes,file_bytes,shmem_bytes,
- * rss_bytes; comm may be quoted, so the byte columns are counted from the end. */
-static int footprint_points(const char *dir, const char *name, struct points *p)
-{
-	char path[PATH_MAX], line[512], *end, *c;
-	unsigned long long t;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (!(f = fopen(path, "r")))
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		t = strtoull(line, &end, 10);
-		if (end == line || *end != ',' || !(c = strrchr(line, ',')))
-			continue;
-		point_add(p, t, strtoull(c + 1, NULL, 10));
-	}
-	fclose(f);
-	return p->n ? 0 : -ENODATA;
-}
-
 struct sample_filter {
 	const struct technique *t;
 	unsigned iter;
@@ -243,34 +216,7 @@ static void add_sample(const struct rss_sample *s, void *arg)
 	struct sample_filter *f = arg;
 
 	if (s->tech == f->t && s->iter == f->iter)
-		point_add(f->p, s->t, s->rss);
-}
-
-/* Trapezoid integral of the points over [a, b] (byte-seconds) and the peak;
- * before the first point and after the last the nearest value holds. */
-static double integrate(const struct points *p, uint64_t a, uint64_t b, uint64_t *peak)
-{
-	double sum = 0;
-
-	*peak = 0;
-	for (size_t i = 0; i + 1 < p->n; i++) {
-		uint64_t lo = p->t[i] > a ? p->t[i] : a, hi = p->t[i + 1] < b ? p->t[i + 1] : b;
-		double slope;
-
-		if (hi <= lo)
-			continue;
-		slope = ((double)p->v[i + 1] - p->v[i]) / (p->t[i + 1] - p->t[i]);
-		sum += (p->v[i] + slope * (lo - p->t[i]) + p->v[i] + slope * (hi - p->t[i])) / 2 *
-		       (hi - lo) / 1e9;
-	}
-	if (p->n && p->t[0] > a)
-		sum += (double)p->v[0] * ((p->t[0] < b ? p->t[0] : b) - a) / 1e9;
-	if (p->n && p->t[p->n - 1] < b)
-		sum += (double)p->v[p->n - 1] * (b - (p->t[p->n - 1] > a ? p->t[p->n - 1] : a)) / 1e9;
-	for (size_t i = 0; i < p->n; i++)
-		if (p->t[i] >= a && p->t[i] <= b && p->v[i] > *peak)
-			*peak = p->v[i];
-	return sum;
+		points_add(f->p, s->t, s->rss);
 }
 
 enum fm { FM_GIB_MIN, FM_PEAK, FM_RUNTIME, FM_CPU, FM_NR };
@@ -281,6 +227,7 @@ static int iteration_figures(const char *dir, const struct tech_results *res, un
 			     double m[FM_NR], const char **source)
 {
 	json_t *w = res->its[i].workload, *cpu, *v;
+	char path[PATH_MAX];
 	uint64_t a, b, peak;
 	struct points p = { 0 };
 	const char *csv = json_string_value(json_object_get(w, "footprint_csv")), *key;
@@ -290,14 +237,15 @@ static int iteration_figures(const char *dir, const struct tech_results *res, un
 	a = json_integer_value(json_object_get(w, "start_ns"));
 	b = json_integer_value(json_object_get(w, "window_end_ns"));
 	*source = "hatrace footprint";
-	if (!csv || footprint_points(dir, csv, &p)) {
+	snprintf(path, sizeof(path), "%s/%s", dir, csv ?: "");
+	if (!csv || footprint_csv_points(path, &p)) {
 		struct sample_filter f = { .t = res->t, .iter = i, .p = &p };
 
 		p.n = 0;
 		*source = "RSS samples every 100 ms (hatrace footprint unavailable)";
 		rss_foreach(add_sample, &f);
 	}
-	m[FM_GIB_MIN] = p.n ? integrate(&p, a, b, &peak) / GiB / 60 : NAN;
+	m[FM_GIB_MIN] = p.n ? points_integral(&p, a, b, &peak) / GiB / 60 : NAN;
 	m[FM_PEAK] = p.n ? peak : NAN;
 	m[FM_RUNTIME] = (json_integer_value(json_object_get(json_object_get(w, "result"),
 							    "end_ns")) -
@@ -307,12 +255,11 @@ static int iteration_figures(const char *dir, const struct tech_results *res, un
 	m[FM_CPU] = json_is_object(cpu) ? 0 : NAN;
 	json_object_foreach(cpu, key, v)
 		m[FM_CPU] += json_number_value(v);
-	free(p.t);
-	free(p.v);
+	points_free(&p);
 	return 0;
 }
 
-static json_t *median_json(const double *x, unsigned n, double scale)
+json_t *figure_json(const double *x, unsigned n, double scale)
 {
 	json_t *samples = json_array();
 	uint64_t v[n ? n : 1];
@@ -372,7 +319,7 @@ json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, con
 		cpu = json_object_get(res->its[o->iterations - 1].workload, "cpu_s");
 		for (int k = 0; k < FM_NR; k++)
 			json_object_set_new(tj, fm_names[k],
-					    median_json(m[k], o->iterations, k == FM_PEAK ? 1 : 1e6));
+					    figure_json(m[k], o->iterations, k == FM_PEAK ? 1 : 1e6));
 		if (res->t == &tech_static)
 			static_runtime = json_number_value(
 				json_object_get(json_object_get(tj, "runtime_s"), "median"));

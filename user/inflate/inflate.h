@@ -81,6 +81,9 @@ struct opts {
 	const char *workload;
 	uint64_t workload_bytes, seconds_ns, shrink_at_ns, grow_at_ns;
 	uint64_t tail_ns;      /* build|blender: measured on after the workload ends */
+	unsigned build_jobs;   /* ht-build --jobs */
+	unsigned vms;          /* build|blender: VMs sharing --budget (1: no budget) */
+	uint64_t budget, stagger_ns;
 	const char *tmp_dir;   /* the results being written (DIR.tmp-XXXXXX) */
 };
 
@@ -92,6 +95,7 @@ static inline bool workload_is_auto(const struct opts *o)
 
 struct host_probes;
 struct hist_entry;
+struct memcg;
 
 /* Everything about the VM being measured right now. */
 struct run {
@@ -111,10 +115,13 @@ struct run {
 	pthread_t sampler;
 	bool sampling;
 	bool death_reported;
+	struct memcg *memcg;       /* multi-VM: the budget QEMU joins at start */
 };
 
 /* runner.c: one iteration on a fresh VM; end_vm releases it. */
 int run_iteration(struct run *r, struct iteration *it);
+/* Boots r's VM and waits for its agent (and joins r->memcg, if set). */
+int boot_vm(struct run *r, struct iteration *it);
 void end_vm(struct run *r, bool clean);
 void progress(const struct run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* If QEMU died, says so once and returns -EPIPE (-EINTR on a signal), else 0. */
@@ -145,6 +152,22 @@ int run_autoreclaim(struct run *r, struct iteration *it);
 json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, const struct opts *o);
 int autoreclaim_write(const char *dir, const struct tech_results *res, const struct opts *o);
 void autoreclaim_print(json_t *summary);
+/* Its parts, shared with multivm.c: a controller round (appends a row), ht-build
+ * start and status (*done: its result once finished), and `hatrace footprint`
+ * on processes in the background. */
+int autoreclaim_control(struct run *r, uint64_t *target, json_t *rows);
+int build_start(struct run *r);
+int build_status(struct run *r, json_t **done);
+pid_t footprint_start(const int *pids, int n, const char *csv, const char *log);
+
+/* Samples (NAN: not measured, written null), median and interval of a figure;
+ * scale sets the resolution the median is taken at (1e6: micro-units). */
+json_t *figure_json(const double *x, unsigned n, double scale);
+
+/* multivm.c: --vms N under --budget, then the extra VMs that should fit. */
+int run_multivm(struct run *r, struct iteration *it);
+json_t *multivm_summary(const struct tech_results *res, const struct opts *o);
+void multivm_print(json_t *summary);
 
 /* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
 struct rss_sample {

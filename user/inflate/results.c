@@ -559,9 +559,10 @@ int write_results(const char *tmp, const struct tech_results *res, const struct 
 		err = e;
 	json_decref(trace);
 	if (workload_is_auto(o)) {
-		json_t *footprint = autoreclaim_summary(tmp, res, o);
+		json_t *footprint = o->vms > 1 ? multivm_summary(res, o)
+					       : autoreclaim_summary(tmp, res, o);
 
-		if ((e = autoreclaim_write(tmp, res, o)) && !err)
+		if (o->vms == 1 && (e = autoreclaim_write(tmp, res, o)) && !err)
 			err = e;
 		if ((e = write_json(tmp, "footprint.json", footprint)) && !err)
 			err = e;

@@ -4,6 +4,7 @@
 #include "agent.h"
 #include "common.h"
 #include "hostprobes.h"
+#include "memcg.h"
 #include "qmp.h"
 #include "technique.h"
 
@@ -335,7 +336,7 @@ static int start_guest_trace(struct run *r)
 	return guest_read(r, &r->guest_prev);
 }
 
-static int boot_vm(struct run *r, struct iteration *it)
+int boot_vm(struct run *r, struct iteration *it)
 {
 	const struct opts *o = r->o;
 	struct qemu_args args = { 0 };
@@ -352,7 +353,11 @@ static int boot_vm(struct run *r, struct iteration *it)
 	progress(r, "booting");
 	if ((err = vm_start(&r->vm, &cfg)))
 		return err;
-	rss_sampler_start(r);
+	/* Multi-VM: the group's summed RSS comes from hatrace footprint instead. */
+	if (r->memcg && (err = memcg_add(r->memcg, r->vm->pid)))
+		return err;
+	if (!r->memcg)
+		rss_sampler_start(r);
 	if ((err = vm_wait_ready(r->vm, o->boot_timeout_ns, it->guest_kernel,
 				 sizeof(it->guest_kernel))))
 		return err;
@@ -366,7 +371,7 @@ static int boot_vm(struct run *r, struct iteration *it)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
 	/* With a workload running, the agent is the workload's alone. */
-	if ((err = start_probes(r)) || (!o->workload && (err = start_guest_trace(r))))
+	if ((!r->memcg && (err = start_probes(r))) || (!o->workload && (err = start_guest_trace(r))))
 		return failed(r, err);
 	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
 						 .rss1 = vm_rss(r->vm) };
@@ -467,6 +472,8 @@ int run_iteration(struct run *r, struct iteration *it)
 	uint64_t bytes = 0;
 	int err;
 
+	if (o->vms > 1)
+		return run_multivm(r, it);
 	if ((err = boot_vm(r, it)))
 		return err;
 	if (workload_is_auto(o))
