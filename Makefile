@@ -45,7 +45,7 @@ VM_TESTS    :=
 E2E_TESTS   :=
 BENCHES     :=
 
-.PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan
+.PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan reproduce
 # Keep generated skeletons and BPF objects, so a second `make` has nothing to do;
 # a target whose recipe fails is deleted rather than left half-written.
 .SECONDARY:
@@ -92,7 +92,7 @@ DEBIAN_PKGS := make gcc clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libz
 	libjansson-dev pkg-config bpftrace qemu-system-x86 linux-source-6.1 flex bison bc \
 	libssl-dev dwarves busybox-static cpio xz-utils python3-matplotlib systemtap-sdt-dev \
 	libclang-rt-14-dev kmod jq util-linux groff-base patch python3 \
-	dpkg-dev meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev
+	dpkg-dev meson ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev chromium
 
 # Installs what is missing (apt-get, idempotent), enables deb-src (QEMU's source,
 # for the HyperAlloc QEMU build) and mounts tracefs.
@@ -137,6 +137,12 @@ test-tsan: real-all tsan
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(HATRACE) inflate --untouched -o results/inflate
+
+# Every benchmark, resumable (rerun to continue), into results/reproduce-DATE with
+# report.html; REPRODUCE_ARGS=--full for the paper's scale on a KVM host.
+reproduce: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(HATRACE) reproduce $(REPRODUCE_ARGS)
 
 # Regenerates the committed CO-RE types from this host's BTF (needs KVM built in).
 vmlinux:

@@ -24,14 +24,14 @@ ALL_TARGETS += $(BUILD)/tests/vm_harness
 VM_TESTS    += $(BUILD)/tests/vm_harness
 
 VM_TESTS    += tests/vm_inflate.sh tests/vm_interference.sh tests/vm_footprint_bench.sh tests/vm_multivm.sh
-E2E_TESTS   += tests/inflate_errors.sh
+E2E_TESTS   += tests/inflate_errors.sh tests/reproduce_e2e.sh
 
 # Hostile peers: the JSON-lines transport alone, then QMP, the agent and the
 # harness against fake peers (tests/hostile_peers.py drives peer_client).
-PEER_TESTS := jsonl_transport peer_client deficit
+PEER_TESTS := jsonl_transport peer_client deficit rss_series
 $(patsubst %,$(BUILD)/tests/%,$(PEER_TESTS)): $(BUILD)/tests/%: tests/%.c $(BUILD)/libhatrace.a tests/check.h | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -iquote tests $(CFLAGS) $< $(BUILD)/libhatrace.a -o $@ $(LDLIBS)
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/tests/%,$(PEER_TESTS))
-UNIT_TESTS  += $(BUILD)/tests/jsonl_transport tests/hostile_peers.py $(BUILD)/tests/deficit
+UNIT_TESTS  += $(BUILD)/tests/jsonl_transport tests/hostile_peers.py $(BUILD)/tests/deficit $(BUILD)/tests/rss_series

@@ -13,5 +13,6 @@ int cmd_hist(int argc, char **argv);
 int cmd_footprint(int argc, char **argv);
 int cmd_vms(int argc, char **argv);
 int cmd_inflate(int argc, char **argv);
+int cmd_reproduce(int argc, char **argv);
 
 #endif

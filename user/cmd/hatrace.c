@@ -10,6 +10,7 @@ static const struct subcommand subcommands[] = {
 	{ "footprint", "per-process / per-VM RSS over time", cmd_footprint },
 	{ "vms", "list the VMs on this host, whatever the hypervisor", cmd_vms },
 	{ "inflate", "benchmark shrink, grow and re-install of VM memory per technique", cmd_inflate },
+	{ "reproduce", "run every benchmark (resumable) and write a report", cmd_reproduce },
 };
 
 static void usage(FILE *f)

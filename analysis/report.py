@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""The report of `hatrace reproduce`: one self-contained HTML page (figures
+embedded) with every table and figure of the run, the paper's figures next to
+ours, and the scale and accelerator they were measured at.
+usage: report.py DIR"""
+import base64
+import glob
+import html
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SECTIONS = [("setup", "Setup"), ("inflate", "Inflate"), ("stream", "STREAM under reclamation"),
+            ("ftq", "FTQ under reclamation"), ("build", "Auto-reclaim footprint: build"),
+            ("blender", "Auto-reclaim footprint: blender"), ("multivm", "Multi-VM"),
+            ("bench", "Allocator and tracer benchmarks")]
+
+
+def load(*parts):
+    try:
+        with open(os.path.join(*parts)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def esc(x):
+    return html.escape(str(x))
+
+
+def table(head, rows):
+    out = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def figures(d, step):
+    out = []
+    for png in sorted(glob.glob(os.path.join(d, step, "*.png"))):
+        with open(png, "rb") as f:
+            data = base64.b64encode(f.read()).decode()
+        out.append(f'<figure><img alt="{esc(os.path.basename(png))}" '
+                   f'src="data:image/png;base64,{data}"><figcaption>'
+                   f'{esc(os.path.basename(png))}</figcaption></figure>')
+    return "\n".join(out)
+
+
+def num(x, fmt="{:.3f}"):
+    return "-" if x is None else fmt.format(x)
+
+
+def interval(p):
+    for key in ("interval_ns", "range_ns", "ci95_ns"):
+        if key in p:
+            return p[key]
+    return None
+
+
+def inflate_section(d, paper):
+    s = load(d, "inflate", "summary.json")
+    if not s:
+        return None
+    phases = ["shrink", "shrink_untouched", "grow", "install", "touch2"]
+    rows = []
+    for tech, ph in s.items():
+        if not isinstance(ph, dict):
+            continue
+        row = [tech]
+        for p in phases:
+            v = ph.get(p)
+            if not isinstance(v, dict) or v.get("median_ns") is None:
+                row.append("-")
+                continue
+            iv = interval(v)
+            row.append(f"{v['median_ns'] / 1e6:.1f} ms" +
+                       (f" [{iv[0] / 1e6:.1f}, {iv[1] / 1e6:.1f}]" if iv else ""))
+        pp = paper["inflate_ms"].get(tech, {})
+        row.append(" / ".join(f"{pp[p]:g}" if p in pp else "-" for p in phases[:4]))
+        rows.append(row)
+    out = [table(["technique"] + phases + ["paper ms (shrink / untouched / grow / install)"],
+                 rows)]
+    ratios = []
+
+    def med(t, p="shrink"):
+        v = s.get(t, {}).get(p)
+        return v.get("median_ns") if isinstance(v, dict) else None
+
+    for slow, fast in (("virtio-balloon", "virtio-mem"), ("virtio-balloon", "virtio-balloon-huge"),
+                       ("virtio-balloon", "hyperalloc"), ("virtio-mem", "hyperalloc")):
+        a, b = med(slow), med(fast)
+        pa, pb = paper["inflate_ms"].get(slow, {}), paper["inflate_ms"].get(fast, {})
+        if a and b:
+            ratios.append([f"{slow} / {fast}", f"{a / b:.1f}x",
+                           f"{pa['shrink'] / pb['shrink']:.1f}x" if pa and pb else "-"])
+    if ratios:
+        out.append("<p>Touched shrink, ratio of medians in this run against the paper's "
+                   "(compare ratios, not times: the paper ran KVM on 48 cores):</p>")
+        out.append(table(["ratio", "ours", "paper"], ratios))
+    return "\n".join(out)
+
+
+def interference_section(d, step, paper):
+    s = load(d, step, "interference.json")
+    if not s:
+        return None
+    order = sorted(s, key=lambda t: (s[t]["time_lost_s"]["median"] is None,
+                                     s[t]["time_lost_s"]["median"] or 0))
+    ref = paper["stream_time_lost_s" if step == "stream" else "ftq_shrink_work_lost_thread_s"]
+    rows = [[t, num(s[t]["time_lost_s"]["median"]), num(s[t]["p1_rate_per_s"]["median"], "{:.3g}"),
+             num(s[t]["shrink_work_lost_thread_s"]["median"]),
+             num(s[t]["grow_work_lost_thread_s"]["median"]), ref.get(t, "-")] for t in order]
+    head = ["technique (least time lost first)", "time lost s", "1 % quantile /s",
+            "shrink work lost thread-s", "grow work lost thread-s",
+            "paper: time lost s" if step == "stream" else "paper: shrink work lost thread-s"]
+    return table(head, rows)
+
+
+def footprint_section(d, step, paper):
+    s = load(d, step, "footprint.json")
+    if not s:
+        return None
+    techs = s["techniques"]
+    if "vms" in s:
+        ref = paper["multivm_gib_min"]
+        base = techs.get("static", {}).get("sum_gib_min", {}).get("median")
+        rows = []
+        for t, v in techs.items():
+            run = (v.get("runs") or [{}])[0] or {}
+            g = v["sum_gib_min"]["median"]
+            rows.append([t, num(g), num(v["sum_peak_bytes"]["median"] and
+                                    v["sum_peak_bytes"]["median"] / 2**20, "{:.0f}"),
+                         num(g / base if g and base else None, "{:.2f}"),
+                         f"{ref[t] / ref['static']:.2f}" if t in ref else "-",
+                         run.get("extra_vms_computed", "-"),
+                         {True: "yes", False: "no", None: "-"}.get(run.get("extra_vms_reached"))])
+        return (f"<p>{s['vms']} VMs under {s['budget_bytes'] / 2**30:.1f} GiB.</p>" +
+                table(["technique", "sum GiB*min", "sum peak MiB", "vs static",
+                       "paper vs static", "extra VMs computed", "extra VMs fitted"], rows))
+    ref = paper["footprint_gib_min"]
+    base = techs.get("static", {}).get("gib_min", {}).get("median")
+    rows = []
+    for t, v in techs.items():
+        g = v["gib_min"]["median"]
+        rows.append([t, num(g), num(v["peak_rss_bytes"]["median"] and
+                                v["peak_rss_bytes"]["median"] / 2**20, "{:.0f}"),
+                     num(g / base if g and base else None, "{:.2f}"),
+                     f"{ref[t] / ref['static']:.2f}" if t in ref else "-",
+                     num(v.get("runtime_vs_static"), "{:.2f}"), num(v["qemu_cpu_s"]["median"], "{:.1f}")])
+    return table(["technique", "GiB*min", "peak MiB", "vs static", "paper vs static",
+                  "runtime vs static", "QEMU CPU s"], rows)
+
+
+def bench_section(d):
+    files = sorted(glob.glob(os.path.join(d, "bench", "bench-*.json")))
+    if not files:
+        return None
+    out = []
+    for path in files:
+        doc = load(path)
+        out.append(f"<h3>{esc(os.path.basename(path))}</h3><pre>" +
+                   esc(json.dumps(doc, indent=1)[:6000]) + "</pre>")
+    return "\n".join(out)
+
+
+def setup_section(d, meta, steps):
+    inflate = load(d, "inflate", "meta.json") or {}
+    rows = [[k, meta.get(k, "-")] for k in ("tier", "git_revision", "host_kernel", "host_cpus",
+                                            "thp_enabled")]
+    rows.append(["host memory", f"{meta.get('host_mem_bytes', 0) / 2**30:.1f} GiB"])
+    for k in ("accel", "accel_reason", "mem_bytes", "vcpus", "qemu", "qemu_version",
+              "qemu_usdt_probes", "guest_kernel"):
+        if k in inflate:
+            rows.append([f"inflate: {k}", inflate[k]])
+    step_rows = [[name, v.get("status"), num(v.get("seconds"), "{:.0f}")]
+                 for name, v in steps.items()]
+    return ("<p>Scale and accelerator: see the rows below. Absolute times depend on both; "
+            "compare ratios measured in the same run.</p>" + table(["", ""], rows) +
+            "<h3>Steps</h3>" + table(["step", "status", "seconds"], step_rows))
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    d = sys.argv[1]
+    paper = load(HERE, "paper.json")
+    meta = load(d, "meta.json") or {}
+    steps = load(d, "steps.json") or {}
+    body = []
+    for key, title in SECTIONS:
+        if key == "setup":
+            content = setup_section(d, meta, steps)
+        elif key == "inflate":
+            content = inflate_section(d, paper)
+        elif key in ("stream", "ftq"):
+            content = interference_section(d, key, paper)
+        elif key == "bench":
+            content = bench_section(d)
+        else:
+            content = footprint_section(d, key, paper)
+        if content is None:
+            status = steps.get(key, {}).get("status", "not run")
+            content = f"<p class=missing>No results ({esc(status)}; see {esc(key)}.log).</p>"
+        body.append(f'<section id="{key}"><h2>{esc(title)}</h2>{content}'
+                    f'{figures(d, key) if key not in ("setup", "bench") else ""}</section>')
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>hatrace reproduce</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #bbb; padding: 3px 8px; text-align: left; }}
+figure img {{ max-width: 100%; }} .missing {{ color: #a00; }}
+</style></head><body>
+<h1>hatrace reproduce</h1>
+<p>Paper figures: {esc(paper['source'])}.</p>
+{''.join(body)}
+</body></html>
+"""
+    tmp = os.path.join(d, "report.html.tmp")
+    with open(tmp, "w") as f:
+        f.write(page)
+    os.replace(tmp, os.path.join(d, "report.html"))
+
+
+if __name__ == "__main__":
+    main()
