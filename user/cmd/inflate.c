@@ -61,7 +61,11 @@ static void usage(FILE *f)
 		"                        then the extra VMs the summed peak leaves room for are\n"
 		"                        started under the same budget to check that they fit\n"
 		"      --budget SIZE     the memory cgroup's limit (default 3/4 of N x --mem)\n"
-		"      --stagger S       seconds between the VMs' workload starts (default 10)\n\n"
+		"      --stagger S       seconds between the VMs' workload starts (default 10)\n"
+		"      --cycles N        the soak: after touch, N shrink/grow cycles with the\n"
+		"                        --integrity buffer (default 64M) verified every 50 and\n"
+		"                        at the end, and the guest console checked for kernel\n"
+		"                        errors; soak.json sums them up\n\n"
 		"Timing: shrink/grow run from the QMP command until QMP reports the target and,\n"
 		"for a shrink, QEMU's RSS (/proc) has stopped falling. FPR's shrink runs from\n"
 		"the end of touch (the guest freed its memory) to RSS's last fall; FPR has no\n"
@@ -207,6 +211,24 @@ static bool qemu_lacks_property(const struct opts *o)
 	return false;
 }
 
+/* --cycles: techniques the host resizes, and an integrity buffer. */
+static int check_cycles(struct opts *o)
+{
+	if (o->workload || o->untouched) {
+		ht_err("--cycles: runs without --workload and --untouched");
+		return -EINVAL;
+	}
+	for (const struct technique **t = o->tech; *t; t++) {
+		if (!(*t)->set_size) {
+			ht_err("--cycles: %s has no resize the host starts; leave it out", (*t)->name);
+			return -EINVAL;
+		}
+	}
+	if (!o->integrity)
+		o->integrity = 64 * MiB < o->shrink_to / 4 ? 64 * MiB : o->shrink_to / 4;
+	return 0;
+}
+
 /* --workload build|blender: the static baseline runs first. */
 static int add_static(struct opts *o)
 {
@@ -284,7 +306,8 @@ static char *default_kernel(const struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
-	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL, O_JOBS, O_VMS, O_BUDGET, O_STAGGER };
+	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL, O_JOBS, O_VMS, O_BUDGET, O_STAGGER,
+	       O_CYCLES };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -310,6 +333,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "vms", required_argument, NULL, O_VMS },
 		{ "budget", required_argument, NULL, O_BUDGET },
 		{ "stagger", required_argument, NULL, O_STAGGER },
+		{ "cycles", required_argument, NULL, O_CYCLES },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -436,6 +460,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (parse_size("--budget", optarg, &o->budget))
 				return -EINVAL;
 			break;
+		case O_CYCLES:
+			if (parse_u64("--cycles", optarg, 1, 1000000, &v))
+				return -EINVAL;
+			o->cycles = v;
+			break;
 		case O_STAGGER:
 			if (parse_seconds_ns("--stagger", optarg, 0, 3600 * SEC, &o->stagger_ns))
 				return -EINVAL;
@@ -468,6 +497,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		ht_err("--vms: needs --workload build or blender");
 		return -EINVAL;
 	}
+	if (o->cycles && check_cycles(o))
+		return -EINVAL;
 	if (o->workload && check_workload(o))
 		return -EINVAL;
 	if (o->mem > host_mem_available() / 10 * 9) {

@@ -663,3 +663,24 @@ void vm_destroy(struct vm *vm)
 	track(vm, false);
 	free(vm);
 }
+
+bool vm_console_grep(struct vm *vm, const char *const *patterns, char *line, size_t len)
+{
+	size_t n;
+	uint64_t dropped;
+	char *text = log_drain_copy(&vm->logs, VM_LOG_CONSOLE, &n, &dropped), *hit = NULL;
+
+	if (!text)
+		return false;
+	for (const char *const *p = patterns; *p && !hit; p++)
+		hit = memmem(text, n, *p, strlen(*p));
+	if (hit && len) {
+		char *start = hit, *end = memchr(hit, '\n', text + n - hit);
+
+		while (start > text && start[-1] != '\n')
+			start--;
+		term_safe(line, len, start, (end ? end : text + n) - start);
+	}
+	free(text);
+	return hit != NULL;
+}

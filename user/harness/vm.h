@@ -82,6 +82,9 @@ void vm_print_console_tail(struct vm *vm, FILE *f, int lines);
 /* Writes the kept console output to path (e.g. into the results directory),
  * after a line that says how much older output was dropped, if any. */
 int vm_save_console(struct vm *vm, const char *path);
+/* True if the kept console holds one of patterns; line gets the first such
+ * line, made safe for a terminal. */
+bool vm_console_grep(struct vm *vm, const char *const *patterns, char *line, size_t len);
 /* QEMU's resident set size (VmRSS) in bytes; 0 if it is gone. */
 uint64_t vm_rss(struct vm *vm);
 /* Guest RAM mappings (anonymous rw mappings >= min_bytes) as HVA ranges. */

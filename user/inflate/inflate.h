@@ -83,6 +83,7 @@ struct opts {
 	uint64_t tail_ns;      /* build|blender: measured on after the workload ends */
 	unsigned build_jobs;   /* ht-build --jobs */
 	unsigned vms;          /* build|blender: VMs sharing --budget (1: no budget) */
+	unsigned cycles;       /* --cycles: the soak's shrink/grow cycles (0: none) */
 	uint64_t budget, stagger_ns;
 	const char *tmp_dir;   /* the results being written (DIR.tmp-XXXXXX) */
 };
@@ -116,6 +117,7 @@ struct run {
 	bool sampling;
 	bool death_reported;
 	struct memcg *memcg;       /* multi-VM: the budget QEMU joins at start */
+	bool quiet;                /* phases print no line (the soak's cycles) */
 };
 
 /* runner.c: one iteration on a fresh VM; end_vm releases it. */
@@ -163,6 +165,10 @@ pid_t footprint_start(const int *pids, int n, const char *csv, const char *log);
 /* Samples (NAN: not measured, written null), median and interval of a figure;
  * scale sets the resolution the median is taken at (1e6: micro-units). */
 json_t *figure_json(const double *x, unsigned n, double scale);
+
+/* cycles.c: --cycles N shrink/grow cycles with the integrity buffer held. */
+int run_cycles(struct run *r, struct iteration *it);
+json_t *cycles_summary(const struct tech_results *res, const struct opts *o);
 
 /* multivm.c: --vms N under --budget, then the extra VMs that should fit. */
 int run_multivm(struct run *r, struct iteration *it);

@@ -558,6 +558,13 @@ int write_results(const char *tmp, const struct tech_results *res, const struct 
 	if ((e = write_json(tmp, "trace.json", trace)) && !err)
 		err = e;
 	json_decref(trace);
+	if (o->cycles) {
+		json_t *soak = cycles_summary(res, o);
+
+		if ((e = write_json(tmp, "soak.json", soak)) && !err)
+			err = e;
+		json_decref(soak);
+	}
 	if (workload_is_auto(o)) {
 		json_t *footprint = o->vms > 1 ? multivm_summary(res, o)
 					       : autoreclaim_summary(tmp, res, o);

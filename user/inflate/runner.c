@@ -95,8 +95,8 @@ int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 	live_phase_end(r);
 	if (r->o->progress)
 		fprintf(stderr, "\r\033[K");
-	if (r->phase == PH_INSTALL)
-		return 0; /* reported with touch2 */
+	if (r->phase == PH_INSTALL || r->quiet)
+		return 0; /* install: reported with touch2 */
 	fprintf(stderr, "[%s %u/%u] %-16s %9.3f s", r->t->name, r->iter + 1, r->o->iterations,
 		phase_names[r->phase], pr->wall_ns / 1e9);
 	if (pr->bytes)
@@ -251,7 +251,7 @@ static int phase_resize(struct run *r, enum phase p, struct phase_result *pr, ui
 	if ((err = phase_end(r, pr, t_size)))
 		return err;
 	/* The host's word, not QMP's: a touched guest's RSS must fall with it. */
-	if (p == PH_SHRINK && pr->rss0 < pr->rss1 + (from - target) * 9 / 10)
+	if (p == PH_SHRINK && !r->quiet && pr->rss0 < pr->rss1 + (from - target) * 9 / 10)
 		ht_warn("%s: QEMU's RSS fell only %llu MiB of the %llu MiB shrink QMP reported",
 			r->t->name,
 			(unsigned long long)((pr->rss0 > pr->rss1 ? pr->rss0 - pr->rss1 : 0) / MiB),
@@ -371,7 +371,7 @@ int boot_vm(struct run *r, struct iteration *it)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
 	/* With a workload running, the agent is the workload's alone. */
-	if ((!r->memcg && (err = start_probes(r))) || (!o->workload && (err = start_guest_trace(r))))
+	if ((!r->memcg && (err = start_probes(r))) || (!o->workload && !o->cycles && (err = start_guest_trace(r))))
 		return failed(r, err);
 	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
 						 .rss1 = vm_rss(r->vm) };
@@ -498,6 +498,8 @@ int run_iteration(struct run *r, struct iteration *it)
 		return err;
 	if (o->workload)
 		return run_interference(r, it);
+	if (o->cycles)
+		return run_cycles(r, it) ?: (o->integrity ? integrity_check(r, it) : 0);
 	err = phase_shrink(r, PH_SHRINK, &it->ph[PH_SHRINK], it->ph[PH_TOUCH].t1) ?:
 	      phase_grow(r, PH_GROW, &it->ph[PH_GROW]);
 	if (err)
