@@ -221,7 +221,7 @@ def test_trace_ranges():
           f"kept {sorted(first)}")
     check(set(delta) == {"grows", "negative"} and
           delta["grows"] == {"count": (1 << 63) - 2, "sum_ns": 0, "first_ns": 1,
-                             "last_ns": (1 << 63) - 1},
+                             "last_ns": (1 << 63) - 1, "timed": True},
           "agent_trace_delta_never_negative", f"delta {delta}")
 
 
