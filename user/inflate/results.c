@@ -258,7 +258,8 @@ static int write_json(const char *dir, const char *name, json_t *doc)
 	if ((err = out_file_open(&of, path)))
 		return err;
 	fchmod(fileno(of.f), 0644);
-	if (json_dumpf(doc, of.f, JSON_INDENT(1) | JSON_REAL_PRECISION(10))) {
+	/* 17 digits: a median of ns is exact (10 would round 3582261811.5) */
+	if (json_dumpf(doc, of.f, JSON_INDENT(1) | JSON_REAL_PRECISION(17))) {
 		ht_err("cannot write %s: JSON encoding failed", path);
 		out_file_abort(&of);
 		return -EIO;
