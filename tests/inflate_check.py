@@ -126,11 +126,11 @@ def main(d):
     bad = unexplained_nulls(s) + unexplained_nulls(meta)
     res("vm_inflate_nulls_have_reasons", not bad, f"{bad[:10]}")
 
-    sp = [(t, p, s[t][p]) for t in s for p in s[t] if s[t][p]["median_ns"] is not None]
+    sp = [(t, p, s[t][p]) for t in s for p in s[t] if s[t][p]["samples_ns"] is not None]
     bad = [f"{t}/{p}" for t, p, v in sp if v["samples_ns"] != raw(t, p, "ns")]
     res("vm_inflate_summary_samples_are_the_csv", not bad, f"samples differ: {bad}")
     bad = [f"{t}/{p}: {v['median_ns']}" for t, p, v in sp
-           if v["median_ns"] != statistics.median(raw(t, p, "ns"))]
+           if v["median_ns"] != median(raw(t, p, "ns"))]
     res("vm_inflate_summary_median", not bad, f"not the median of iterations.csv: {bad}")
     # The interval of the median: order statistics x(k), x(n+1-k); below 6
     # samples [min, max] with coverage 1 - 2 / 2^n.
@@ -147,7 +147,7 @@ def main(d):
                        f"coverage {v['median_interval_coverage']} of {x}")
     res("vm_inflate_summary_median_interval", not bad, f"interval not from the samples: {bad}")
     bad = [f"{t}/{p}" for t, p, v in sp
-           if v["bytes_median"] != statistics.median(raw(t, p, "bytes"))]
+           if v["bytes_median"] != median(raw(t, p, "bytes"))]
     res("vm_inflate_summary_bytes", not bad, f"bytes_median differs: {bad}")
     bad = [f"{t}/{p}/{f}" for t, p, v in sp for f, col in HOST_FIELDS.items()
            if v["breakdown"]["host"].get(f, 0) != median(raw(t, p, col))]
