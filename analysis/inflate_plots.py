@@ -33,16 +33,20 @@ def speed_plot(out_dir, summary):
     phases = [p for p in PHASES if any(p in summary[t] for t in techs)]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / max(len(techs), 1)
+    coverage = []
     for i, tech in enumerate(techs):
         xs, med, lo_err, hi_err = [], [], [], []
         for j, phase in enumerate(phases):
             p = summary[tech].get(phase)
-            if not p or p["median_ns"] <= 0 or p.get("bytes_median", 0) <= 0:
-                continue  # nothing to move (e.g. FPR has no grow step)
+            # null: not measured (FPR has no grow step); 0 bytes: nothing moved
+            if not p or not p["median_ns"] or not p["bytes_median"]:
+                continue
             b = p["bytes_median"]
+            lo, hi = p["median_interval_ns"]
+            coverage.append(p["median_interval_coverage"])
             speed = b / GIB / (p["median_ns"] / 1e9)
-            slow = b / GIB / (p["ci95_ns"][1] / 1e9) if p["ci95_ns"][1] > 0 else speed
-            fast = b / GIB / (p["ci95_ns"][0] / 1e9) if p["ci95_ns"][0] > 0 else speed
+            slow = b / GIB / (hi / 1e9) if hi > 0 else speed
+            fast = b / GIB / (lo / 1e9) if lo > 0 else speed
             xs.append(j + (i - (len(techs) - 1) / 2) * width)
             med.append(speed)
             lo_err.append(max(speed - slow, 0))
@@ -51,8 +55,12 @@ def speed_plot(out_dir, summary):
     ax.set_yscale("log")
     ax.set_xticks(range(len(phases)))
     ax.set_xticklabels(phases)
-    ax.set_ylabel("speed [GiB/s] (median, 95% CI)")
-    ax.set_title("inflate: speed per phase")
+    # The error bars: summary.json's median_interval_ns (order statistics
+    # around the median), labelled with the smallest coverage among them.
+    cov = f", coverage >= {100 * min(coverage):.2f} %" if coverage else ""
+    ax.set_ylabel("speed [GiB/s] (median)")
+    ax.set_title(f"inflate: speed per phase\nbars: interval of the median (order statistics{cov})",
+                 fontsize=10)
     ax.grid(axis="y", which="both", alpha=0.3)
     ax.legend()
     save(fig, out_dir, "inflate-speed")

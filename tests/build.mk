@@ -10,7 +10,7 @@ $(patsubst %,$(BUILD)/tests/%,$(HOST_TESTS)): $(BUILD)/tests/%: tests/%.c tests/
 	$(Q)$(CC) $(CPPFLAGS) -I$(BUILD)/tests/bpf -iquote tests $(CFLAGS) $< $(BUILD)/libhatrace.a -o $@ $(LDLIBS)
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/tests/%,$(HOST_TESTS))
-UNIT_TESTS  += $(BUILD)/tests/unit_host tests/cli_errors.sh tests/cli_help.sh
+UNIT_TESTS  += $(BUILD)/tests/unit_host tests/cli_errors.sh tests/cli_help.sh tests/cli_docs.py
 BPF_TESTS   += $(BUILD)/tests/bpf_probes
 VM_TESTS    += tests/vms_discovery.sh tests/inflate_late.sh tests/json_utf8.sh
 E2E_TESTS   += tests/hist_counts.sh tests/footprint_steps.sh tests/output_paths.sh

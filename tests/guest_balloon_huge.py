@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guest_lib import (BUILD, balloon_actual, boot_and_test, require_guest, check,  # noqa: E402
-                       finish, plan, run_checked as run, skip)
+                       finish, plan, run_workload as run, skip)
 
 MiB = 1 << 20
 UNIT = 2 * MiB
@@ -99,10 +99,12 @@ def test_huge(vm):
                   "huge_units and huge_alloc_failures start at 0", json.dumps(info))):
         return
 
-    fill = run(agent, "ht-integrity fill", ["ht-integrity", "fill", "--bytes", "64M", "--threads", "2"])
+    fill = run(agent, ["ht-integrity", "fill", "--bytes", "64M", "--threads", "2"])
     check(fill.get("pages") == 16384, "integrity fill holds 16384 pages", str(fill))
     # Touch most guest memory and free it again, so the shrink is of touched memory.
-    run(agent, "ht-touch 768M", ["ht-touch", "--bytes", "768M", "--threads", "2"])
+    touch = run(agent, ["ht-touch", "--bytes", "768M", "--threads", "2"])
+    check(touch.get("pages") == 768 * MiB // 4096, "ht-touch touches 768 MiB before the shrink",
+          str(touch))
     total0 = agent.req("meminfo").get("MemTotal", 0)
     rss0 = rss(vm)
 
@@ -138,10 +140,12 @@ def test_huge(vm):
           f"actual {balloon_actual(vm) // MiB} MiB, {json.dumps(end)}")
     check(end["inflate"] - info["inflate"] == end["deflate"] - info["deflate"],
           "every inflated page was deflated", json.dumps(end))
-    verify = run(agent, "integrity verify", ["ht-integrity", "verify", "--threads", "2"])
+    verify = run(agent, ["ht-integrity", "verify", "--threads", "2"])
     check(verify.get("bad_pages") == 0 and verify.get("pages") == 16384,
           "no page corrupted across balloon-huge shrink/grow", str(verify))
-    run(agent, "integrity stop", ["ht-integrity", "stop"])
+    stop = run(agent, ["ht-integrity", "stop"])
+    check(stop.get("bad_pages") == 0 and stop.get("pages") == 16384,
+          "integrity stop checks its 16384 pages once more", str(stop))
 
 
 def test_starved(vm, agent):
@@ -177,7 +181,7 @@ def test_huge_oom(vm):
     before = balloon_info(agent)
     check(took is not None and before["huge_units"] == 384, "balloon-huge inflates to 256 MiB",
           json.dumps(before))
-    touch = run(agent, "ht-touch 700M with 256 MiB left", ["ht-touch", "--bytes", "700M", "--threads", "2"])
+    touch = run(agent, ["ht-touch", "--bytes", "700M", "--threads", "2"])
     after = balloon_info(agent)
     units = before["huge_units"] - after["huge_units"]
     print(f"# deflate on OOM: {units} units returned, balloon at {balloon_actual(vm) // MiB} MiB")
@@ -192,7 +196,7 @@ def test_huge_oom(vm):
 def main():
     require_guest("balloon-huge")
     qemu = huge_qemu()
-    plan(4 + (17 + 5 if qemu else 1))  # stock QEMU; huge-pages=on; deflate on OOM
+    plan(4 + (15 + 4 if qemu else 1))  # stock QEMU; huge-pages=on; deflate on OOM
     boot_and_test("balloon-huge, stock QEMU", test_stock, balloon="")
     if not qemu:
         skip("balloon-huge with huge-pages=on",

@@ -151,15 +151,6 @@ def run_workload(agent, argv, timeout=300):
     return rep["result"] if good else {"reply": rep}
 
 
-def run_checked(agent, name, argv, timeout=300):
-    """Runs a guest workload through the agent; checks that it exits 0 with a
-    JSON result, which it returns ({} on failure)."""
-    rep = agent.req("run", timeout=timeout + 30, argv=argv, timeout_s=timeout)
-    good = rep.get("ok") and rep.get("exit") == 0 and isinstance(rep.get("result"), dict)
-    check(good, f"{name} runs", f"reply {rep}")
-    return rep.get("result", {}) if good else {}
-
-
 def balloon_actual(vm):
     return vm.qmp.cmd("query-balloon")["actual"]
 

@@ -200,11 +200,15 @@ def trace_peer(conn, rf):
          {"name": "huge", "count": 1e30, "sum_ns": 1, "first_ns": 1, "last_ns": 2},
          {"name": "reversed", "count": 1, "sum_ns": 1, "first_ns": 9, "last_ns": 2},
          {"name": "shrinks", "count": 10, "sum_ns": 1000, "first_ns": 1, "last_ns": 2},
-         {"name": "grows", "count": 1, "sum_ns": 5, "first_ns": 1, "last_ns": 2}],
+         {"name": "grows", "count": 1, "sum_ns": 5, "first_ns": 1, "last_ns": 2},
+         {"name": "counted", "mode": "tracepoint", "count": 3, "sum_ns": 0, "first_ns": 1,
+          "last_ns": 2}],
         [{"name": "negative", "count": (1 << 63) - 1, "sum_ns": 1, "first_ns": 1, "last_ns": 2},
          {"name": "shrinks", "count": 4, "sum_ns": 10, "first_ns": 1, "last_ns": 3},
          {"name": "grows", "count": (1 << 63) - 1, "sum_ns": 2, "first_ns": 1,
-          "last_ns": (1 << 63) - 1}],
+          "last_ns": (1 << 63) - 1},
+         {"name": "counted", "mode": "tracepoint", "count": 7, "sum_ns": 0, "first_ns": 1,
+          "last_ns": 3}],
     ]
     for events in reads:
         req = json.loads(rf.readline())
@@ -217,11 +221,14 @@ def test_trace_ranges():
     if not check(rc == 0 and first and delta, "agent_trace_read_runs", f"rc {rc}; {err[-300:]}"):
         return
     first, delta = json.loads(first), json.loads(delta)
-    check(sorted(first) == ["grows", "shrinks"], "agent_trace_rejects_out_of_range",
+    check(sorted(first) == ["counted", "grows", "shrinks"], "agent_trace_rejects_out_of_range",
           f"kept {sorted(first)}")
-    check(set(delta) == {"grows", "negative"} and
+    # A tracepoint is counted, not timed: inflate writes its sum_ns as null.
+    check(delta.get("counted", {}).get("timed") is False and delta["counted"]["count"] == 4,
+          "agent_trace_count_only_untimed", f"delta {delta}")
+    check(set(delta) == {"grows", "negative", "counted"} and
           delta["grows"] == {"count": (1 << 63) - 2, "sum_ns": 0, "first_ns": 1,
-                             "last_ns": (1 << 63) - 1},
+                             "last_ns": (1 << 63) - 1, "timed": True},
           "agent_trace_delta_never_negative", f"delta {delta}")
 
 
@@ -347,7 +354,7 @@ def test_stale_dirs():
 def main():
     if not os.path.exists(CLIENT):
         skip_all("hostile_peers", f"{CLIENT} not built")
-    plan(23)
+    plan(24)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         qemu_version_timeout = start_qemu_version_timeout()

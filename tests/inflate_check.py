@@ -1,17 +1,23 @@
 #!/usr/bin/python3
 """Checks a `hatrace inflate` results folder (run by tests/vm_inflate.sh, which
 declares the plan): summary.json against the raw iterations.csv and
-guest-events.csv, and that each technique's own guest events and host discards
-are in proportion to the bytes it moved. Prints CHECKS result lines."""
+guest-events.csv (medians recomputed, null where a cell is empty, every null
+with its reason), that each technique's own guest events and host discards are
+in proportion to the bytes it moved, and that every column and key written is
+in docs/results.md. Prints CHECKS result lines."""
 import csv
 import json
 import os
+import re
 import statistics
 import sys
 
-CHECKS = 22
+CHECKS = 35
+DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
 TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem")
 ACTIVE = ("virtio-balloon", "virtio-balloon-huge", "virtio-mem")
+# A passive technique has no grow and no untouched shrink: null in summary.json.
+NOT_MEASURED = {"fpr": ("grow", "shrink_untouched")}
 PHASES = ("shrink", "grow", "install", "touch2", "shrink_untouched")
 # The host counters: summary.json breakdown.host.NAME, iterations.csv
 # <phase>_host_NAME and trace.json host slices' args.NAME, one name each.
@@ -33,6 +39,65 @@ def res(name, good, why=""):
     print(f"ok - {name}" if good else f"not ok - {name}: {why}", flush=True)
 
 
+def median(values):
+    """The median of the measured values; None when any is not (an empty cell)."""
+    return None if None in values or not values else statistics.median(values)
+
+
+def unexplained_nulls(doc, path="$"):
+    """Nulls without a why_null entry, and why_null entries of no null."""
+    bad = []
+    if isinstance(doc, dict):
+        why = doc.get("why_null", {})
+        bad += [f"{path}.{k}" for k, v in doc.items() if v is None and not why.get(k)]
+        bad += [f"{path}.why_null.{k}" for k in why if doc.get(k, 0) is not None]
+        for k, v in doc.items():
+            if k != "why_null":
+                bad += unexplained_nulls(v, f"{path}.{k}")
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            bad += unexplained_nulls(v, f"{path}[{i}]")
+    return bad
+
+
+def documented(section):
+    """The names docs/results.md lists for a file: regexes, placeholders expanded."""
+    text = open(DOC).read()
+
+    def part(title):
+        return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    values = {m[0]: re.findall(r"`([^`<]+)`", m[1]) for m in
+              re.findall(r"^\| `(<\w+>)` \| (.*) \|$", part("Names"), re.M)}
+    names = []
+    for row in re.findall(r"^\| (`.*?) \|", part(f"`{section}`"), re.M):
+        names += re.findall(r"`([^`]+)`", row)
+    pats = []
+    for n in names:
+        pat = re.escape(n) if n != "why_null" else r"(?:.*\.)?why_null"
+        for ph, vals in values.items():
+            alt = "|".join(map(re.escape, vals)) if ph != "<event>" else r"[A-Za-z0-9_]+"
+            pat = pat.replace(re.escape(ph), f"(?:{alt})")
+        pats.append(re.compile(pat + r"\Z"))
+    return pats
+
+
+def undocumented(section, keys):
+    pats = documented(section)
+    return sorted({k for k in keys if not any(p.match(k) for p in pats)})
+
+
+def key_paths(doc, path=""):
+    """Dotted paths of every key (why_null's contents left out); lists end a path."""
+    out = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            p = f"{path}.{k}" if path else k
+            out.append(p)
+            if k != "why_null":
+                out += key_paths(v, p)
+    return out
+
+
 def main(d):
     s = json.load(open(f"{d}/summary.json"))
     meta = json.load(open(f"{d}/meta.json"))
@@ -43,38 +108,57 @@ def main(d):
 
     def raw(t, p, column):
         """One technique's values of a column, in iteration order, for the
-        iterations that completed the phase."""
-        return [int(r[f"{p}_{column}"]) for r in rows
+        iterations that completed the phase; None for an empty cell."""
+        return [int(r[f"{p}_{column}"]) if r[f"{p}_{column}"] != "" else None for r in rows
                 if r["technique"] == t and r[f"{p}_ns"] != ""]
 
     missing = [f"{t}/{p}" for t in TECHNIQUES for p in PHASES
-               if len(s.get(t, {}).get(p, {}).get("samples_ns", [])) != n]
+               if p not in NOT_MEASURED.get(t, ()) and
+               len(s.get(t, {}).get(p, {}).get("samples_ns") or []) != n]
     res("vm_inflate_summary_complete", n >= 3 and not missing,
         f"{n} iterations; phases without {n} samples: {missing}")
+    bad = [f"{t}/{p}" for t, phases in NOT_MEASURED.items() for p in phases
+           if s.get(t, {}).get(p, {}).get("median_ns", 0) is not None or raw(t, p, "ns")
+           or not s[t][p].get("why_null", {}).get("median_ns")]
+    res("vm_inflate_not_measured_phases_are_null", not bad,
+        f"a phase the technique has not is not null (with why_null) in summary.json, "
+        f"or has values in iterations.csv: {bad}")
+    bad = unexplained_nulls(s) + unexplained_nulls(meta)
+    res("vm_inflate_nulls_have_reasons", not bad, f"{bad[:10]}")
 
-    sp = [(t, p, s[t][p]) for t in s for p in s[t]]
+    sp = [(t, p, s[t][p]) for t in s for p in s[t] if s[t][p]["samples_ns"] is not None]
     bad = [f"{t}/{p}" for t, p, v in sp if v["samples_ns"] != raw(t, p, "ns")]
     res("vm_inflate_summary_samples_are_the_csv", not bad, f"samples differ: {bad}")
     bad = [f"{t}/{p}: {v['median_ns']}" for t, p, v in sp
-           if v["median_ns"] != statistics.median(raw(t, p, "ns"))]
+           if v["median_ns"] != median(raw(t, p, "ns"))]
     res("vm_inflate_summary_median", not bad, f"not the median of iterations.csv: {bad}")
-    # Distribution-free interval: order statistics; below 6 samples [min, max]
-    # with coverage 1 - 2 / 2^n.
+    # The interval of the median: order statistics x(k), x(n+1-k); below 6
+    # samples [min, max] with coverage 1 - 2 / 2^n.
     bad = []
     for t, p, v in sp:
         x = sorted(raw(t, p, "ns"))
-        lo, hi = v["ci95_ns"]
-        if not (lo in x and hi in x and lo <= v["median_ns"] <= hi) or \
-                (len(x) < 6 and ([lo, hi] != [x[0], x[-1]] or
-                                 abs(v["ci_coverage"] - (1 - 2 / 2 ** len(x))) > 1e-9)):
-            bad.append(f"{t}/{p}: {v['ci95_ns']} {v['ci_coverage']} of {x}")
-    res("vm_inflate_summary_ci", not bad, f"interval not from the samples: {bad}")
+        lo, hi = v["median_interval_ns"]
+        k, k2 = v["median_interval_ranks"]
+        if [lo, hi] != [x[k - 1], x[k2 - 1]] or k2 != len(x) + 1 - k or \
+                not lo <= v["median_ns"] <= hi or \
+                (len(x) < 6 and ([k, k2] != [1, len(x)] or
+                                 abs(v["median_interval_coverage"] - (1 - 2 / 2 ** len(x))) > 1e-9)):
+            bad.append(f"{t}/{p}: {v['median_interval_ns']} ranks {v['median_interval_ranks']} "
+                       f"coverage {v['median_interval_coverage']} of {x}")
+    res("vm_inflate_summary_median_interval", not bad, f"interval not from the samples: {bad}")
     bad = [f"{t}/{p}" for t, p, v in sp
-           if v["bytes_median"] != statistics.median(raw(t, p, "bytes"))]
+           if v["bytes_median"] != median(raw(t, p, "bytes"))]
     res("vm_inflate_summary_bytes", not bad, f"bytes_median differs: {bad}")
     bad = [f"{t}/{p}/{f}" for t, p, v in sp for f, col in HOST_FIELDS.items()
-           if v["breakdown"]["host"].get(f) != statistics.median(raw(t, p, col))]
-    res("vm_inflate_summary_host_breakdown", not bad, f"medians differ from the csv: {bad}")
+           if v["breakdown"]["host"].get(f, 0) != median(raw(t, p, col))]
+    res("vm_inflate_summary_host_breakdown", not bad,
+        f"medians differ from the csv (null where a cell is empty): {bad}")
+    if meta["accel"] == "tcg":
+        cells = {r[c] for r in rows for c in r if c.endswith(("_kvm_exits", "_kvm_page_faults"))}
+        res("vm_inflate_no_kvm_counters_under_tcg", cells == {""},
+            f"KVM counters under TCG must be empty cells, not {cells}")
+    else:
+        print("skip - vm_inflate_no_kvm_counters_under_tcg: the run used KVM")
     bad = []
     for t, p, v in sp:
         its = [r["iteration"] for r in rows if r["technique"] == t and r[f"{p}_ns"] != ""]
@@ -82,18 +166,46 @@ def main(d):
         for g in guest_rows:
             if g["technique"] == t and g["phase"] == p and g["iteration"] in its:
                 counts.setdefault(g["event"], {})[g["iteration"]] = int(g["count"])
-        guest = v["breakdown"]["guest"]
+        guest = v["breakdown"]["guest"] or {}
         if set(counts) != set(guest):
             bad.append(f"{t}/{p}: events {sorted(guest)} vs {sorted(counts)}")
         bad += [f"{t}/{p}/{e}" for e, c in counts.items()
                 if guest[e]["count_median"] != statistics.median(c.get(i, 0) for i in its)]
     res("vm_inflate_summary_guest_breakdown", not bad,
         f"medians differ from guest-events.csv: {bad}")
+    # Count-only events (tracepoints) have no time: an empty sum_ns, a null median.
+    untimed = {(g["technique"], g["phase"], g["event"]) for g in guest_rows if g["sum_ns"] == ""}
+    timed = {(g["technique"], g["phase"], g["event"]) for g in guest_rows if g["sum_ns"] != ""}
+    bad = [f"{t}/{p}/{e}" for t, p, v in sp for e, ev in (v["breakdown"]["guest"] or {}).items()
+           if (ev["sum_ns_median"] is None) != ((t, p, e) in untimed) or (t, p, e) in untimed & timed]
+    res("vm_inflate_guest_untimed_null", untimed and not bad and
+        all(e.startswith("mm_page_") for _, _, e in untimed),
+        f"sum_ns empty in guest-events.csv {sorted(untimed)[:6]}; null medians differ: {bad}")
+    bad = []
+    for t, p, v in sp:
+        if not p.startswith("shrink"):
+            continue
+        drops = [a - b for a, b in zip(raw(t, p, "rss_before"), raw(t, p, "rss_after"))]
+        pct = None if t in NOT_MEASURED else [100 * d / want for d in drops]
+        if v["rss_drop_bytes"] != drops or (v["rss_drop_pct_of_request"] != pct and not all(
+                abs(a - b) < 1e-6 for a, b in zip(v["rss_drop_pct_of_request"] or [], pct or [1]))):
+            bad.append(f"{t}/{p}: {v['rss_drop_bytes']} {v['rss_drop_pct_of_request']} vs {drops}")
+    res("vm_inflate_summary_rss_drops", not bad, f"RSS drops differ from the csv: {bad}")
 
-    res("vm_inflate_meta", meta["accel"] in ("tcg", "kvm") and meta["guest_kernel"].startswith("6.1")
+    res("vm_inflate_meta", meta["accel"] in ("tcg", "kvm") and meta["schema_version"] == 2
+        and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta["date"]) and meta["cpu_model"]
         and meta["hatrace_revision"] != "unknown" and meta["thp"]
-        and meta["qemu"].endswith("/qemu/qemu-system-x86_64") and meta["qemu_usdt_probes"] > 0,
-        json.dumps(meta)[:300])
+        and meta["qemu"].endswith("/qemu/qemu-system-x86_64") and meta["qemu_usdt_probes"] > 0
+        and meta["thresholds"]["rss_fall_bytes"] == 8 * MiB
+        and meta["thresholds"]["rss_quiet_ns"] == 500_000_000
+        and meta["thresholds"]["rss_poll_ns"] == 20_000_000, json.dumps(meta)[:300])
+    bad = {t: v for t, v in meta["techniques"].items()
+           if not (v["guest_kernel"].startswith("6.1") and
+                   v["guest_kernel_image"].endswith(f"/guest/bzImage-{v['kernel_flavour']}") and
+                   v["qemu_argv"][0] == meta["qemu"] and
+                   v["qemu_argv"][v["qemu_argv"].index("-kernel") + 1] == v["guest_kernel_image"])}
+    res("vm_inflate_meta_techniques", sorted(meta["techniques"]) == sorted(TECHNIQUES) and not bad,
+        f"per-technique kernel and QEMU command line: {json.dumps(bad)[:300]}")
     for t in ACTIVE:
         drops = [a - b for a, b in zip(raw(t, "shrink", "rss_before"), raw(t, "shrink", "rss_after"))]
         res(f"vm_inflate_rss_drop_{t}", drops and min(drops) >= 0.9 * want,
@@ -146,6 +258,25 @@ def main(d):
     bad = [f"{e['name']}: {sorted(set(HOST_FIELDS) - set(e['args']))}" for e in tr
            if e.get("cat") == "host" and not set(HOST_FIELDS) <= set(e["args"])]
     res("vm_inflate_trace_host_fields", not bad, f"host slices lack counters: {bad}")
+    bad = unexplained_nulls(tr)
+    res("vm_inflate_trace_nulls_have_reasons", not bad, f"{bad[:10]}")
+
+    # Every column and key written is in docs/results.md.
+    trace_keys = {"traceEvents", "displayTimeUnit"}
+    for e in tr:
+        trace_keys |= {f"traceEvents[].{p}" for p in key_paths(e)}
+    written = {
+        "iterations.csv": rows[0].keys(),
+        "guest-events.csv": guest_rows[0].keys(),
+        "rss.csv": csv.DictReader(open(f"{d}/rss.csv")).fieldnames,
+        "summary.json": key_paths(s),
+        "meta.json": key_paths(meta),
+        "trace.json": trace_keys,
+    }
+    for f, keys in written.items():
+        bad = undocumented(f, keys)
+        res(f"vm_inflate_documented_{f}", keys and not bad,
+            f"not in docs/results.md: {bad[:12]}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all vm_inflate "guest image not built (make)"
-plan $((6 + $(sed -n 's/^CHECKS = //p' tests/inflate_check.py)))
+plan $((7 + $(sed -n 's/^CHECKS = //p' tests/inflate_check.py)))
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
@@ -22,7 +22,7 @@ if [ $rc != 0 ]; then
 fi
 ok vm_inflate_run
 missing=
-for f in meta.json summary.json trace.json iterations.csv guest-events.csv rss.csv \
+for f in meta.json summary.json trace.json iterations.csv guest-events.csv rss.csv report.txt \
 	inflate-speed.png inflate-speed.svg inflate-rss.png inflate-rss.svg; do
 	[ -s "$out/r/$f" ] || missing+=" $f"
 done
@@ -33,6 +33,9 @@ done
 rc=$?
 [ $rc = 0 ] && ok vm_inflate_checker_exit || fail vm_inflate_checker_exit "tests/inflate_check.py exited $rc"
 grep -q 'median' "$out/stdout" && ok vm_inflate_table || fail vm_inflate_table "no table printed"
+# report.txt is the printed report (all of stdout but its last line, which names DIR)
+head -n -1 "$out/stdout" | cmp -s - "$out/r/report.txt" && ok vm_inflate_report_saved ||
+	fail vm_inflate_report_saved "report.txt differs from the printed report"
 left=$(leftovers $pid)
 [ -z "$left" ] && ok vm_inflate_nothing_left || fail vm_inflate_nothing_left "$(echo $left)"
 finish

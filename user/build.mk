@@ -14,7 +14,7 @@ $(BUILD)/tests/inflate_stats: tests/inflate_stats.c user/lib/stats.c user/lib/st
 	$(Q)$(CC) -iquote user/lib -iquote tests $(CFLAGS) $< user/lib/stats.c -o $@ -lm
 
 ALL_TARGETS += $(BUILD)/tests/inflate_stats
-UNIT_TESTS  += $(BUILD)/tests/inflate_stats
+UNIT_TESTS  += $(BUILD)/tests/inflate_stats tests/inflate_kernel.sh
 
 $(BUILD)/tests/vm_harness: tests/vm_harness.c $(BUILD)/libhatrace.a tests/check.h | $(BUILD)/tests
 	$(call msg,CC,$@)

@@ -46,7 +46,7 @@ static void usage(FILE *f)
 		"  -p, --pid PID        a process (repeatable)\n"
 		"      --all-vms        every VM found by 'hatrace vms'\n"
 		"  -o, --output FMT     csv (default), json (one object per line), perfetto\n"
-		"                       (Chrome JSON trace, one counter track per VM)\n"
+		"                       (Chrome JSON trace, one counter track per process)\n"
 		"  -w, --write FILE     write to FILE (default: stdout)\n"
 		"  -d, --duration S     stop after S seconds (default: Ctrl-C or all exited)\n\n"
 		"CSV columns: time_ns,pid,comm,anon_bytes,file_bytes,shmem_bytes,rss_bytes\n"

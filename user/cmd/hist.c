@@ -44,6 +44,9 @@ static void usage(FILE *f)
 		"  -T, --timestamp    print a timestamp with each interval\n"
 		"  interval [count]   print (and reset) every interval seconds, count times\n\n"
 		"Without an interval, histograms are printed once at the end (-d or Ctrl-C).\n"
+		"JSON lines: {\"type\":\"start\",\"time_ns\":..} first; with an interval, each\n"
+		"one begins with {\"type\":\"interval\",\"time_ns\":..}; then \"hist\" and \"count\"\n"
+		"lines, one \"probe\" line per probe, and {\"type\":\"summary\",\"drops\":N} last.\n"
 		"Examples:\n"
 		"  hatrace hist --vm guest0 1          # every second, for one VM\n"
 		"  hatrace hist -p 1234 -o json 5 3    # three 5-second JSON snapshots\n");

@@ -18,16 +18,17 @@ static void usage(FILE *f)
 		"The inflate benchmark: per iteration a fresh VM touches most of its RAM and\n"
 		"frees it, is shrunk to --shrink-to, grown back, and allocates its memory again\n"
 		"twice (install, touch2). Reports the host's wall time per phase, a host (BPF)\n"
-		"and guest (agent trace) breakdown, and medians with a distribution-free 95%% CI.\n\n"
-		"  -t, --technique LIST  virtio-balloon,virtio-balloon-huge,fpr,virtio-mem or all\n"
-		"                        (default all; virtio-balloon-huge needs hatrace's QEMU)\n"
+		"and guest (agent trace) breakdown, and medians with an order-statistic interval\n"
+		"[x(k), x(n+1-k)] and its exact coverage (>= 95%% from 6 samples; below that\n"
+		"[min, max]: 93.75%% for 5 samples).\n\n"
+		"  -t, --technique LIST  comma-separated techniques (below) or all (default all)\n"
 		"  -m, --mem SIZE        VM memory (default 2G)\n"
 		"  -s, --shrink-to SIZE  shrink target (default 512M)\n"
 		"  -c, --vcpus N         vCPUs and workload threads (default 2)\n"
 		"  -n, --iterations N    iterations per technique (default 5; a default run with\n"
 		"                        --untouched takes about 8 minutes under TCG on 2 cores)\n"
 		"  -u, --untouched       also shrink each fresh VM before it is touched\n"
-		"                        (phase shrink_untouched)\n"
+		"                        (phases shrink_untouched, grow_untouched)\n"
 		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
 		"                        a stock guest, TCG on PVM hosts; TCG is multi-threaded)\n"
 		"  -l, --live            live log2 histograms of reclaim syscalls and faults\n"
@@ -36,8 +37,8 @@ static void usage(FILE *f)
 		"      --qemu PATH       QEMU binary (default $HATRACE_QEMU, else hatrace's own\n"
 		"                        build/qemu/qemu-system-x86_64, else qemu-system-x86_64\n"
 		"                        on PATH)\n"
-		"      --kernel PATH     guest kernel (default build/guest/bzImage-FLAVOUR, the\n"
-		"                        techniques' kernel flavour, else build/guest/bzImage)\n"
+		"      --kernel PATH     guest kernel for every technique (default: each\n"
+		"                        technique's flavour, build/guest/bzImage-FLAVOUR)\n"
 		"      --initrd PATH     guest initramfs (default build/guest/initramfs.cpio.gz)\n"
 		"      --append ARGS     guest kernel command line (default build/guest/cmdline)\n"
 		"      --boot-timeout S  seconds to wait for the guest agent (default 300)\n"
@@ -66,19 +67,38 @@ static void usage(FILE *f)
 		"                        --integrity buffer (default 64M) verified every 50 and\n"
 		"                        at the end, and the guest console checked for kernel\n"
 		"                        errors; soak.json sums them up\n\n"
-		"Timing: shrink/grow run from the QMP command until QMP reports the target and,\n"
-		"for a shrink, QEMU's RSS (/proc) has stopped falling. FPR's shrink runs from\n"
-		"the end of touch (the guest freed its memory) to RSS's last fall; FPR has no\n"
-		"grow. install and touch2 are the guest-timed passes of one ht-alloc-install run.\n\n"
+		"Timing (CLOCK_MONOTONIC): shrink/grow run from the QMP request until QMP,\n"
+		"polled every 5 ms, reports the target and, for a shrink, QEMU's RSS (/proc,\n"
+		"polled every 20 ms) has not fallen by 8 MiB for 500 ms; it ends at the later\n"
+		"of the two. FPR's shrink runs from the end of touch to RSS's last fall (5 s\n"
+		"quiet); FPR has no grow and no untouched shrink (null in summary.json).\n"
+		"install and touch2 are the guest-timed passes of one ht-alloc-install run; the\n"
+		"host breakdown of both is install's. Not measured is null (JSON) or an empty\n"
+		"cell (CSV), with the reason in why_null: see docs/results.md.\n\n"
 		"With --workload stream|ftq, DIR also gets workload.csv (per thread and interval),\n"
 		"marks.csv (the measured shrink and grow windows on the workload's clock) and\n"
 		"interference.json (time lost, 1%% quantile, work lost per resize). With build or\n"
 		"blender it gets footprint.json (GiB*min of QEMU's RSS, peak, runtime against\n"
 		"static, QEMU CPU seconds), footprint-TECH-N.csv (hatrace footprint) and\n"
 		"controller.csv; with --vms, multivm-TECH-base|verify-N.csv (hatrace footprint of\n"
-		"all QEMUs) and footprint.json's \"multivm\" part.\n"
+		"all QEMUs) and footprint.json's \"multivm\" part.\n\n"
 		"DIR gets meta.json, iterations.csv, guest-events.csv, rss.csv, summary.json,\n"
-		"trace.json, consoles/ and inflate-speed / inflate-rss plots (PNG, SVG).\n");
+		"trace.json, report.txt (the printed report), consoles/ and inflate-speed /\n"
+		"inflate-rss plots (PNG, SVG).\n\n"
+		"Techniques (guest kernel flavour, QEMU property they need):\n");
+	for (const struct technique *const *t = techniques; *t; t++)
+		fprintf(f, "  %-20s %s%s%s\n", (*t)->name, (*t)->kernel,
+			(*t)->qemu_property ? ", " : "", (*t)->qemu_property ?: "");
+}
+
+/* QEMU's command line, as a JSON array of its arguments. */
+static json_t *qemu_argv_json(const struct vm *vm)
+{
+	json_t *a = json_array();
+
+	for (char **p = vm->argv; p && *p; p++)
+		json_array_append_new(a, json_string_lossy(*p));
+	return a;
 }
 
 /* LIST: names or "all"; the selection keeps the table's order. */
@@ -119,18 +139,12 @@ static int parse_techniques(const char *list, const struct technique ***sel)
 	return err;
 }
 
-static char *default_file(const char *opt, const char *rel, const char *alt)
+static char *default_file(const char *opt, const char *rel)
 {
 	char *p = exe_relative(rel);
 
 	if (p && !access(p, R_OK))
 		return p;
-	free(p);
-	p = exe_relative(alt);
-	if (p && !access(p, R_OK))
-		return p;
-	free(p);
-	p = exe_relative(rel);
 	ht_err("%s: %s not found (build the guest with 'make', or pass %s PATH)", opt,
 	       p ? p : rel, opt);
 	free(p);
@@ -285,22 +299,20 @@ static int check_workload(struct opts *o)
 	return 0;
 }
 
-/* The guest kernel of the selected techniques' flavour (one for all of them). */
-static char *default_kernel(const struct opts *o)
+/* The guest kernel of a technique's flavour: build/guest/bzImage-FLAVOUR,
+ * never another flavour's. */
+static char *default_kernel(const struct technique *t)
 {
-	const char *flavour = o->tech[0]->kernel;
-	char rel[64];
+	char rel[64], *p;
 
-	for (const struct technique **t = o->tech; *t; t++) {
-		if (strcmp((*t)->kernel, flavour)) {
-			ht_err("--technique: %s needs the %s guest kernel, %s the %s one: run them "
-			       "separately or pass --kernel", o->tech[0]->name, flavour, (*t)->name,
-			       (*t)->kernel);
-			return NULL;
-		}
-	}
-	snprintf(rel, sizeof(rel), "guest/bzImage-%s", flavour);
-	return default_file("--kernel", rel, "guest/bzImage");
+	snprintf(rel, sizeof(rel), "guest/bzImage-%s", t->kernel);
+	p = exe_relative(rel);
+	if (p && !access(p, R_OK))
+		return p;
+	ht_err("%s needs the %s guest kernel: %s: %s (build it with 'make', or pass --kernel "
+	       "PATH)", t->name, t->kernel, p ? p : rel, strerror(errno));
+	free(p);
+	return NULL;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -339,6 +351,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	};
 	const char *qemu = NULL, *kernel = NULL, *initrd = NULL;
 	uint64_t v;
+	size_t n;
 	int c;
 
 	if (parse_techniques("all", &o->tech))
@@ -520,15 +533,20 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return -ENOENT;
 	if (!qemu_check(o->qemu, qemu ? "--qemu" : "QEMU") || qemu_lacks_property(o))
 		return -EINVAL;
-	o->kernel = kernel ? realpath(kernel, NULL) : default_kernel(o);
-	if (!o->kernel) {
-		if (kernel)
-			ht_err("--kernel: %s: %s", kernel, strerror(errno));
-		return -ENOENT;
+	for (n = 0; o->tech[n]; n++)
+		;
+	if (!(o->kernels = calloc(n, sizeof(*o->kernels))))
+		return -ENOMEM;
+	for (size_t t = 0; t < n; t++) {
+		o->kernels[t] = kernel ? realpath(kernel, NULL) : default_kernel(o->tech[t]);
+		if (!o->kernels[t]) {
+			if (kernel)
+				ht_err("--kernel: %s: %s", kernel, strerror(errno));
+			return -ENOENT;
+		}
 	}
 	o->initrd = initrd ? realpath(initrd, NULL)
-			   : default_file("--initrd", "guest/initramfs.cpio.gz",
-					  "guest/initramfs.cpio.gz");
+			   : default_file("--initrd", "guest/initramfs.cpio.gz");
 	if (!o->initrd) {
 		if (initrd)
 			ht_err("--initrd: %s: %s", initrd, strerror(errno));
@@ -544,12 +562,13 @@ int cmd_inflate(int argc, char **argv)
 {
 	struct opts o = { 0 };
 	struct tech_results *res;
-	char tmp[PATH_MAX], guest_kernel[128] = "unknown", path[PATH_MAX];
+	char tmp[PATH_MAX], path[PATH_MAX];
 	size_t ntech = 0;
 	int err = 0;
 
 	if (parse_args(argc, argv, &o))
 		return 1;
+	o.started = time(NULL);
 	install_signal_handlers();
 	setup_libbpf();
 	fprintf(stderr, "hatrace inflate: %s (%s); %llu MiB VM -> %llu MiB, %u vCPUs, %u iterations\n",
@@ -563,7 +582,7 @@ int cmd_inflate(int argc, char **argv)
 	o.tmp_dir = tmp;
 
 	for (size_t t = 0; t < ntech && !err; t++) {
-		struct run r = { .o = &o, .t = o.tech[t] };
+		struct run r = { .o = &o, .t = o.tech[t], .kernel = o.kernels[t] };
 
 		res[t].t = o.tech[t];
 		res[t].its = calloc(o.iterations, sizeof(*res[t].its));
@@ -572,12 +591,12 @@ int cmd_inflate(int argc, char **argv)
 		for (unsigned i = 0; i < o.iterations && !err; i++) {
 			r.iter = i;
 			err = run_iteration(&r, &res[t].its[i]);
+			if (i == 0 && r.vm)
+				res[t].qemu_argv = qemu_argv_json(r.vm);
 			if (!err && r.vm) {
 				snprintf(path, sizeof(path), "%s/consoles/%s-%u.log", tmp, r.t->name,
 					 i + 1);
 				vm_save_console(r.vm, path);
-				snprintf(guest_kernel, sizeof(guest_kernel), "%s",
-					 res[t].its[i].guest_kernel);
 				if (i == 0)
 					res[t].clock_offset = r.clock_offset;
 			}
@@ -590,9 +609,16 @@ int cmd_inflate(int argc, char **argv)
 		remove_tree(tmp);
 	} else {
 		/* Measuring is done: from here on a failure keeps the data. */
-		json_t *summary = summary_json(res, &o), *meta = meta_json(&o, argc, argv, guest_kernel);
+		json_t *summary = summary_json(res, &o), *meta = meta_json(res, &o, argc, argv);
+		char *report = NULL;
+		size_t report_len = 0;
+		FILE *rf = open_memstream(&report, &report_len);
 
-		err = write_results(tmp, res, &o, summary, meta);
+		if (rf) {
+			print_report(rf, res, &o, summary);
+			fclose(rf);
+		}
+		err = report ? write_results(tmp, res, &o, summary, meta, report) : -ENOMEM;
 		if (!err) {
 			run_plots(tmp);
 			err = out_dir_commit(tmp, o.out_dir);
@@ -600,28 +626,10 @@ int cmd_inflate(int argc, char **argv)
 		if (err) {
 			ht_err("the data of this run is kept in %s", tmp);
 		} else {
-			if (o.vms > 1) {
-				json_t *footprint = multivm_summary(res, &o);
-
-				multivm_print(footprint);
-				json_decref(footprint);
-			} else if (workload_is_auto(&o)) {
-				json_t *footprint = autoreclaim_summary(o.out_dir, res, &o);
-
-				autoreclaim_print(footprint);
-				json_decref(footprint);
-			} else {
-				print_table(res, &o);
-				print_breakdown(summary, o.accel == ACCEL_KVM);
-			}
-			if (o.workload && !workload_is_auto(&o)) {
-				json_t *interference = interference_summary(res, &o);
-
-				interference_print(interference, &o);
-				json_decref(interference);
-			}
-			printf("results are in %s\n", o.out_dir);
+			fputs(report, stdout);
+			printf("results are in %s (report.txt: this report)\n", o.out_dir);
 		}
+		free(report);
 		json_decref(summary);
 		json_decref(meta);
 	}
@@ -632,12 +640,14 @@ int cmd_inflate(int argc, char **argv)
 			json_decref(res[t].its[i].workload);
 		}
 		free(res[t].its);
+		json_decref(res[t].qemu_argv);
+		free(o.kernels ? o.kernels[t] : NULL);
 	}
 	free(res);
 	free(o.tech);
 	free(o.out_dir);
 	free(o.qemu);
-	free(o.kernel);
+	free(o.kernels);
 	free(o.initrd);
 	return err || exiting ? 1 : 0;
 }

@@ -199,6 +199,7 @@ int agent_trace_read(struct agent *a, json_t **events)
 	res = json_object();
 	json_array_foreach(json_object_get(reply, "events"), i, ev) {
 		const char *name = json_string_value(json_object_get(ev, "name"));
+		const char *mode = json_string_value(json_object_get(ev, "mode"));
 		uint64_t count, sum, first = 0, last = 0;
 
 		if (!agent_plain_name(name) || !agent_u64(ev, "count", &count) ||
@@ -207,10 +208,12 @@ int agent_trace_read(struct agent *a, json_t **events)
 			dropped++; /* guest data: what does not parse or is out of range */
 			continue;
 		}
+		/* A tracepoint is counted, not timed: its sum_ns means nothing. */
 		json_object_set_new(res, name,
-				    json_pack("{s:I, s:I, s:I, s:I}", "count", (json_int_t)count,
+				    json_pack("{s:I, s:I, s:I, s:I, s:b}", "count", (json_int_t)count,
 					      "sum_ns", (json_int_t)sum, "first_ns", (json_int_t)first,
-					      "last_ns", (json_int_t)last));
+					      "last_ns", (json_int_t)last, "timed",
+					      !mode || strcmp(mode, "tracepoint")));
 	}
 	json_decref(reply);
 	if (dropped)
@@ -241,10 +244,11 @@ json_t *agent_trace_delta(json_t *prev, json_t *cur)
 		if (!dc)
 			continue;
 		json_object_set_new(d, name,
-				    json_pack("{s:I, s:I, s:O, s:O}", "count", dc, "sum_ns",
+				    json_pack("{s:I, s:I, s:O, s:O, s:b}", "count", dc, "sum_ns",
 					      counter_delta(v, p, "sum_ns"), "first_ns",
 					      json_object_get(v, "first_ns"), "last_ns",
-					      json_object_get(v, "last_ns")));
+					      json_object_get(v, "last_ns"), "timed",
+					      !json_is_false(json_object_get(v, "timed"))));
 	}
 	return d;
 }

@@ -27,8 +27,9 @@ bool agent_u64(json_t *obj, const char *key, uint64_t *out);
 /* A guest-provided name that is safe as a CSV field and a JSON key. */
 bool agent_plain_name(const char *s);
 /* Guest trace counters (cumulative since trace_start) as {"name": {"count",
- * "sum_ns", "first_ns", "last_ns"}}, every value in [0, 2^63) and first_ns <=
- * last_ns; events that do not parse are left out with a warning. */
+ * "sum_ns", "first_ns", "last_ns", "timed"}}, every value in [0, 2^63) and
+ * first_ns <= last_ns; timed is false for a count-only probe (a tracepoint),
+ * whose sum_ns is no time. Events that do not parse are left out with a warning. */
 int agent_trace_read(struct agent *a, json_t **events);
 /* cur - prev per event, for events that counted anything; never negative. */
 json_t *agent_trace_delta(json_t *prev, json_t *cur);

@@ -6,6 +6,7 @@
 #define HATRACE_VM_H
 
 #include "logring.h"
+#include "qemu_bin.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,18 +24,6 @@ const char *accel_name(enum accel a);
  * virtualisation (kvm_intel/kvm_amd) that runs a stock guest, TCG where it is
  * PVM or missing. why receives the reason. */
 enum accel accel_resolve(enum accel a, char *why, size_t len);
-
-/* Finds the QEMU binary: path, else $HATRACE_QEMU, else hatrace's own build
- * (QEMU_OWN_BUILD next to the hatrace binary), else qemu-system-x86_64 on PATH.
- * Returns a malloc'ed absolute path or NULL after printing why. */
-#define QEMU_OWN_BUILD "qemu/qemu-system-x86_64"
-char *qemu_find(const char *path);
-/* "QEMU emulator version ..." first line, malloc'ed. */
-char *qemu_version(const char *qemu);
-/* Whether qemu runs and says it is QEMU (clear error if not; what names it). */
-bool qemu_check(const char *qemu, const char *what);
-/* Whether qemu's device has the property ("virtio-balloon-pci", "huge-pages"). */
-bool qemu_has_property(const char *qemu, const char *device, const char *prop);
 
 struct vm_config {
 	const char *qemu;        /* from qemu_find() */
@@ -65,6 +54,7 @@ struct vm {
 	struct agent *agent;
 	bool ready;              /* the guest agent said it is up */
 	uint64_t start_ns;
+	char **argv;             /* QEMU's command line, NULL-terminated */
 };
 
 /* Starts QEMU and connects QMP (and the agent socket if configured). */

@@ -382,21 +382,21 @@ int autoreclaim_write(const char *dir, const struct tech_results *res, const str
 	return err;
 }
 
-static void print_value(double v, int width, int precision)
+static void print_value(FILE *f, double v, int width, int precision)
 {
 	if (isnan(v))
-		printf(" %*s", width, "-");
+		fprintf(f, " %*s", width, "-");
 	else
-		printf(" %*.*f", width, precision, v);
+		fprintf(f, " %*.*f", width, precision, v);
 }
 
-void autoreclaim_print(json_t *summary)
+void autoreclaim_print(FILE *f, json_t *summary)
 {
 	json_t *techs = json_object_get(summary, "techniques"), *tj, *vs;
 	const char *name;
 
-	printf("\nauto-reclaim footprint (medians):\n");
-	printf("%-22s %10s %10s %10s %10s %12s  %s\n", "technique", "GiB*min", "peak MiB",
+	fprintf(f, "\nauto-reclaim footprint (medians):\n");
+	fprintf(f, "%-22s %10s %10s %10s %10s %12s  %s\n", "technique", "GiB*min", "peak MiB",
 	       "runtime s", "vs static", "QEMU CPU s", "RSS from");
 	json_object_foreach(techs, name, tj) {
 		double v[FM_NR];
@@ -407,12 +407,12 @@ void autoreclaim_print(json_t *summary)
 			v[k] = json_is_number(med) ? json_number_value(med) : NAN;
 		}
 		vs = json_object_get(tj, "runtime_vs_static");
-		printf("%-22s", name);
-		print_value(v[FM_GIB_MIN], 10, 3);
-		print_value(v[FM_PEAK] / MiB, 10, 0);
-		print_value(v[FM_RUNTIME], 10, 1);
-		print_value(json_is_number(vs) ? json_number_value(vs) : NAN, 10, 2);
-		print_value(v[FM_CPU], 12, 1);
-		printf("  %s\n", json_string_value(json_object_get(tj, "rss_source")));
+		fprintf(f, "%-22s", name);
+		print_value(f, v[FM_GIB_MIN], 10, 3);
+		print_value(f, v[FM_PEAK] / MiB, 10, 0);
+		print_value(f, v[FM_RUNTIME], 10, 1);
+		print_value(f, json_is_number(vs) ? json_number_value(vs) : NAN, 10, 2);
+		print_value(f, v[FM_CPU], 12, 1);
+		fprintf(f, "  %s\n", json_string_value(json_object_get(tj, "rss_source")));
 	}
 }

@@ -12,12 +12,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
 #define SEC 1000000000ull
-#define POLL_NS (5 * 1000000ull)
-#define RSS_SAMPLE_NS (100 * 1000000ull)
+#define MSEC 1000000ull
+/* How phases are timed (meta.json "thresholds"; README "How phases are measured"). */
+#define POLL_NS (5 * MSEC)             /* QMP size polling while a resize runs */
+#define RSS_SAMPLE_NS (100 * MSEC)     /* rss.csv sampling */
+#define RSS_FALL_BYTES (8 * MiB)       /* a new RSS minimum this far down is a fall */
+#define RSS_QUIET_NS (500 * MSEC)      /* a shrink settles after this long without one */
+#define RSS_POLL_NS (20 * MSEC)        /* RSS polling while settling */
+#define PASSIVE_QUIET_NS (5 * SEC)     /* the same for a passive technique's shrink */
 #define PHASE_TIMEOUT_NS (1200 * SEC)
 #define STALL_NS (60 * SEC) /* a resize that makes no progress for this long failed */
 
@@ -48,6 +55,8 @@ struct phase_result {
 	uint64_t rss0, rss1;
 	struct host_totals host;
 	json_t *guest;        /* {"event": {"count":N,"sum_ns":N}} deltas */
+	bool host_measured;   /* host holds BPF counters (else no probes ran) */
+	const char *not_measured; /* a phase the technique has not: why (done is false) */
 };
 
 struct iteration {
@@ -63,6 +72,7 @@ struct tech_results {
 	const struct technique *t;
 	struct iteration *its;
 	int64_t clock_offset;
+	json_t *qemu_argv;   /* the first iteration's QEMU command line */
 };
 
 struct opts {
@@ -73,7 +83,9 @@ struct opts {
 	enum accel accel;
 	char accel_why[160];
 	char *out_dir;
-	char *qemu, *kernel, *initrd;
+	char *qemu, *initrd;
+	char **kernels;   /* the guest kernel of each technique in tech */
+	time_t started;
 	const char *append;
 	uint64_t boot_timeout_ns;
 	bool progress; /* stderr is a terminal */
@@ -102,6 +114,7 @@ struct memcg;
 struct run {
 	const struct opts *o;
 	const struct technique *t;
+	const char *kernel;
 	unsigned iter;
 	struct vm *vm;
 	struct host_probes *hp;
@@ -146,14 +159,14 @@ int phase_grow(struct run *r, enum phase p, struct phase_result *pr);
 int run_interference(struct run *r, struct iteration *it);
 json_t *interference_summary(const struct tech_results *res, const struct opts *o);
 int interference_write(const char *dir, const struct tech_results *res, const struct opts *o);
-void interference_print(json_t *summary, const struct opts *o);
+void interference_print(FILE *f, json_t *summary, const struct opts *o);
 
 /* autoreclaim.c: --workload build|blender; static is its baseline technique. */
 extern const struct technique tech_static;
 int run_autoreclaim(struct run *r, struct iteration *it);
 json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, const struct opts *o);
 int autoreclaim_write(const char *dir, const struct tech_results *res, const struct opts *o);
-void autoreclaim_print(json_t *summary);
+void autoreclaim_print(FILE *f, json_t *summary);
 /* Its parts, shared with multivm.c: a controller round (appends a row), ht-build
  * start and status (*done: its result once finished), and `hatrace footprint`
  * on processes in the background. */
@@ -173,7 +186,7 @@ json_t *cycles_summary(const struct tech_results *res, const struct opts *o);
 /* multivm.c: --vms N under --budget, then the extra VMs that should fit. */
 int run_multivm(struct run *r, struct iteration *it);
 json_t *multivm_summary(const struct tech_results *res, const struct opts *o);
-void multivm_print(json_t *summary);
+void multivm_print(FILE *f, json_t *summary);
 
 /* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
 struct rss_sample {
@@ -200,11 +213,11 @@ int guest_read(struct run *r, json_t **out);
 
 /* results.c */
 json_t *summary_json(const struct tech_results *res, const struct opts *o);
-json_t *meta_json(const struct opts *o, int argc, char **argv, const char *guest_kernel);
+json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc, char **argv);
+/* The printed report: medians and their intervals, then the breakdown. */
+void print_report(FILE *f, const struct tech_results *res, const struct opts *o, json_t *summary);
 int write_results(const char *tmp, const struct tech_results *res, const struct opts *o,
-		  json_t *summary, json_t *meta);
-void print_table(const struct tech_results *res, const struct opts *o);
-void print_breakdown(json_t *summary, bool kvm);
+		  json_t *summary, json_t *meta, const char *report);
 
 /* outdir.c: -o DIR is replaced only when empty or an earlier run's results. */
 int out_dir_replaceable(const char *dir, bool at_start);

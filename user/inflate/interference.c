@@ -270,18 +270,18 @@ out:
 	return err;
 }
 
-void interference_print(json_t *summary, const struct opts *o)
+void interference_print(FILE *f, json_t *summary, const struct opts *o)
 {
 	const char *key;
 	json_t *tj;
 
-	printf("\n%s while shrinking at %.0f s and growing at %.0f s (median of %u):\n",
+	fprintf(f, "\n%s while shrinking at %.0f s and growing at %.0f s (median of %u):\n",
 	       o->workload, o->shrink_at_ns / 1e9, o->grow_at_ns / 1e9, o->iterations);
-	printf("%-22s %14s %18s %20s %20s\n", "technique", "time lost s",
+	fprintf(f, "%-22s %14s %18s %20s %20s\n", "technique", "time lost s",
 	       !strcmp(o->workload, "stream") ? "1% bandwidth MB/s" : "1% work units/s",
 	       "shrink lost thread-s", "grow lost thread-s");
 	json_object_foreach(summary, key, tj) {
-		printf("%-22s", key);
+		fprintf(f, "%-22s", key);
 		for (int k = 0; k < M_NR; k++) {
 			json_t *med = json_object_get(json_object_get(tj, metric_names[k]), "median");
 			double v = json_number_value(med);
@@ -289,10 +289,10 @@ void interference_print(json_t *summary, const struct opts *o)
 			if (k == M_P1_RATE && !strcmp(o->workload, "stream"))
 				v /= 1e6;
 			if (json_is_null(med))
-				printf(" %*s", k ? (k == M_P1_RATE ? 18 : 20) : 14, "-");
+				fprintf(f, " %*s", k ? (k == M_P1_RATE ? 18 : 20) : 14, "-");
 			else
-				printf(" %*.3f", k ? (k == M_P1_RATE ? 18 : 20) : 14, v);
+				fprintf(f, " %*.3f", k ? (k == M_P1_RATE ? 18 : 20) : 14, v);
 		}
-		printf("\n");
+		fprintf(f, "\n");
 	}
 }

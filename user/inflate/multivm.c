@@ -208,15 +208,15 @@ json_t *multivm_summary(const struct tech_results *res, const struct opts *o)
 			 (json_int_t)o->budget, "stagger_s", o->stagger_ns / 1e9, "techniques", techs);
 }
 
-void multivm_print(json_t *summary)
+void multivm_print(FILE *f, json_t *summary)
 {
 	json_t *tj, *runs;
 	const char *name;
 
-	printf("\n%lld VMs under %lld MiB (medians; extra VMs of the first iteration):\n",
+	fprintf(f, "\n%lld VMs under %lld MiB (medians; extra VMs of the first iteration):\n",
 	       json_integer_value(json_object_get(summary, "vms")),
 	       json_integer_value(json_object_get(summary, "budget_bytes")) / (long long)MiB);
-	printf("%-22s %12s %14s %12s %14s\n", "technique", "sum GiB*min", "sum peak MiB",
+	fprintf(f, "%-22s %12s %14s %12s %14s\n", "technique", "sum GiB*min", "sum peak MiB",
 	       "extra VMs", "extra fitted");
 	json_object_foreach(json_object_get(summary, "techniques"), name, tj) {
 		json_t *gm = json_object_get(json_object_get(tj, "sum_gib_min"), "median");
@@ -225,7 +225,7 @@ void multivm_print(json_t *summary)
 
 		runs = json_array_get(json_object_get(tj, "runs"), 0);
 		reached = json_object_get(runs, "extra_vms_reached");
-		printf("%-22s %12.3f %14.0f %12lld %14s\n", name, json_number_value(gm),
+		fprintf(f, "%-22s %12.3f %14.0f %12lld %14s\n", name, json_number_value(gm),
 		       json_number_value(pk) / MiB,
 		       json_integer_value(json_object_get(runs, "extra_vms_computed")),
 		       json_is_null(reached) || !reached ? "-" : json_is_true(reached) ? "yes" : "no");

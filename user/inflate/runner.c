@@ -84,6 +84,7 @@ int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 	if ((err = host_read(r, &now)))
 		return err;
 	host_delta(&r->host_prev, &now, &pr->host);
+	pr->host_measured = r->host_ok;
 	if ((err = guest_read(r, &g)))
 		return failed(r, err);
 	if (g) {
@@ -205,7 +206,7 @@ int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
 }
 
 /* Waits until QEMU's RSS stops falling for quiet_ns; returns the time of the
- * last fall (a fall is a new minimum at least 8 MiB below the previous one). */
+ * last fall (a fall is a new minimum RSS_FALL_BYTES below the previous one). */
 int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t *t_last)
 {
 	uint64_t deadline = now_ns() + PHASE_TIMEOUT_NS, min = vm_rss(r->vm);
@@ -217,7 +218,7 @@ int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t 
 
 		if ((err = vm_gone(r)))
 			return err;
-		if (v + 8 * MiB <= min) {
+		if (v + RSS_FALL_BYTES <= min) {
 			min = v;
 			*t_last = t;
 		}
@@ -225,7 +226,7 @@ int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t 
 			return 0;
 		progress(r, "waiting for QEMU's RSS to settle: %llu MiB",
 			 (unsigned long long)(v / MiB));
-		usleep(20 * 1000);
+		usleep(RSS_POLL_NS / 1000);
 	}
 }
 
@@ -243,7 +244,7 @@ static int phase_resize(struct run *r, enum phase p, struct phase_result *pr, ui
 		return failed(r, err);
 	/* The discards can trail the guest's report: wait for the host to see them. */
 	if (target < from) {
-		if ((err = wait_rss_settled(r, t_size, 500 * 1000000ull, &t_rss)))
+		if ((err = wait_rss_settled(r, t_size, RSS_QUIET_NS, &t_rss)))
 			return err;
 		if (t_rss > t_size)
 			t_size = t_rss;
@@ -259,27 +260,28 @@ static int phase_resize(struct run *r, enum phase p, struct phase_result *pr, ui
 	return 0;
 }
 
-/* A passive technique's grow: nothing to ask for, an empty window. */
-static int phase_noop(struct run *r, enum phase p, struct phase_result *pr)
+/* A phase a passive technique has not: no values, and why. */
+static int phase_not_measured(struct phase_result *pr, const char *why)
 {
-	int err;
-
-	if ((err = phase_begin(r, p, pr)))
-		return err;
-	return phase_end(r, pr, pr->t0);
+	*pr = (struct phase_result){ .not_measured = why };
+	return 0;
 }
 
 int phase_shrink(struct run *r, enum phase p, struct phase_result *pr, uint64_t since)
 {
-	if (!r->t->set_size)
-		return r->t->reclaim(r, p, pr, since);
-	return phase_resize(r, p, pr, r->o->shrink_to);
+	if (r->t->set_size)
+		return phase_resize(r, p, pr, r->o->shrink_to);
+	if (p == PH_SHRINK_UNTOUCHED)
+		return phase_not_measured(pr, "a passive shrink ends at QEMU's last RSS fall; an "
+					      "untouched guest's free memory was never backed by "
+					      "the host, so nothing falls to time");
+	return r->t->reclaim(r, p, pr, since);
 }
 
 int phase_grow(struct run *r, enum phase p, struct phase_result *pr)
 {
 	if (!r->t->set_size)
-		return phase_noop(r, p, pr);
+		return phase_not_measured(pr, r->t->passive_note);
 	return phase_resize(r, p, pr, r->o->mem);
 }
 
@@ -341,7 +343,7 @@ int boot_vm(struct run *r, struct iteration *it)
 	const struct opts *o = r->o;
 	struct qemu_args args = { 0 };
 	struct vm_config cfg = {
-		.qemu = o->qemu, .kernel = o->kernel, .initrd = o->initrd, .append = o->append,
+		.qemu = o->qemu, .kernel = r->kernel, .initrd = o->initrd, .append = o->append,
 		.accel = o->accel, .vcpus = o->vcpus, .mem = o->mem, .agent = true,
 	};
 	uint64_t t0 = now_ns(), guest_rtt;
@@ -479,7 +481,7 @@ int run_iteration(struct run *r, struct iteration *it)
 	if (workload_is_auto(o))
 		return run_autoreclaim(r, it);
 	if (o->untouched) {
-		err = phase_shrink(r, PH_SHRINK_UNTOUCHED, &it->ph[PH_SHRINK_UNTOUCHED], 0) ?:
+		err = phase_shrink(r, PH_SHRINK_UNTOUCHED, &it->ph[PH_SHRINK_UNTOUCHED], now_ns()) ?:
 		      phase_grow(r, PH_GROW_UNTOUCHED, &it->ph[PH_GROW_UNTOUCHED]);
 		if (err)
 			return err;

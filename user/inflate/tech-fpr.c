@@ -7,8 +7,8 @@ static void configure(const struct opts *o, struct vm_config *cfg, struct qemu_a
 	qemu_args_add(args, "-device", "virtio-balloon-pci,id=balloon0,free-page-reporting=on");
 }
 
-/* The phase runs from since (the touch workload freed its memory; 0: now)
- * to the last fall of QEMU's RSS, after 5 s without one. */
+/* The phase runs from since (the touch workload freed its memory) to the
+ * last fall of QEMU's RSS, after PASSIVE_QUIET_NS without one. */
 static int reclaim(struct run *r, enum phase p, struct phase_result *pr, uint64_t since)
 {
 	uint64_t t_last, rss;
@@ -16,9 +16,8 @@ static int reclaim(struct run *r, enum phase p, struct phase_result *pr, uint64_
 
 	if ((err = phase_begin(r, p, pr)))
 		return err;
-	if (since)
-		pr->t0 = since;
-	if ((err = wait_rss_settled(r, pr->t0, 5 * SEC, &t_last)))
+	pr->t0 = since;
+	if ((err = wait_rss_settled(r, pr->t0, PASSIVE_QUIET_NS, &t_last)))
 		return err;
 	rss = vm_rss(r->vm);
 	pr->bytes = pr->rss0 > rss ? pr->rss0 - rss : 0;
@@ -36,7 +35,8 @@ const struct technique tech_fpr = {
 	.kernel = "baseline",
 	.configure = configure,
 	.reclaim = reclaim,
-	.passive_note = "free-page reporting has no grow step and no requested size: "
-			"reported pages come back on the guest's next touch",
+	.passive_note = "free page reporting is passive: nothing requests a size, so it has "
+			"no grow and no share of a request; reported pages come back on the "
+			"guest's next touch (install)",
 	.guest_funcs = guest_funcs,
 };

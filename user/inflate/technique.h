@@ -38,7 +38,8 @@ struct technique {
 	int (*set_size)(struct run *r, uint64_t target);
 	/* Passive: waits for the guest to hand back memory it freed at since. */
 	int (*reclaim)(struct run *r, enum phase p, struct phase_result *pr, uint64_t since);
-	/* Passive: why summary.json has no grow or request-relative RSS figures. */
+	/* Passive: why it has no grow phase and no RSS drop relative to a request
+	 * (summary.json why_null). */
 	const char *passive_note;
 	/* The guest functions to trace (trace_start "functions"), ending with { 0 }. */
 	const struct guest_func *guest_funcs;

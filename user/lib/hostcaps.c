@@ -2,7 +2,7 @@
 #include "common.h"
 #include "run_prog.h"
 #include "qemu_usdt.h"
-#include "vm.h"
+#include "qemu_bin.h"
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
