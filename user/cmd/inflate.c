@@ -18,7 +18,10 @@ static void usage(FILE *f)
 		"The inflate benchmark: per iteration a fresh VM touches most of its RAM and\n"
 		"frees it, is shrunk to --shrink-to, grown back, and allocates its memory again\n"
 		"twice (install, touch2). Reports the host's wall time per phase, a host (BPF)\n"
-		"and guest (agent trace) breakdown, and medians with a distribution-free 95%% CI.\n\n"
+		"and guest (agent trace) breakdown, and medians with a distribution-free 95%% CI.\n"
+		"With hatrace's QEMU, QEMU's own start and end of each resize (USDT) are shown\n"
+		"next to the phases. One more iteration per technique runs with every probe off\n"
+		"and is not in the medians: the tracing overhead per phase.\n\n"
 		"  -t, --technique LIST  virtio-balloon,virtio-balloon-huge,fpr,virtio-mem or all\n"
 		"                        (default all; virtio-balloon-huge needs hatrace's QEMU)\n"
 		"  -m, --mem SIZE        VM memory (default 2G)\n"
@@ -386,6 +389,16 @@ int cmd_inflate(int argc, char **argv)
 		res[t].its = calloc(o.iterations, sizeof(*res[t].its));
 		for (unsigned i = 0; i < o.iterations; i++)
 			res[t].its[i].integrity_pages = res[t].its[i].integrity_bad = -1;
+		/* first, the iteration with every probe off: the overhead's baseline */
+		r.untraced = true;
+		err = run_iteration(&r, &res[t].untraced);
+		if (!err) {
+			snprintf(path, sizeof(path), "%s/consoles/%s-untraced.log", tmp, r.t->name);
+			vm_save_console(r.vm, path);
+			res[t].has_untraced = true;
+		}
+		end_vm(&r, !err);
+		r.untraced = false;
 		for (unsigned i = 0; i < o.iterations && !err; i++) {
 			r.iter = i;
 			err = run_iteration(&r, &res[t].its[i]);
@@ -409,6 +422,9 @@ int cmd_inflate(int argc, char **argv)
 		/* Measuring is done: from here on a failure keeps the data. */
 		json_t *summary = summary_json(res, &o), *meta = meta_json(&o, argc, argv, guest_kernel);
 
+		overhead_summary(summary, res, &o);
+		qemu_phases_summary(summary, res, &o);
+
 		err = write_results(tmp, res, &o, summary, meta);
 		if (!err) {
 			run_plots(tmp);
@@ -419,6 +435,8 @@ int cmd_inflate(int argc, char **argv)
 		} else {
 			print_table(res, &o);
 			print_breakdown(summary, o.accel == ACCEL_KVM);
+			qemu_phases_print(summary);
+			overhead_print(summary);
 			printf("results are in %s\n", o.out_dir);
 		}
 		json_decref(summary);
@@ -428,6 +446,8 @@ int cmd_inflate(int argc, char **argv)
 		for (unsigned i = 0; res[t].its && i < o.iterations; i++)
 			for (int p = 0; p < PH_MAX; p++)
 				json_decref(res[t].its[i].ph[p].guest);
+		for (int p = 0; p < PH_MAX; p++)
+			json_decref(res[t].untraced.ph[p].guest);
 		free(res[t].its);
 	}
 	free(res);

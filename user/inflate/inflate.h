@@ -38,6 +38,19 @@ struct host_totals {
 	uint64_t v[HF_NR];
 };
 
+/* QEMU's own view of a resize phase, from the USDT probes of hatrace's QEMU
+ * (qemu_phases.c): from the request handled in QEMU to the target reached
+ * (free page reporting: from the first report in the phase to the last). */
+struct qemu_window {
+	bool seen;                      /* a start was recorded in the phase */
+	bool reached;                   /* and its end */
+	uint64_t start_ns, end_ns;      /* host CLOCK_MONOTONIC */
+	uint64_t requests, request_ns;  /* virtqueue requests; balloon: untimed */
+	uint64_t request_pages;         /* balloon: 4 KiB pages the requests moved */
+	uint64_t discards, discard_ns, discard_bytes; /* QEMU's madvise/fallocate discards */
+	uint64_t reports, report_bytes; /* free page reports */
+};
+
 struct phase_result {
 	bool done;
 	uint64_t t0, t1;      /* host CLOCK_MONOTONIC */
@@ -47,12 +60,14 @@ struct phase_result {
 	uint64_t rss0, rss1;
 	struct host_totals host;
 	json_t *guest;        /* {"event": {"count":N,"sum_ns":N}} deltas */
+	struct qemu_window qemu;
 };
 
 struct iteration {
 	struct phase_result ph[PH_MAX];
 	char guest_kernel[128];
 	int64_t integrity_pages, integrity_bad; /* -1: not checked */
+	char qemu_why[256];   /* why QEMU-internal timing is unavailable ("": it is not) */
 };
 
 /* The results of one technique: its iterations and the clock offset of the first. */
@@ -60,6 +75,10 @@ struct tech_results {
 	const struct technique *t;
 	struct iteration *its;
 	int64_t clock_offset;
+	/* One more iteration with every probe off (host BPF, USDT, guest trace),
+	 * for the tracing overhead; not in the medians. */
+	struct iteration untraced;
+	bool has_untraced;
 };
 
 struct opts {
@@ -78,14 +97,18 @@ struct opts {
 
 struct host_probes;
 struct hist_entry;
+struct qemu_phases;
 
 /* Everything about the VM being measured right now. */
 struct run {
 	const struct opts *o;
 	const struct technique *t;
 	unsigned iter;
+	bool untraced;             /* no host BPF, USDT or guest trace */
+	char label[24];            /* "2/5", or "untraced" */
 	struct vm *vm;
 	struct host_probes *hp;
+	struct qemu_phases *qp;
 	bool host_ok, guest_trace_ok;
 	struct host_totals host_prev;
 	json_t *guest_prev;        /* last trace_read events */
@@ -113,6 +136,19 @@ int phase_end(struct run *r, struct phase_result *pr, uint64_t t1);
 int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t *t_last);
 /* Polls the technique's size until it is target; *t_done is when it first was. */
 int wait_size(struct run *r, uint64_t target, uint64_t *t_done);
+
+/* qemu_phases.c: QEMU-internal phase timing (USDT) while a VM runs, and its
+ * part of summary.json and of the printed report. */
+void qemu_phases_start(struct run *r, struct iteration *it);
+void qemu_phases_poll(struct run *r);
+void qemu_phases_end(struct run *r, struct phase_result *pr);
+void qemu_phases_stop(struct run *r);
+void qemu_phases_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
+void qemu_phases_print(json_t *summary);
+
+/* overhead.c: the untraced iteration against a traced one, per phase. */
+void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
+void overhead_print(json_t *summary);
 
 /* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
 struct rss_sample {
