@@ -46,9 +46,9 @@ struct {
 	__type(value, struct start);
 } starts SEC(".maps");
 
-/* The probes are attached to every process of the binary (a per-process
- * uprobe makes each context switch of QEMU's threads pay for perf's task
- * context, which slowed a TCG guest 3x): only the traced QEMU counts. */
+/* The probes are attached to every process of the binary (attached to the
+ * one QEMU process, they slowed its TCG guest's balloon deflate 30x): only the
+ * traced QEMU counts. */
 static __always_inline bool traced(void)
 {
 	return (int)(bpf_get_current_pid_tgid() >> 32) == qemu_tgid;

@@ -7,7 +7,7 @@
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all vm_inflate "guest image not built (make)"
-plan $((6 + $(sed -n 's/^CHECKS = //p' tests/inflate_check.py)))
+plan $((7 + $(sed -n 's/^CHECKS = //p' tests/inflate_check.py)))
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
@@ -33,6 +33,9 @@ done
 rc=$?
 [ $rc = 0 ] && ok vm_inflate_checker_exit || fail vm_inflate_checker_exit "tests/inflate_check.py exited $rc"
 grep -q 'median' "$out/stdout" && ok vm_inflate_table || fail vm_inflate_table "no table printed"
+grep -q '^tracing overhead: ' "$out/stdout" && grep -q '^largest overhead' "$out/stdout" &&
+	grep -q '^QEMU-internal timing' "$out/stdout" && ok vm_inflate_overhead_and_qemu_printed ||
+	fail vm_inflate_overhead_and_qemu_printed "no overhead or QEMU-internal table printed"
 left=$(leftovers $pid)
 [ -z "$left" ] && ok vm_inflate_nothing_left || fail vm_inflate_nothing_left "$(echo $left)"
 finish

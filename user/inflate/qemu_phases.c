@@ -30,7 +30,8 @@ struct qemu_phases {
 	unsigned nphases;
 	struct report reports[MAX_REPORTS];
 	unsigned nreports;
-	uint64_t lost; /* phases or reports beyond the arrays */
+	uint64_t lost; /* phases or reports beyond the arrays, or out of range */
+	uint64_t mem_bytes; /* guest RAM: no report is larger */
 	struct qemu_usdt_total base[QEMU_USDT_NR]; /* totals when the last phase ended */
 };
 
@@ -53,7 +54,8 @@ static void on_record(void *ctx, enum qemu_usdt_event event, const struct qemu_u
 
 	if (event != QEMU_BALLOON_FREE_PAGE_REPORT)
 		return;
-	if (qp->nreports == MAX_REPORTS) {
+	/* QEMU is an untrusted peer: a report larger than guest RAM is not kept */
+	if (qp->nreports == MAX_REPORTS || r->args[1] > qp->mem_bytes) {
 		qp->lost++;
 		return;
 	}
@@ -76,6 +78,8 @@ void qemu_phases_start(struct run *r, struct iteration *it)
 		why = qemu_usdt_unavailable(r->o->qemu, it->qemu_why, sizeof(it->qemu_why));
 	if (!why) {
 		qp = calloc(1, sizeof(*qp));
+		if (qp)
+			qp->mem_bytes = r->o->mem;
 		h.ctx = qp;
 		if (qp && !(qp->u = qemu_usdt_attach(r->vm->pid, NULL, 0, &h)))
 			why = "attaching the USDT programs to QEMU failed (see the error above)";
