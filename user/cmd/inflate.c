@@ -389,27 +389,25 @@ int cmd_inflate(int argc, char **argv)
 		res[t].its = calloc(o.iterations, sizeof(*res[t].its));
 		for (unsigned i = 0; i < o.iterations; i++)
 			res[t].its[i].integrity_pages = res[t].its[i].integrity_bad = -1;
-		/* first, the iteration with every probe off: the overhead's baseline */
-		r.untraced = true;
-		err = run_iteration(&r, &res[t].untraced);
-		if (!err) {
-			snprintf(path, sizeof(path), "%s/consoles/%s-untraced.log", tmp, r.t->name);
-			vm_save_console(r.vm, path);
-			res[t].has_untraced = true;
-		}
-		end_vm(&r, !err);
-		r.untraced = false;
-		for (unsigned i = 0; i < o.iterations && !err; i++) {
-			r.iter = i;
-			err = run_iteration(&r, &res[t].its[i]);
+		/* i = -1: the iteration with every probe off, the overhead's baseline */
+		for (int i = -1; i < (int)o.iterations && !err; i++) {
+			struct iteration *it = i < 0 ? &res[t].untraced : &res[t].its[i];
+
+			r.untraced = i < 0;
+			r.iter = i < 0 ? 0 : i;
+			err = run_iteration(&r, it);
 			if (!err) {
-				snprintf(path, sizeof(path), "%s/consoles/%s-%u.log", tmp, r.t->name,
-					 i + 1);
+				if (i < 0)
+					snprintf(path, sizeof(path), "%s/consoles/%s-untraced.log", tmp,
+						 r.t->name);
+				else
+					snprintf(path, sizeof(path), "%s/consoles/%s-%d.log", tmp,
+						 r.t->name, i + 1);
 				vm_save_console(r.vm, path);
-				snprintf(guest_kernel, sizeof(guest_kernel), "%s",
-					 res[t].its[i].guest_kernel);
+				snprintf(guest_kernel, sizeof(guest_kernel), "%s", it->guest_kernel);
 				if (i == 0)
 					res[t].clock_offset = r.clock_offset;
+				res[t].has_untraced |= i < 0;
 			}
 			end_vm(&r, !err);
 			if (err == -EINTR)
