@@ -42,4 +42,4 @@ json.dump(doc, open(out, "w"), indent=1)
 print(f"bench_inflate: largest overhead {worst[0]:.1f} % ({worst[1]} {worst[2]}); "
       f"written to {out}" if worst else f"bench_inflate: no overhead figure; written to {out}")
 PY
-sed -n '/^tracing overhead/,$p' "$tmp/stdout"
+sed -n '/^QEMU-internal timing/,/^largest overhead/p' "$tmp/stdout"
