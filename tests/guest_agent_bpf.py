@@ -20,6 +20,8 @@ BAD_REQUESTS = (
     {"functions": [{"name": "mm_page_alloc", "func": "leak_balloon"}]},
     {"functions": [{"name": "x", "func": "leak_balloon", "within": "nowhere"}]},
     {"functions": [{"name": f"f{i}", "func": "leak_balloon"} for i in range(100)]},
+    {"vmstat": "pgfree"}, {"vmstat": ["pg free"]}, {"vmstat": [7]},
+    {"vmstat": [f"c{i}" for i in range(17)]}, {"vmstat": ["x" * 60]},
 )
 
 
@@ -27,8 +29,8 @@ def main():
     if os.geteuid() != 0:
         skip_all("guest agent bpf", "needs root")
     proc, a = start_stdio_agent("guest agent bpf")
-    # 11 checks, one per bad request
-    plan(11 + len(BAD_REQUESTS))
+    # 12 checks, one per bad request
+    plan(12 + len(BAD_REQUESTS))
     try:
         a.wait_event("ready", 10)
         test(a)
@@ -73,6 +75,16 @@ def test(a):
     rd = a.req("trace_read")
     check([e["name"] for e in rd.get("events", [])] == ["mm_page_free"],
           "trace_read after a selection reports only the selected probe", str(rd)[:300])
+    # Counted without a probe: /proc/vmstat counters, a missing one left out.
+    a.req("trace_start", tracepoints=[], vmstat=["pgfree", "nr_free_pages", "no_such_counter"])
+    before = {e["name"]: e for e in a.req("trace_read").get("events", [])}
+    a.req("run", argv=["ht-touch", "--bytes", "16M"])
+    after = {e["name"]: e for e in a.req("trace_read").get("events", [])}
+    check(set(after) == {"vmstat_pgfree", "vmstat_nr_free_pages"} and
+          all(e["mode"] == "vmstat" and e["sum_ns"] == 0 for e in after.values()) and
+          after["vmstat_pgfree"]["count"] - before.get("vmstat_pgfree", {}).get("count", 0) >= 4096,
+          "vmstat counters are reported as count-only events (pgfree counts the workload's pages)",
+          f"before {before}, after {after}")
     r = a.req("trace_start", kprobes="yes")
     check(r.get("ok") is False and "kprobes" in r.get("error", ""),
           "trace_start rejects a non-boolean kprobes", str(r))

@@ -135,6 +135,16 @@ def test_huge_line():
           f"rc {rc} after {secs:.1f} s; {err.strip()[-200:]}")
 
 
+def silent(conn, rf):
+    rf.readline()  # takes the request, never answers
+
+
+def test_agent_silent():
+    rc, _, err, secs = client("agent", agent_peer(silent), "ping", "1000")
+    check(rc == -errno.ETIMEDOUT and secs < 5, "agent_never_answers_meets_deadline",
+          f"rc {rc} after {secs:.1f} s (1 s deadline); {err.strip()[-200:]}")
+
+
 def never_read(conn, rf):
     time.sleep(HANG_S)
 
@@ -354,11 +364,11 @@ def test_stale_dirs():
 def main():
     if not os.path.exists(CLIENT):
         skip_all("hostile_peers", f"{CLIENT} not built")
-    plan(24)
+    plan(25)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     try:
         qemu_version_timeout = start_qemu_version_timeout()
-        for test in (test_flood_deadline, test_events_bounded, test_huge_line,
+        for test in (test_flood_deadline, test_events_bounded, test_huge_line, test_agent_silent,
                      test_send_timeout, test_qmp_error_text, test_agent_error_text,
                      test_console_flood, test_trace_ranges, test_qemu_version_argv,
                      test_doctor_tcg_argv, test_stale_dirs):

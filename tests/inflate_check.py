@@ -12,7 +12,7 @@ import re
 import statistics
 import sys
 
-CHECKS = 35
+CHECKS = 37
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
 TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem")
 ACTIVE = ("virtio-balloon", "virtio-balloon-huge", "virtio-mem")
@@ -228,19 +228,23 @@ def main(d):
         return [sum(int(g["count"]) for g in guest_rows if g["technique"] == t and
                     g["phase"] == p and g["event"] == name and g["iteration"] == str(i))
                 for i in range(1, n + 1)]
-    enq = {p: events("virtio-balloon", p, "balloon_page_enqueue") for p in ("shrink", "shrink_untouched")}
+    # Pages are counted by the guest's vmstat (no per-page probe), in 4 KiB
+    # pages in both balloon modes.
+    enq = {(t, p): events(t, p, "vmstat_balloon_inflate") for p in ("shrink", "shrink_untouched")
+           for t in ("virtio-balloon", "virtio-balloon-huge")}
     res("vm_inflate_guest_balloon_pages", all(min(c) >= 0.9 * want // 4096 for c in enq.values()),
-        f"balloon_page_enqueue {enq}, expected >= {0.9 * want // 4096:.0f} (4 KiB pages)")
+        f"vmstat_balloon_inflate {enq}, expected >= {0.9 * want // 4096:.0f} (4 KiB pages)")
     # Huge mode gives whole 2 MiB units (adjust_managed_page_count once each,
-    # without deflate-on-oom) and never the per-page enqueue.
-    huge = {p: (events("virtio-balloon-huge", p, "balloon_page_enqueue"),
-                events("virtio-balloon-huge", p, "balloon_unit_managed"))
-            for p in ("shrink", "shrink_untouched")}
+    # without deflate-on-oom), and QEMU discards each with one madvise.
     units = int(0.9 * want) // HUGE_UNIT
+    huge = {p: (events("virtio-balloon-huge", p, "balloon_unit_managed"),
+                raw("virtio-balloon-huge", p, "host_madvise_n") if os.geteuid() == 0 else [0])
+            for p in ("shrink", "shrink_untouched")}
     res("vm_inflate_guest_balloon_huge_units",
-        all(max(enq) == 0 and min(unit) >= units for enq, unit in huge.values()),
-        f"(balloon_page_enqueue, balloon_unit_managed) {huge}, expected 0 and >= {units} "
-        "2 MiB units")
+        all(min(unit) >= units and max(madv) <= 2 * want // HUGE_UNIT
+            for unit, madv in huge.values()),
+        f"(balloon_unit_managed, host madvise calls) {huge}, expected >= {units} 2 MiB units "
+        f"and at most {2 * want // HUGE_UNIT} calls")
     blocks = -(-int(0.9 * want) // MEMORY_BLOCK)
     mem = {e: events("virtio-mem", p, e) for p in ("shrink", "shrink_untouched")
            for e in ("vmem_unplug_sb_online", "offline_pages")}
@@ -251,6 +255,39 @@ def main(d):
     res("vm_inflate_guest_fpr_reports", moved and min(moved) >= 0.9 * want and
         all(c >= -(-int(0.9 * b) // REPORT_MAX) for c, b in zip(reports, moved)),
         f"{reports} reports for {moved} bytes, at most {REPORT_MAX >> 20} MiB each")
+
+    # The untraced iteration against timed iteration 1, per phase with a time.
+    bad = []
+    for t, p, v in sp:
+        ov = v.get("tracing_overhead")
+        first = v["samples_ns"][0]
+        if first == 0:
+            continue  # a passive technique's empty grow
+        if not ov:
+            bad.append(f"{t}/{p}: none")
+        elif not (ov["untraced_s"] > 0 and ov["traced_s"] == first / 1e9 and
+                  abs(ov["overhead_pct"] - 100 * (ov["traced_s"] / ov["untraced_s"] - 1)) < 1e-6):
+            bad.append(f"{t}/{p}: {ov}")
+    res("vm_inflate_tracing_overhead", not bad and sp, f"tracing_overhead wrong or missing: {bad}")
+
+    # QEMU-internal timing (USDT): inside the host's window of every resize.
+    if os.geteuid() == 0:
+        bad = []
+        # A fresh guest reported its free memory while it booted: fpr's untouched
+        # shrink may see no report, and says so.
+        for t in TECHNIQUES:
+            for p in ("shrink", "shrink_untouched", "grow") if t in ACTIVE else ("shrink",):
+                q = s.get(t, {}).get(p, {}).get("qemu_internal", {})
+                if "qemu_ns_median" not in q or None in q["qemu_samples_ns"] or \
+                        not 0 < q["qemu_ns_median"] <= q["phase_ns_median"] or \
+                        q["start_delay_ns_median"] < 0 or q["end_delay_ns_median"] < 0:
+                    bad.append(f"{t}/{p}: {q}")
+                elif p != "grow" and not (q["discard_bytes_median"] >= 0.9 * want and
+                                          q["requests_median"] + q["reports_median"] > 0):
+                    bad.append(f"{t}/{p}: discards or requests missing: {q}")
+        res("vm_inflate_qemu_internal", not bad, f"QEMU-internal timing: {bad}")
+    else:
+        print("skip - vm_inflate_qemu_internal: USDT needs root")
 
     tr = json.load(open(f"{d}/trace.json"))["traceEvents"]
     cats = {e.get("cat") for e in tr}

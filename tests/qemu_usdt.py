@@ -2,7 +2,9 @@
 """On a guest booted on hatrace's QEMU build (qemu/), libbpf USDT programs
 (user/lib/qemu_usdt.c) attached to the running QEMU see exactly one QEMU-internal
 start/end pair per QMP resize, balloon and virtio-mem alike, with the virtqueue
-requests in between, and free page reports. Needs root (BPF, uprobes)."""
+requests in between (virtio-mem's timed to their responses), QEMU's discards
+(timed by syscall tracepoints), and free page reports; `hatrace hist` shows the
+USDT histograms. Needs root (BPF, uprobes)."""
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ from guest_lib import (BUILD, GuestVM, check, die_with_parent, finish,  # noqa: 
 
 QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 ATTACH = os.path.join(BUILD, "tests", "qemu_usdt_attach")
+HATRACE = os.path.join(BUILD, "hatrace")
 MiB = 1 << 20
 BALLOON_TARGETS_MIB = [768, 896, 1024]  # guest RAM after each QMP balloon
 VMEM_SIZES_MIB = [256, 128, 0]         # virtio-mem requested-size, from 0
@@ -121,6 +124,11 @@ def test_attach(vm):
               counts.get("virtio_mem_send_response") == all_requests,
               "one virtio_mem_send_response per request, the last after the phase's end",
               f"responses {responses}, requests {requests}, totals {counts}")
+        timed = [p["work"].get("virtio_mem_request", {}) for p in mem]
+        check([t.get("count", 0) for t in timed] == responses and
+              all(t["ns"] > 0 for t in timed if t.get("count")),
+              "each answered virtio-mem request is timed to its response",
+              f"timed {timed}, responses {responses}")
     reports = [m for m in out if m.get("record") == "virtio_balloon_free_page_report"]
     check(reports and all(r["args"][0] > 0 and r["args"][1] > 0 for r in reports),
           "free page reports are recorded with their ranges and bytes", str(reports[:3]))
@@ -146,9 +154,57 @@ def test_per_page(vm):
           work.get("ram_block_discard_range", {}).get("sum", 0) >= 256 * MiB,
           f"with --per-page a 256 MiB inflate counts {pages} pages and their discards",
           str(phase)[:400])
+    # The same discards seen as syscalls (what inflate uses: no per-page probe).
+    sc = work.get("discard_syscall", {})
+    check(sc.get("count", 0) >= pages and sc.get("sum", 0) >= 256 * MiB and
+          0 < sc.get("ns", 0) < phase.get("end_ns", 0) - phase.get("start_ns", 0),
+          "QEMU's discards are counted and timed by the syscall tracepoints within the phase",
+          f"discard_syscall {sc}, phase {phase.get('end_ns', 0) - phase.get('start_ns', 0)} ns")
     if phase.get("reached"):
         print(f"# balloon to 768 MiB with per-page probes: in QEMU "
               f"{(phase['end_ns'] - phase['start_ns']) / 1e6:.1f} ms")
+    test_hist(vm)
+
+
+def test_hist(vm):
+    """hatrace hist -p QEMU adds the USDT histograms of hatrace's QEMU."""
+    path = os.path.join(vm.dir, "hist.jsonl")
+    hist = subprocess.Popen([HATRACE, "hist", "-p", str(vm.proc.pid), "-o", "json"],
+                            stdout=open(path, "w"), stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent)
+
+    def lines():
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.startswith("{")]
+    wait_for(lambda: any(m.get("type") == "start" for m in lines()) or hist.poll() is not None, 60)
+    vm.qmp.cmd("balloon", value=896 * MiB)  # from 768 MiB: 128 MiB deflated
+    wait_for(lambda: vm.qmp.cmd("query-balloon")["actual"] == 896 * MiB, 180)
+    vm.qmp.cmd("balloon", value=768 * MiB)  # 128 MiB inflated: 32768 discards
+    wait_for(lambda: vm.qmp.cmd("query-balloon")["actual"] == 768 * MiB, 180)
+    vmem = "/machine/peripheral/vmem0"
+    vm.qmp.cmd("qom-set", path=vmem, property="requested-size", value=128 * MiB)
+    wait_for(lambda: vm.qmp.cmd("qom-get", path=vmem, property="size") == 128 * MiB, 120)
+    hist.send_signal(signal.SIGINT)
+    hist.wait(30)
+    out = lines()
+    h = {m["name"]: m for m in out if m.get("type") == "hist" and m["name"].startswith("qemu:")}
+    probe = next((m for m in out if m.get("name") == f"qemu_usdt:{vm.proc.pid}"), {})
+    check(probe.get("attached") is True, "hist attaches the USDT programs to our QEMU", str(probe))
+
+    def buckets(name):
+        return {(b["low"], b["high"]): b["count"] for b in h.get(name, {}).get("buckets", [])}
+    pages, discards = buckets("qemu:balloon_pages_per_request"), buckets("qemu:ram_block_discard_range")
+    # The 6.1 driver moves at most 256 pages per request: 2 x 128 MiB is 256 full ones.
+    check(h.get("qemu:balloon_pages_per_request", {}).get("unit") == "pages" and
+          pages.get((256, 511), 0) >= 250,
+          "balloon pages per request: full requests of 256 pages", str(pages))
+    check(discards.get((4096, 8191), 0) >= 32768 and
+          h["qemu:ram_block_discard_range"]["unit"] == "bytes",
+          "discard sizes: one 4 KiB discard per inflated balloon page", str(discards))
+    req = h.get("qemu:virtio_mem_request", {})
+    check(req.get("unit") == "ns" and req.get("count", 0) >= 1 and
+          sum(buckets("qemu:virtio_mem_request").values()) == req.get("count"),
+          "virtio-mem plug request latency is a histogram of every answered request", str(req))
 
 
 def main():
@@ -157,7 +213,7 @@ def main():
     if os.geteuid() != 0:
         skip_all("qemu usdt attach", "needs root")
     require_guest("qemu usdt attach")
-    plan(16)
+    plan(22)
     GuestVM(mem_mib=1024, vmem_max_mib=512, qemu=(QEMU,)).run("qemu usdt attach", test_attach)
     finish()
 

@@ -21,8 +21,9 @@ static json_t *totals_json(const struct qemu_usdt_total *t)
 	for (int e = 0; e < QEMU_USDT_NR; e++)
 		if (t[e].count)
 			json_object_set_new(o, qemu_usdt_name(e),
-					    json_pack("{sIsI}", "count", (json_int_t)t[e].count,
-						      "sum", (json_int_t)t[e].sum));
+					    json_pack("{sIsIsI}", "count", (json_int_t)t[e].count,
+						      "sum", (json_int_t)t[e].sum, "ns",
+						      (json_int_t)t[e].ns));
 	return o;
 }
 
@@ -56,11 +57,11 @@ static int find(const char *binary)
 		json_decref(missing);
 		return 1;
 	}
-	for (int e = 0; e < QEMU_USDT_NR; e++)
+	for (int e = 0; e < QEMU_USDT_PROBES; e++)
 		if (!present[e])
 			json_array_append_new(missing, json_string(qemu_usdt_name(e)));
 	json_println(stdout, json_pack("{sssisiso}", "binary", binary, "probes", n,
-				       "wanted", QEMU_USDT_NR, "missing", missing));
+				       "wanted", QEMU_USDT_PROBES, "missing", missing));
 	return 0;
 }
 

@@ -7,7 +7,7 @@
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all vm_inflate "guest image not built (make)"
-plan $((7 + $(sed -n 's/^CHECKS = //p' tests/inflate_check.py)))
+plan $((8 + $(sed -n 's/^CHECKS = //p' tests/inflate_check.py)))
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
@@ -36,6 +36,9 @@ grep -q 'median' "$out/stdout" && ok vm_inflate_table || fail vm_inflate_table "
 # report.txt is the printed report (all of stdout but its last line, which names DIR)
 head -n -1 "$out/stdout" | cmp -s - "$out/r/report.txt" && ok vm_inflate_report_saved ||
 	fail vm_inflate_report_saved "report.txt differs from the printed report"
+grep -q '^tracing overhead: ' "$out/stdout" && grep -q '^largest overhead' "$out/stdout" &&
+	grep -q '^QEMU-internal timing' "$out/stdout" && ok vm_inflate_overhead_and_qemu_printed ||
+	fail vm_inflate_overhead_and_qemu_printed "no overhead or QEMU-internal table printed"
 left=$(leftovers $pid)
 [ -z "$left" ] && ok vm_inflate_nothing_left || fail vm_inflate_nothing_left "$(echo $left)"
 finish

@@ -35,3 +35,10 @@ $(patsubst %,$(BUILD)/tests/%,$(PEER_TESTS)): $(BUILD)/tests/%: tests/%.c $(BUIL
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/tests/%,$(PEER_TESTS))
 UNIT_TESTS  += $(BUILD)/tests/jsonl_transport tests/hostile_peers.py $(BUILD)/tests/deficit $(BUILD)/tests/rss_series
+
+# Tracing overhead of inflate itself: `make bench` writes results/bench-inflate.json
+bench-inflate: real-all
+	$(Q)tests/bench_inflate.sh results/bench-inflate.json
+
+.PHONY: bench-inflate
+BENCHES += bench-inflate

@@ -5,10 +5,12 @@
 #include "hostprobes.h"
 #include "log2hist.h"
 #include "metric_names.h"
+#include "qemu_usdt.h"
 #include "vmfind.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,6 +28,15 @@ struct hist_opts {
 	bool timestamp;
 };
 
+/* A traced QEMU of hatrace's build: its USDT histograms, and the snapshot
+ * the last interval printed. */
+struct usdt_qemu {
+	int pid;
+	struct qemu_usdt *u;
+	char why[PATH_MAX + 128]; /* not attached: why */
+	unsigned long long prev[QEMU_HIST_NR][QEMU_USDT_HIST_SLOTS];
+};
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -34,7 +45,10 @@ static void usage(FILE *f)
 		"Live log2 histograms of what memory reclamation costs a process or VM:\n"
 		"madvise/fallocate/process_madvise latency by advice or mode, user page faults\n"
 		"(those in guest RAM apart), KVM page faults (latency and GPA), KVM exits by\n"
-		"reason with exit-to-entry latency, kvm_unmap_hva_range sizes and kvmmmu events.\n\n"
+		"reason with exit-to-entry latency, kvm_unmap_hva_range sizes and kvmmmu events.\n"
+		"A traced QEMU built by hatrace (USDT probes) adds virtio-mem plug/unplug request\n"
+		"latency, balloon pages per request and discard sizes; the discard probe fires\n"
+		"once per discarded 4 KiB balloon page, which slows such a balloon.\n\n"
 		"  -p, --pid PID      trace only this process (repeatable; default: all)\n"
 		"      --vm NAME      trace this VM, by name or PID (repeatable)\n"
 		"      --qmp SOCKET   a TCG QEMU's QMP socket, to learn its guest RAM (KVM VMs\n"
@@ -198,6 +212,87 @@ static json_t *entry_json(struct host_probes *hp, const struct hist_opts *o,
 	return doc;
 }
 
+/* The traced QEMUs that run hatrace's build get its USDT programs, per-page
+ * probes included (discard sizes); others are listed with the reason. */
+static int usdt_attach_all(const int *pids, int npids, struct usdt_qemu **out)
+{
+	struct usdt_qemu *q = calloc(npids ? npids : 1, sizeof(*q));
+	int n = 0;
+
+	*out = q;
+	if (!q)
+		return -ENOMEM;
+	for (int i = 0; i < npids; i++) {
+		char link[64], exe[PATH_MAX];
+		const char *base;
+		ssize_t len;
+
+		snprintf(link, sizeof(link), "/proc/%d/exe", pids[i]);
+		len = readlink(link, exe, sizeof(exe) - 1);
+		if (len < 0)
+			continue;
+		exe[len] = 0;
+		base = strrchr(exe, '/');
+		if (strncmp(base ? base + 1 : exe, "qemu-system-", 12))
+			continue; /* not a QEMU */
+		q[n].pid = pids[i];
+		if (!qemu_usdt_unavailable(exe, q[n].why, sizeof(q[n].why)) &&
+		    !(q[n].u = qemu_usdt_attach(pids[i], exe, QEMU_USDT_PER_PAGE, NULL)))
+			snprintf(q[n].why, sizeof(q[n].why), "attaching the USDT programs failed");
+		n++;
+	}
+	return n;
+}
+
+/* One QEMU's USDT histograms since the last interval. */
+static void print_usdt(const struct hist_opts *o, struct usdt_qemu *q)
+{
+	for (int h = 0; q->u && h < QEMU_HIST_NR; h++) {
+		unsigned long long cur[QEMU_USDT_HIST_SLOTS], count = 0;
+		const char *unit, *name = qemu_usdt_hist_name(h, &unit);
+		const char *vm = vm_name_of(o, q->pid);
+
+		qemu_usdt_hist(q->u, h, cur);
+		for (int i = 0; i < QEMU_USDT_HIST_SLOTS; i++) {
+			unsigned long long c = cur[i];
+
+			cur[i] -= q->prev[h][i];
+			q->prev[h][i] = c;
+			count += cur[i];
+		}
+		if (!count)
+			continue;
+		if (o->fmt == OUT_JSON) {
+			json_println(stdout, json_pack("{s:s,s:s,s:i,s:o,s:I,s:s,s:o}", "type", "hist",
+						       "name", name, "pid", q->pid, "vm",
+						       json_string_lossy(vm), "count", (json_int_t)count,
+						       "unit", unit, "buckets",
+						       log2_hist_json(cur, QEMU_USDT_HIST_SLOTS)));
+			continue;
+		}
+		printf("\npid %d%s%s %s: count %llu\n", q->pid, vm ? " vm " : "", vm ? vm : "", name,
+		       count);
+		print_log2_hist(stdout, cur, QEMU_USDT_HIST_SLOTS, !strcmp(unit, "ns") ? "nsecs" : unit);
+	}
+}
+
+static void print_usdt_probes(const struct usdt_qemu *q, int n, enum out_fmt fmt)
+{
+	for (int i = 0; i < n; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "qemu_usdt:%d", q[i].pid);
+		if (fmt == OUT_JSON)
+			json_println(stdout, json_pack("{s:s,s:s,s:b,s:s?}", "type", "probe", "name", name,
+						       "attached", q[i].u != NULL, "reason",
+						       q[i].u ? NULL : q[i].why));
+		else if (q[i].u)
+			printf("  %-20s attached\n", name);
+		else
+			printf("  %-20s not attached: %s\n", name, q[i].why);
+	}
+}
+
 static void print_probes(struct host_probes *hp, enum out_fmt fmt)
 {
 	const struct probe_status *st;
@@ -224,7 +319,7 @@ static void print_probes(struct host_probes *hp, enum out_fmt fmt)
 }
 
 static int print_interval(struct host_probes *hp, const struct hist_opts *o,
-			  struct hist_entry **prev, int *nprev)
+			  struct hist_entry **prev, int *nprev, struct usdt_qemu *uq, int nuq)
 {
 	struct hist_entry *cur;
 	unsigned last_pid = 0;
@@ -264,7 +359,10 @@ static int print_interval(struct host_probes *hp, const struct hist_opts *o,
 		else
 			print_text_entry(hp, o, &cur[i], &last_pid);
 	}
+	for (int i = 0; i < nuq; i++)
+		print_usdt(o, &uq[i]);
 	print_probes(hp, o->fmt);
+	print_usdt_probes(uq, nuq, o->fmt);
 	fflush(stdout);
 	free(cur);
 	return 0;
@@ -301,7 +399,8 @@ int cmd_hist(int argc, char **argv)
 	struct host_probes *hp = NULL;
 	struct hist_entry *prev = NULL;
 	struct vm_info *all = NULL;
-	int nprev = 0, nall, nram, err, pidfds[MAX_PIDS], exited = 0;
+	struct usdt_qemu *uq = NULL;
+	int nprev = 0, nall, nram, err, pidfds[MAX_PIDS], exited = 0, nuq = 0;
 	int priority[MAX_PIDS], npriority = 0;
 	uint64_t start, next, next_sweep, printed = 0;
 
@@ -342,6 +441,11 @@ int cmd_hist(int argc, char **argv)
 	free(ram);
 	if (err)
 		goto cleanup;
+	if ((nuq = usdt_attach_all(priority, npriority, &uq)) < 0) {
+		err = nuq;
+		nuq = 0;
+		goto cleanup;
+	}
 	install_signal_handlers();
 	if (o.fmt == OUT_TEXT)
 		printf("Tracing%s... %s\n", o.npids ? "" : " all processes",
@@ -374,8 +478,11 @@ int cmd_hist(int argc, char **argv)
 				if (++exited == o.npids)
 					exiting = 1;
 			}
+		for (int i = 0; i < nuq; i++)
+			if (uq[i].u)
+				qemu_usdt_poll(uq[i].u, 0); /* only the histograms are used */
 		if (o.interval_s && now >= next) {
-			if ((err = print_interval(hp, &o, &prev, &nprev)))
+			if ((err = print_interval(hp, &o, &prev, &nprev, uq, nuq)))
 				goto cleanup;
 			host_probes_forget_retired(hp); /* printed */
 			next += o.interval_s * 1000000000ULL;
@@ -383,7 +490,7 @@ int cmd_hist(int argc, char **argv)
 				goto cleanup;
 		}
 	}
-	err = print_interval(hp, &o, &prev, &nprev);
+	err = print_interval(hp, &o, &prev, &nprev, uq, nuq);
 cleanup:
 	if (hp) {
 		uint64_t drops = host_probes_drops(hp);
@@ -395,6 +502,9 @@ cleanup:
 			printf("drops: %llu\n", (unsigned long long)drops);
 	}
 	free(prev);
+	for (int i = 0; i < nuq; i++)
+		qemu_usdt_detach(uq[i].u);
+	free(uq);
 	host_probes_stop(hp);
 	for (int i = 0; i < o.npids; i++)
 		if (pidfds[i] >= 0)

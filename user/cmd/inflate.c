@@ -20,13 +20,18 @@ static void usage(FILE *f)
 		"twice (install, touch2). Reports the host's wall time per phase, a host (BPF)\n"
 		"and guest (agent trace) breakdown, and medians with an order-statistic interval\n"
 		"[x(k), x(n+1-k)] and its exact coverage (>= 95%% from 6 samples; below that\n"
-		"[min, max]: 93.75%% for 5 samples).\n\n"
+		"[min, max]: 93.75%% for 5 samples).\n"
+		"With hatrace's QEMU, QEMU's own start and end of each resize (USDT) are shown\n"
+		"next to the phases. One more iteration per technique runs with every probe off\n"
+		"and is not in the medians: the tracing overhead per phase (not with -w,\n"
+		"--cycles).\n\n"
 		"  -t, --technique LIST  comma-separated techniques (below) or all (default all)\n"
 		"  -m, --mem SIZE        VM memory (default 2G)\n"
 		"  -s, --shrink-to SIZE  shrink target (default 512M)\n"
 		"  -c, --vcpus N         vCPUs and workload threads (default 2)\n"
-		"  -n, --iterations N    iterations per technique (default 5; a default run with\n"
-		"                        --untouched takes about 8 minutes under TCG on 2 cores)\n"
+		"  -n, --iterations N    timed iterations per technique (default 5, plus one\n"
+		"                        untraced; a default run with --untouched takes about\n"
+		"                        10 minutes under TCG on 2 cores)\n"
 		"  -u, --untouched       also shrink each fresh VM before it is touched\n"
 		"                        (phases shrink_untouched, grow_untouched)\n"
 		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
@@ -588,17 +593,27 @@ int cmd_inflate(int argc, char **argv)
 		res[t].its = calloc(o.iterations, sizeof(*res[t].its));
 		for (unsigned i = 0; i < o.iterations; i++)
 			res[t].its[i].integrity_pages = res[t].its[i].integrity_bad = -1;
-		for (unsigned i = 0; i < o.iterations && !err; i++) {
-			r.iter = i;
-			err = run_iteration(&r, &res[t].its[i]);
+		/* i = -1: the iteration with every probe off, the overhead's baseline
+		 * (the inflate phases only) */
+		for (int i = o.workload || o.cycles ? 0 : -1; i < (int)o.iterations && !err; i++) {
+			struct iteration *it = i < 0 ? &res[t].untraced : &res[t].its[i];
+
+			r.untraced = i < 0;
+			r.iter = i < 0 ? 0 : i;
+			err = run_iteration(&r, it);
 			if (i == 0 && r.vm)
 				res[t].qemu_argv = qemu_argv_json(r.vm);
 			if (!err && r.vm) {
-				snprintf(path, sizeof(path), "%s/consoles/%s-%u.log", tmp, r.t->name,
-					 i + 1);
+				if (i < 0)
+					snprintf(path, sizeof(path), "%s/consoles/%s-untraced.log", tmp,
+						 r.t->name);
+				else
+					snprintf(path, sizeof(path), "%s/consoles/%s-%d.log", tmp,
+						 r.t->name, i + 1);
 				vm_save_console(r.vm, path);
 				if (i == 0)
 					res[t].clock_offset = r.clock_offset;
+				res[t].has_untraced |= i < 0;
 			}
 			end_vm(&r, !err);
 			if (err == -EINTR)
@@ -614,6 +629,8 @@ int cmd_inflate(int argc, char **argv)
 		size_t report_len = 0;
 		FILE *rf = open_memstream(&report, &report_len);
 
+		overhead_summary(summary, res, &o);
+		qemu_phases_summary(summary, res, &o);
 		if (rf) {
 			print_report(rf, res, &o, summary);
 			fclose(rf);
@@ -639,6 +656,8 @@ int cmd_inflate(int argc, char **argv)
 				json_decref(res[t].its[i].ph[p].guest);
 			json_decref(res[t].its[i].workload);
 		}
+		for (int p = 0; p < PH_MAX; p++)
+			json_decref(res[t].untraced.ph[p].guest);
 		free(res[t].its);
 		json_decref(res[t].qemu_argv);
 		free(o.kernels ? o.kernels[t] : NULL);

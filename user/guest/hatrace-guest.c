@@ -340,6 +340,13 @@ struct probe {
 static struct guest_trace_bpf *skel;
 static struct probe probes[GT_NR_SLOTS];
 
+/* /proc/vmstat counters the host named in trace_start, reported by trace_read
+ * as count-only events "vmstat_NAME": per-page work counted without a probe. */
+#define VMSTAT_MAX 16
+#define VMSTAT_NAME_LEN 48
+static char vmstat_names[VMSTAT_MAX][VMSTAT_NAME_LEN];
+static int nvmstat;
+
 static struct bpf_program *slot_prog(const char *kind, int i)
 {
 	char name[32];
@@ -376,6 +383,7 @@ static void trace_stop(void)
 	memset(probes, 0, sizeof(probes));
 	guest_trace_bpf__destroy(skel);
 	skel = NULL;
+	nvmstat = 0;
 }
 
 /* Opens and loads the object; fentry slots are enabled where use_fentry[i]. */
@@ -540,6 +548,59 @@ static int parse_functions(json_t *id, json_t *arr, struct trace_func *out, int 
 	return 0;
 }
 
+/* The optional "vmstat" selection: counter names of /proc/vmstat. */
+static int select_vmstat(json_t *id, json_t *sel, char names[VMSTAT_MAX][VMSTAT_NAME_LEN], int *n)
+{
+	json_t *name;
+	size_t i;
+
+	*n = 0;
+	if (!sel)
+		return 0;
+	if (!json_is_array(sel) || json_array_size(sel) > VMSTAT_MAX) {
+		send_error(id, "trace_start: \"vmstat\" must be an array of at most %d counter names",
+			   VMSTAT_MAX);
+		return -1;
+	}
+	json_array_foreach(sel, i, name) {
+		const char *s = json_string_value(name);
+
+		if (!plain_identifier(s) || strlen(s) >= VMSTAT_NAME_LEN) {
+			send_error(id, "trace_start: vmstat counter %zu must be 1 to %d letters, digits "
+				   "or _", i, VMSTAT_NAME_LEN - 1);
+			return -1;
+		}
+		snprintf(names[(*n)++], VMSTAT_NAME_LEN, "%s", s);
+	}
+	return 0;
+}
+
+/* Appends the selected /proc/vmstat counters to events; a counter this kernel
+ * lacks is left out. */
+static void vmstat_events(json_t *events)
+{
+	char line[256], key[64];
+	unsigned long long v;
+	FILE *f = nvmstat ? fopen("/proc/vmstat", "r") : NULL;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %llu", key, &v) != 2)
+			continue;
+		for (int i = 0; i < nvmstat; i++) {
+			char name[VMSTAT_NAME_LEN + 8];
+
+			if (strcmp(key, vmstat_names[i]))
+				continue;
+			snprintf(name, sizeof(name), "vmstat_%s", key);
+			json_array_append_new(events, json_pack("{s:s,s:s,s:I,s:I}", "name", name,
+								"mode", "vmstat", "count",
+								(json_int_t)v, "sum_ns", (json_int_t)0));
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
 /* The optional "tracepoints" selection; when absent, both. */
 static int select_tracepoints(json_t *id, json_t *sel, bool *wanted)
 {
@@ -576,19 +637,23 @@ static void cmd_trace_start(json_t *id, json_t *req)
 	bool fentry_load_failed = false, kprobes_only;
 	json_t *kprobes_j = json_object_get(req, "kprobes");
 	struct trace_func funcs[GT_NR_FUNCS];
+	char vmstat[VMSTAT_MAX][VMSTAT_NAME_LEN];
 	struct btf *btf;
 	char load_err[128] = "";
 	json_t *reply;
-	int err, nfuncs;
+	int err, nfuncs, nvmstat_new;
 
 	if (kprobes_j && !json_is_boolean(kprobes_j))
 		return send_error(id, "trace_start: \"kprobes\" must be true or false");
 	kprobes_only = json_is_true(kprobes_j);
 	if (select_tracepoints(id, json_object_get(req, "tracepoints"), wanted) ||
-	    parse_functions(id, json_object_get(req, "functions"), funcs, &nfuncs))
+	    parse_functions(id, json_object_get(req, "functions"), funcs, &nfuncs) ||
+	    select_vmstat(id, json_object_get(req, "vmstat"), vmstat, &nvmstat_new))
 		return;
 	if (skel)
 		trace_stop(); /* a new start resets the counters */
+	memcpy(vmstat_names, vmstat, sizeof(vmstat));
+	nvmstat = nvmstat_new;
 	memcpy(trace_funcs, funcs, sizeof(funcs));
 	ntrace_funcs = nfuncs;
 	for (int i = 0; i < GT_NR_FUNCS; i++)
@@ -694,6 +759,7 @@ static void cmd_trace_read(json_t *id)
 		json_array_append_new(events, ev);
 	}
 	free(vals);
+	vmstat_events(events);
 	/* taken after reading: no event in the reply is later than mono_ns */
 	json_object_set_new(reply, "mono_ns", json_integer(now_ns()));
 	json_object_set_new(reply, "events", events);

@@ -22,7 +22,8 @@
  *       -> {"id":3,"ok":true,"MemTotal":bytes,"MemFree":bytes,"MemAvailable":bytes}
  *   {"id":4,"cmd":"trace_start"[,"functions":[{"name":"balloon_leak",
  *        "func":"leak_balloon"[,"within":"balloon_size_work"]}, ...]]
- *        [,"tracepoints":["mm_page_alloc","mm_page_free"]][,"kprobes":true]}
+ *        [,"tracepoints":["mm_page_alloc","mm_page_free"]][,"kprobes":true]
+ *        [,"vmstat":["balloon_inflate", ...]]}
  *       -> {"id":4,"ok":true,"probes":[{"name":..,"target":..,"attached":bool,
  *            "mode":..,"reason":..}]}
  *       The host names the kernel functions to time (the agent knows no
@@ -31,7 +32,10 @@
  *       timed inside probe P (another of the list, or "any" caller): sum only
  *       those without it. "tracepoints" selects the page-allocator tracepoints
  *       (default both). "kprobes": time functions with kprobes even where fentry
- *       would work. A new trace_start replaces the previous one.
+ *       would work. "vmstat": up to 16 /proc/vmstat counters that trace_read
+ *       reports as count-only events "vmstat_NAME" (mode "vmstat", sum_ns 0):
+ *       per-page work counted with no probe. A new trace_start replaces the
+ *       previous one.
  *   {"id":5,"cmd":"trace_read"}
  *       -> {"id":5,"ok":true,"mono_ns":N,"events":[{"name":"mm_page_alloc",
  *            "count":N,"sum_ns":N,"first_ns":N,"last_ns":N}, ...]}

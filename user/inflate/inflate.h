@@ -46,6 +46,19 @@ struct host_totals {
 	uint64_t v[HF_NR];
 };
 
+/* QEMU's own view of a resize phase, from the USDT probes of hatrace's QEMU
+ * (qemu_phases.c): from the request handled in QEMU to the target reached
+ * (free page reporting: from the first report in the phase to the last). */
+struct qemu_window {
+	bool seen;                      /* a start was recorded in the phase */
+	bool reached;                   /* and its end */
+	uint64_t start_ns, end_ns;      /* host CLOCK_MONOTONIC */
+	uint64_t requests, request_ns;  /* virtqueue requests; balloon: untimed */
+	uint64_t request_pages;         /* balloon: 4 KiB pages the requests moved */
+	uint64_t discards, discard_ns, discard_bytes; /* QEMU's madvise/fallocate discards */
+	uint64_t reports, report_bytes; /* free page reports */
+};
+
 struct phase_result {
 	bool done;
 	uint64_t t0, t1;      /* host CLOCK_MONOTONIC */
@@ -57,6 +70,7 @@ struct phase_result {
 	json_t *guest;        /* {"event": {"count":N,"sum_ns":N}} deltas */
 	bool host_measured;   /* host holds BPF counters (else no probes ran) */
 	const char *not_measured; /* a phase the technique has not: why (done is false) */
+	struct qemu_window qemu;
 };
 
 struct iteration {
@@ -65,6 +79,7 @@ struct iteration {
 	int64_t integrity_pages, integrity_bad; /* -1: not checked */
 	json_t *workload;      /* --workload stream|ftq: the guest's result */
 	int64_t clock_offset;  /* host - guest monotonic */
+	char qemu_why[256];   /* why QEMU-internal timing is unavailable ("": it is not) */
 };
 
 /* The results of one technique: its iterations and the clock offset of the first. */
@@ -73,6 +88,10 @@ struct tech_results {
 	struct iteration *its;
 	int64_t clock_offset;
 	json_t *qemu_argv;   /* the first iteration's QEMU command line */
+	/* One more iteration with every probe off (host BPF, USDT, guest trace),
+	 * for the tracing overhead; not in the medians. */
+	struct iteration untraced;
+	bool has_untraced;
 };
 
 struct opts {
@@ -109,6 +128,7 @@ static inline bool workload_is_auto(const struct opts *o)
 struct host_probes;
 struct hist_entry;
 struct memcg;
+struct qemu_phases;
 
 /* Everything about the VM being measured right now. */
 struct run {
@@ -116,8 +136,11 @@ struct run {
 	const struct technique *t;
 	const char *kernel;
 	unsigned iter;
+	bool untraced;             /* no host BPF, USDT or guest trace */
+	char label[24];            /* "2/5", or "untraced" */
 	struct vm *vm;
 	struct host_probes *hp;
+	struct qemu_phases *qp;
 	bool host_ok, guest_trace_ok;
 	struct host_totals host_prev;
 	json_t *guest_prev;        /* last trace_read events */
@@ -187,6 +210,18 @@ json_t *cycles_summary(const struct tech_results *res, const struct opts *o);
 int run_multivm(struct run *r, struct iteration *it);
 json_t *multivm_summary(const struct tech_results *res, const struct opts *o);
 void multivm_print(FILE *f, json_t *summary);
+/* qemu_phases.c: QEMU-internal phase timing (USDT) while a VM runs, and its
+ * part of summary.json and of the printed report. */
+void qemu_phases_start(struct run *r, struct iteration *it);
+void qemu_phases_poll(struct run *r);
+void qemu_phases_end(struct run *r, struct phase_result *pr);
+void qemu_phases_stop(struct run *r);
+void qemu_phases_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
+void qemu_phases_print(FILE *f, json_t *summary);
+
+/* overhead.c: the untraced iteration against a traced one, per phase. */
+void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
+void overhead_print(FILE *f, json_t *summary);
 
 /* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
 struct rss_sample {

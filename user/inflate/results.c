@@ -742,6 +742,8 @@ void print_report(FILE *f, const struct tech_results *res, const struct opts *o,
 	} else {
 		print_table(f, res, o);
 		print_breakdown(f, summary);
+		qemu_phases_print(f, summary);
+		overhead_print(f, summary);
 		s = o->workload ? interference_summary(res, o) : NULL;
 		if (s)
 			interference_print(f, s, o);

@@ -144,7 +144,8 @@ static void *rss_thread(void *arg)
 		if (stop)
 			break;
 		uint64_t v = vm_rss(r->vm);
-		if (v)
+		/* the untraced iteration samples alike (the same cost) but keeps nothing */
+		if (v && !r->untraced)
 			rss_record(now_ns(), v);
 		usleep(RSS_SAMPLE_NS / 1000);
 	}

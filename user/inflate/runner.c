@@ -24,8 +24,7 @@ void progress(const struct run *r, const char *fmt, ...)
 
 	if (!r->o->progress)
 		return;
-	fprintf(stderr, "\r\033[K[%s %u/%u] %s: ", r->t->name, r->iter + 1, r->o->iterations,
-		phase_names[r->phase]);
+	fprintf(stderr, "\r\033[K[%s %s] %s: ", r->t->name, r->label, phase_names[r->phase]);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -43,7 +42,7 @@ int vm_gone(struct run *r)
 	if (r->death_reported)
 		return -EPIPE;
 	r->death_reported = true;
-	ht_err("QEMU died during %s, iteration %u, phase %s: %s", r->t->name, r->iter + 1,
+	ht_err("QEMU died during %s, iteration %s, phase %s: %s", r->t->name, r->label,
 	       phase_names[r->phase], vm_exit_reason(r->vm, why, sizeof(why)));
 	vm_print_console_tail(r->vm, stderr, 15);
 	return -EPIPE;
@@ -85,6 +84,7 @@ int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 		return err;
 	host_delta(&r->host_prev, &now, &pr->host);
 	pr->host_measured = r->host_ok;
+	qemu_phases_end(r, pr);
 	if ((err = guest_read(r, &g)))
 		return failed(r, err);
 	if (g) {
@@ -97,9 +97,9 @@ int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 	if (r->o->progress)
 		fprintf(stderr, "\r\033[K");
 	if (r->phase == PH_INSTALL || r->quiet)
-		return 0; /* install: reported with touch2 */
-	fprintf(stderr, "[%s %u/%u] %-16s %9.3f s", r->t->name, r->iter + 1, r->o->iterations,
-		phase_names[r->phase], pr->wall_ns / 1e9);
+		return 0; /* reported with touch2 */
+	fprintf(stderr, "[%s %s] %-16s %9.3f s", r->t->name, r->label, phase_names[r->phase],
+		pr->wall_ns / 1e9);
 	if (pr->bytes)
 		fprintf(stderr, "  %7.3f GiB/s", pr->wall_ns ?
 			pr->bytes / (double)GiB / (pr->wall_ns / 1e9) : 0);
@@ -161,8 +161,8 @@ static int phase_install_touch2(struct run *r, struct iteration *it, const char 
 		.done = true, .bytes = bytes, .wall_ns = touch2_ns, .rss0 = in->rss1,
 		.rss1 = in->rss1, .t0 = in->t0 + install_ns, .t1 = in->t0 + install_ns + touch2_ns,
 	};
-	fprintf(stderr, "[%s %u/%u] %-16s %9.3f s  %7.3f GiB/s  (guest-timed passes of one %.3f s run)\n",
-		r->t->name, r->iter + 1, r->o->iterations, "install/touch2", install_ns / 1e9,
+	fprintf(stderr, "[%s %s] %-16s %9.3f s  %7.3f GiB/s  (guest-timed passes of one %.3f s run)\n",
+		r->t->name, r->label, "install/touch2", install_ns / 1e9,
 		bytes / (double)GiB / (install_ns / 1e9), in->host_ns / 1e9);
 	return 0;
 }
@@ -177,6 +177,7 @@ int wait_size(struct run *r, uint64_t target, uint64_t *t_done)
 	for (;;) {
 		if ((err = vm_gone(r)))
 			return err;
+		qemu_phases_poll(r);
 		if ((err = r->t->get_size(r, &size)))
 			return failed(r, err);
 		if (size == target) {
@@ -218,6 +219,7 @@ int wait_rss_settled(struct run *r, uint64_t since, uint64_t quiet_ns, uint64_t 
 
 		if ((err = vm_gone(r)))
 			return err;
+		qemu_phases_poll(r);
 		if (v + RSS_FALL_BYTES <= min) {
 			min = v;
 			*t_last = t;
@@ -310,12 +312,20 @@ static int start_probes(struct run *r)
 	return 0;
 }
 
-/* The guest traces the technique's functions and its page allocations. */
+/* The guest times the technique's functions and counts pages by its vmstat:
+ * no per-page probe (mm_page_alloc/free, balloon_page_enqueue), each of which
+ * runs emulated under TCG and slowed the balloon ~3x. */
 static int start_guest_trace(struct run *r)
 {
-	json_t *funcs = json_array(), *reply;
+	static const char *const vmstat[] = {
+		"pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgalloc_movable", "pgfree",
+		"balloon_inflate", "balloon_deflate",
+	};
+	json_t *funcs = json_array(), *counters = json_array(), *reply;
 	int err;
 
+	for (size_t i = 0; i < ARRAY_SIZE(vmstat); i++)
+		json_array_append_new(counters, json_string(vmstat[i]));
 	for (const struct guest_func *f = r->t->guest_funcs; f->name; f++) {
 		json_t *o = json_pack("{s:s, s:s}", "name", f->name, "func", f->func);
 
@@ -324,7 +334,8 @@ static int start_guest_trace(struct run *r)
 		json_array_append_new(funcs, o);
 	}
 	err = agent_call(r->vm->agent,
-			 json_pack("{s:s, s:o}", "cmd", "trace_start", "functions", funcs), 60 * SEC,
+			 json_pack("{s:s, s:o, s:[], s:o}", "cmd", "trace_start", "functions", funcs,
+				   "tracepoints", "vmstat", counters), 60 * SEC,
 			 &reply);
 
 	json_decref(reply);
@@ -372,20 +383,30 @@ int boot_vm(struct run *r, struct iteration *it)
 	if (verbose)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
-	/* With a workload running, the agent is the workload's alone. */
-	if ((!r->memcg && (err = start_probes(r))) || (!o->workload && !o->cycles && (err = start_guest_trace(r))))
-		return failed(r, err);
+	if (!r->untraced) {
+		/* With a workload running, the agent is the workload's alone; a
+		 * multi-VM group is measured by hatrace footprint. */
+		if ((!r->memcg && (err = start_probes(r))) ||
+		    (!o->workload && !o->cycles && (err = start_guest_trace(r))))
+			return failed(r, err);
+		if (!r->memcg)
+			qemu_phases_start(r, it);
+	} else {
+		snprintf(it->qemu_why, sizeof(it->qemu_why), "tracing off in this iteration");
+	}
 	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
 						 .rss1 = vm_rss(r->vm) };
 	it->ph[PH_BOOT].wall_ns = it->ph[PH_BOOT].t1 - t0;
-	fprintf(stderr, "%s[%s %u/%u] %-16s %9.3f s\n", r->o->progress ? "\r\033[K" : "",
-		r->t->name, r->iter + 1, r->o->iterations, "boot", it->ph[PH_BOOT].wall_ns / 1e9);
+	fprintf(stderr, "%s[%s %s] %-16s %9.3f s%s\n", r->o->progress ? "\r\033[K" : "",
+		r->t->name, r->label, "boot", it->ph[PH_BOOT].wall_ns / 1e9,
+		r->untraced ? "  (every probe off: host BPF, USDT, guest trace)" : "");
 	return 0;
 }
 
 void end_vm(struct run *r, bool clean)
 {
 	rss_sampler_stop(r);
+	qemu_phases_stop(r);
 	host_probes_stop(r->hp);
 	r->hp = NULL;
 	r->host_ok = r->guest_trace_ok = false;
@@ -457,8 +478,8 @@ static int integrity_check(struct run *r, struct iteration *it)
 	it->integrity_pages = pages;
 	it->integrity_bad = bad;
 	json_decref(res);
-	fprintf(stderr, "[%s %u/%u] integrity        %lld pages verified, %lld bad\n", r->t->name,
-		r->iter + 1, r->o->iterations, (long long)it->integrity_pages,
+	fprintf(stderr, "[%s %s] integrity        %lld pages verified, %lld bad\n", r->t->name,
+		r->label, (long long)it->integrity_pages,
 		(long long)it->integrity_bad);
 	if (it->integrity_bad) {
 		ht_err("%s: %lld guest pages corrupted", r->t->name, (long long)it->integrity_bad);
@@ -474,6 +495,10 @@ int run_iteration(struct run *r, struct iteration *it)
 	uint64_t bytes = 0;
 	int err;
 
+	if (r->untraced)
+		snprintf(r->label, sizeof(r->label), "untraced");
+	else
+		snprintf(r->label, sizeof(r->label), "%u/%u", r->iter + 1, o->iterations);
 	if (o->vms > 1)
 		return run_multivm(r, it);
 	if ((err = boot_vm(r, it)))

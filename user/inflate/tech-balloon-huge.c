@@ -8,8 +8,8 @@ static void configure(const struct opts *o, struct vm_config *cfg, struct qemu_a
 	qemu_args_add(args, "-device", "virtio-balloon-pci,id=balloon0,huge-pages=on");
 }
 
-/* In huge mode the per-page balloon_page_enqueue never runs; without
- * deflate-on-oom, adjust_managed_page_count runs once per 2 MiB unit given. */
+/* Without deflate-on-oom, adjust_managed_page_count runs once per 2 MiB unit
+ * given (in 4 KiB mode once per page, so only this technique names it). */
 static const struct guest_func guest_funcs[] = {
 	BALLOON_GUEST_FUNCS,
 	{ "balloon_unit_managed", "adjust_managed_page_count", "balloon_size_work" },

@@ -18,7 +18,8 @@ int balloon_set_size(struct run *r, uint64_t target)
 	return qmp_balloon(r->vm->qmp, target);
 }
 
-/* In our 6.1 build fill_balloon is inlined: balloon_page_enqueue counts pages. */
+/* Pages are counted by the guest's vmstat balloon_inflate/balloon_deflate, not
+ * by a probe on the per-page balloon_page_enqueue (see guest_func). */
 static const struct guest_func guest_funcs[] = { BALLOON_GUEST_FUNCS, { 0 } };
 
 const struct technique tech_virtio_balloon = {

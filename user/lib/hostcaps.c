@@ -261,7 +261,7 @@ bool feature_qemu_usdt(struct feature *f)
 	bool present[QEMU_USDT_NR];
 	char *qemu = qemu_find(NULL);
 	int n = qemu ? qemu_usdt_find(qemu, present) : -ENOENT;
-	bool ok = n == QEMU_USDT_NR;
+	bool ok = n == QEMU_USDT_PROBES;
 
 	if (!qemu)
 		set(f, "qemu usdt", false, "QEMU not found");
@@ -269,7 +269,7 @@ bool feature_qemu_usdt(struct feature *f)
 		set(f, "qemu usdt", false, "%s has no USDT probes (hatrace's QEMU: make qemu)", qemu);
 	else
 		set(f, "qemu usdt", ok, "%s: %d of %d probes for phase timing", qemu, n,
-		    QEMU_USDT_NR);
+		    QEMU_USDT_PROBES);
 	free(qemu);
 	return ok;
 }

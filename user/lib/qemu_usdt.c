@@ -24,7 +24,9 @@
 
 _Static_assert(QEMU_USDT_NR <= QEMU_USDT_MAX_EVENTS, "raise QEMU_USDT_MAX_EVENTS");
 
-enum mode { RECORD, COUNT, PER_PAGE };
+/* How an event is taken: sent to user space, counted, counted by a program
+ * of its own, counted only with QEMU_USDT_PER_PAGE, or derived (no probe). */
+enum mode { RECORD, COUNT, CONFIG, REQUEST, RESPONSE, PER_PAGE, DERIVED };
 
 static const struct {
 	const char *name;
@@ -37,12 +39,22 @@ static const struct {
 	[QEMU_BALLOON_FREE_PAGE_REPORT] = { "virtio_balloon_free_page_report", RECORD, 2 },
 	[QEMU_MEM_SET_REQUESTED_SIZE] = { "virtio_mem_set_requested_size", RECORD, -1 },
 	[QEMU_MEM_SIZE_CHANGE] = { "virtio_mem_size_change", RECORD, -1 },
-	[QEMU_BALLOON_SET_CONFIG] = { "virtio_balloon_set_config", COUNT, -1 },
-	[QEMU_MEM_PLUG_REQUEST] = { "virtio_mem_plug_request", COUNT, 1 },
-	[QEMU_MEM_UNPLUG_REQUEST] = { "virtio_mem_unplug_request", COUNT, 1 },
-	[QEMU_MEM_SEND_RESPONSE] = { "virtio_mem_send_response", COUNT, -1 },
+	[QEMU_BALLOON_SET_CONFIG] = { "virtio_balloon_set_config", CONFIG, -1 },
+	[QEMU_MEM_PLUG_REQUEST] = { "virtio_mem_plug_request", REQUEST, 1 },
+	[QEMU_MEM_UNPLUG_REQUEST] = { "virtio_mem_unplug_request", REQUEST, 1 },
+	[QEMU_MEM_SEND_RESPONSE] = { "virtio_mem_send_response", RESPONSE, -1 },
 	[QEMU_BALLOON_PAGE] = { "virtio_balloon_handle_output", PER_PAGE, -1 },
 	[QEMU_DISCARD] = { "ram_block_discard_range", PER_PAGE, 2 },
+	[QEMU_DISCARD_SYSCALL] = { "discard_syscall", DERIVED, -1 },
+	[QEMU_MEM_REQUEST] = { "virtio_mem_request", DERIVED, -1 },
+};
+
+static const struct {
+	const char *name, *unit;
+} hists[QEMU_HIST_NR] = {
+	[QEMU_HIST_MEM_REQUEST_NS] = { "qemu:virtio_mem_request", "ns" },
+	[QEMU_HIST_BALLOON_PAGES] = { "qemu:balloon_pages_per_request", "pages" },
+	[QEMU_HIST_DISCARD_BYTES] = { "qemu:ram_block_discard_range", "bytes" },
 };
 
 /* A phase under way: its start record's totals, to subtract at the end. */
@@ -56,6 +68,7 @@ struct qemu_usdt {
 	struct qemu_usdt_bpf *skel;
 	struct ring_buffer *rb;
 	struct bpf_link *links[QEMU_USDT_NR];
+	struct bpf_link *discard_links[4];
 	struct qemu_usdt_handlers h;
 	struct pending balloon, mem;
 };
@@ -76,12 +89,13 @@ static void mark_probe(const char *desc, size_t len, bool present[QEMU_USDT_NR])
 	name = provider + strlen(provider) + 1;
 	if (strcmp(provider, "qemu") || name >= desc + len || !memchr(name, 0, desc + len - name))
 		return;
-	for (int e = 0; e < QEMU_USDT_NR; e++)
+	for (int e = 0; e < QEMU_USDT_PROBES; e++)
 		if (!strcmp(name, events[e].name))
 			present[e] = true;
 }
 
-int qemu_usdt_find(const char *binary, bool present[QEMU_USDT_NR])
+/* qemu_usdt_find without printing: a bad file is explained in err. */
+static int find_probes(const char *binary, bool present[QEMU_USDT_NR], char *err, size_t len)
 {
 	Elf_Scn *scn = NULL;
 	size_t shstrndx;
@@ -89,18 +103,19 @@ int qemu_usdt_find(const char *binary, bool present[QEMU_USDT_NR])
 	Elf *elf;
 
 	memset(present, 0, QEMU_USDT_NR * sizeof(*present));
-	if (elf_version(EV_CURRENT) == EV_NONE)
+	if (elf_version(EV_CURRENT) == EV_NONE) {
+		snprintf(err, len, "libelf: %s", elf_errmsg(-1));
 		return -EINVAL;
+	}
 	fd = open(binary, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		int err = -errno;
-
-		ht_err("%s: %s", binary, strerror(errno));
-		return err;
+		n = -errno;
+		snprintf(err, len, "%s: %s", binary, strerror(errno));
+		return n;
 	}
 	elf = elf_begin(fd, ELF_C_READ, NULL);
 	if (!elf || elf_kind(elf) != ELF_K_ELF || elf_getshdrstrndx(elf, &shstrndx)) {
-		ht_err("%s: not an ELF executable", binary);
+		snprintf(err, len, "%s: not an ELF executable", binary);
 		if (elf)
 			elf_end(elf);
 		close(fd);
@@ -125,9 +140,40 @@ int qemu_usdt_find(const char *binary, bool present[QEMU_USDT_NR])
 	}
 	elf_end(elf);
 	close(fd);
-	for (int e = 0; e < QEMU_USDT_NR; e++)
+	for (int e = 0; e < QEMU_USDT_PROBES; e++)
 		n += present[e];
 	return n;
+}
+
+int qemu_usdt_find(const char *binary, bool present[QEMU_USDT_NR])
+{
+	char err[PATH_MAX + 64];
+	int n = find_probes(binary, present, err, sizeof(err));
+
+	if (n < 0)
+		ht_err("%s", err);
+	return n;
+}
+
+const char *qemu_usdt_unavailable(const char *binary, char *why, size_t len)
+{
+	bool present[QEMU_USDT_NR];
+	int n = find_probes(binary, present, why, len);
+
+	if (n < 0)
+		return why;
+	if (n == 0) {
+		snprintf(why, len, "%s has no QEMU USDT probes (not hatrace's QEMU build, see "
+			 "make qemu)", binary);
+		return why;
+	}
+	for (int e = 0; e < QEMU_USDT_PROBES; e++)
+		if (!present[e]) {
+			snprintf(why, len, "%s lacks the USDT probe qemu:%s (an older hatrace QEMU "
+				 "build?)", binary, events[e].name);
+			return why;
+		}
+	return NULL;
 }
 
 static void start_phase(struct pending *p, const struct qemu_usdt_record *r, uint64_t target,
@@ -154,6 +200,7 @@ static void end_phase(struct pending *p, const struct qemu_usdt_record *r, const
 	for (int e = 0; e < QEMU_USDT_NR; e++) {
 		done.work[e].count = r->totals[e].count - p->start_totals[e].count;
 		done.work[e].sum = r->totals[e].sum - p->start_totals[e].sum;
+		done.work[e].ns = r->totals[e].ns - p->start_totals[e].ns;
 	}
 	p->active = false;
 	if (h->phase)
@@ -198,6 +245,8 @@ void qemu_usdt_detach(struct qemu_usdt *u)
 	ring_buffer__free(u->rb);
 	for (int e = 0; e < QEMU_USDT_NR; e++)
 		bpf_link__destroy(u->links[e]);
+	for (size_t i = 0; i < ARRAY_SIZE(u->discard_links); i++)
+		bpf_link__destroy(u->discard_links[i]);
 	qemu_usdt_bpf__destroy(u->skel);
 	free(u);
 }
@@ -205,8 +254,7 @@ void qemu_usdt_detach(struct qemu_usdt *u)
 struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
 				   const struct qemu_usdt_handlers *h)
 {
-	char exe[PATH_MAX], proc_exe[64];
-	bool present[QEMU_USDT_NR];
+	char exe[PATH_MAX], proc_exe[64], why[PATH_MAX + 128];
 	struct qemu_usdt *u;
 	ssize_t n;
 	int err;
@@ -221,19 +269,10 @@ struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
 		exe[n] = 0;
 		binary = exe;
 	}
-	err = qemu_usdt_find(binary, present);
-	if (err < 0)
-		return NULL;
-	if (err == 0) {
-		ht_err("%s has no QEMU USDT probes (not hatrace's QEMU build, see make qemu)", binary);
+	if (qemu_usdt_unavailable(binary, why, sizeof(why))) {
+		ht_err("%s", why);
 		return NULL;
 	}
-	for (int e = 0; e < QEMU_USDT_NR; e++)
-		if (!present[e]) {
-			ht_err("%s lacks the USDT probe qemu:%s (an older hatrace QEMU build?)", binary,
-			       events[e].name);
-			return NULL;
-		}
 
 	u = calloc(1, sizeof(*u));
 	if (!u)
@@ -247,23 +286,44 @@ struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
 	}
 	for (int e = 0; e < QEMU_USDT_MAX_EVENTS; e++)
 		u->skel->rodata->sum_arg[e] = e < QEMU_USDT_NR ? events[e].sum_arg : -1;
+	u->skel->rodata->qemu_tgid = pid;
 	if ((err = qemu_usdt_bpf__load(u->skel))) {
 		ht_err("loading the QEMU USDT programs: %s", strerror(-err));
 		goto fail;
 	}
-	for (int e = 0; e < QEMU_USDT_NR; e++) {
+	for (int e = 0; e < QEMU_USDT_PROBES; e++) {
 		LIBBPF_OPTS(bpf_usdt_opts, opts, .usdt_cookie = e);
-		struct bpf_program *prog = events[e].mode == RECORD ? u->skel->progs.record
-								      : u->skel->progs.count;
+		struct bpf_program *progs[] = {
+			[RECORD] = u->skel->progs.record, [COUNT] = u->skel->progs.count,
+			[CONFIG] = u->skel->progs.balloon_config,
+			[REQUEST] = u->skel->progs.mem_request,
+			[RESPONSE] = u->skel->progs.mem_response, [PER_PAGE] = u->skel->progs.count,
+		};
 
 		if (events[e].mode == PER_PAGE && !(flags & QEMU_USDT_PER_PAGE))
 			continue;
-		u->links[e] = bpf_program__attach_usdt(prog, pid, binary, "qemu", events[e].name,
-						       &opts);
+		/* every process of binary: the programs keep pid's hits (qemu_tgid) */
+		u->links[e] = bpf_program__attach_usdt(progs[events[e].mode], -1, binary, "qemu",
+						       events[e].name, &opts);
 		if (!u->links[e]) {
 			ht_err("attaching to qemu:%s in process %d: %s", events[e].name, pid,
 			       strerror(errno));
 			goto fail;
+		}
+	}
+	{
+		struct bpf_program *tps[] = {
+			u->skel->progs.discard_madvise_enter, u->skel->progs.discard_madvise_exit,
+			u->skel->progs.discard_fallocate_enter, u->skel->progs.discard_fallocate_exit,
+		};
+
+		for (size_t i = 0; i < ARRAY_SIZE(tps); i++) {
+			u->discard_links[i] = bpf_program__attach(tps[i]);
+			if (!u->discard_links[i]) {
+				ht_err("attaching %s (QEMU's discards): %s",
+				       bpf_program__section_name(tps[i]), strerror(errno));
+				goto fail;
+			}
 		}
 	}
 	u->rb = ring_buffer__new(bpf_map__fd(u->skel->maps.records), on_record, u, NULL);
@@ -285,6 +345,23 @@ int qemu_usdt_poll(struct qemu_usdt *u, int timeout_ms)
 void qemu_usdt_totals(const struct qemu_usdt *u, struct qemu_usdt_total out[QEMU_USDT_NR])
 {
 	memcpy(out, u->skel->bss->totals, QEMU_USDT_NR * sizeof(*out));
+}
+
+void qemu_usdt_hist(const struct qemu_usdt *u, enum qemu_usdt_hist h,
+		    unsigned long long out[QEMU_USDT_HIST_SLOTS])
+{
+	memset(out, 0, QEMU_USDT_HIST_SLOTS * sizeof(*out));
+	if (h < QEMU_HIST_NR)
+		memcpy(out, u->skel->bss->hists[h], QEMU_USDT_HIST_SLOTS * sizeof(*out));
+}
+
+const char *qemu_usdt_hist_name(enum qemu_usdt_hist h, const char **unit)
+{
+	if (h >= QEMU_HIST_NR)
+		return "?";
+	if (unit)
+		*unit = hists[h].unit;
+	return hists[h].name;
 }
 
 uint64_t qemu_usdt_drops(const struct qemu_usdt *u)
