@@ -208,12 +208,12 @@ int agent_trace_read(struct agent *a, json_t **events)
 			dropped++; /* guest data: what does not parse or is out of range */
 			continue;
 		}
-		/* A tracepoint is counted, not timed: its sum_ns means nothing. */
+		/* A tracepoint or vmstat counter is counted, not timed: its sum_ns means nothing. */
 		json_object_set_new(res, name,
 				    json_pack("{s:I, s:I, s:I, s:I, s:b}", "count", (json_int_t)count,
 					      "sum_ns", (json_int_t)sum, "first_ns", (json_int_t)first,
 					      "last_ns", (json_int_t)last, "timed",
-					      !mode || strcmp(mode, "tracepoint")));
+					      !mode || (strcmp(mode, "tracepoint") && strcmp(mode, "vmstat"))));
 	}
 	json_decref(reply);
 	if (dropped)
