@@ -156,9 +156,12 @@ def balloon_actual(vm):
 
 
 AGENT = os.path.join(GUEST, "bin", "hatrace-guest")
-# Timed on request only: every page allocation and fault (slow under TCG).
+# Timed on request only: every page allocation and fault, and the balloon's
+# per-page enqueue (slow under TCG; inflate counts pages by vmstat instead).
 OPT_IN_FUNCTIONS = [{"name": "alloc_pages", "func": "__alloc_pages", "within": "any"},
-                    {"name": "mm_fault", "func": "handle_mm_fault", "within": "any"}]
+                    {"name": "mm_fault", "func": "handle_mm_fault", "within": "any"},
+                    {"name": "balloon_page_enqueue", "func": "balloon_page_enqueue",
+                     "within": "balloon_size_work"}]
 
 
 def tech_functions():

@@ -266,7 +266,10 @@ def main(d):
         if not ov:
             bad.append(f"{t}/{p}: none")
         elif not (ov["untraced_s"] > 0 and ov["traced_s"] == first / 1e9 and
-                  abs(ov["overhead_pct"] - 100 * (ov["traced_s"] / ov["untraced_s"] - 1)) < 1e-6):
+                  abs(ov["overhead_pct"] - 100 * (ov["traced_s"] / ov["untraced_s"] - 1)) < 1e-6
+                  and abs(ov.get("traced_median_s", -1) - v["median_ns"] / 1e9) < 1e-9 and
+                  abs(ov.get("overhead_vs_median_pct", -1e9) -
+                      100 * (ov.get("traced_median_s", 0) / ov["untraced_s"] - 1)) < 1e-6):
             bad.append(f"{t}/{p}: {ov}")
     res("vm_inflate_tracing_overhead", not bad and sp, f"tracing_overhead wrong or missing: {bad}")
 
