@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The hyperalloc kernel flavour: built from the current inputs with every patch
 # its series lists (the baseline's balloon-huge patch among them), compiled from
-# exactly the repository's kernel/llfree/ files (the image records their sha256),
-# and configured without what HyperAlloc cannot run with.
+# exactly the repository's kernel/llfree/ files and its one master copy of the
+# virtio-hyperalloc wire format, kernel/uapi/virtio_hyperalloc.h (the image
+# records their sha256), with the virtio-hyperalloc driver and configured
+# without what HyperAlloc cannot run with.
 # tests/guest_hyperalloc.py boots it.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
@@ -15,20 +17,23 @@ off=(CMA MEMORY_FAILURE HIBERNATION DEFERRED_STRUCT_PAGE_INIT PAGE_POISONING
 
 [ -e "$BUILD/guest/bzImage-hyperalloc" ] ||
 	skip_all "hyperalloc kernel" "$BUILD/guest/bzImage-hyperalloc is not built (run make)"
-# 2 build checks, 1 per patch, 1 per core file, HYPERALLOC=y, 1 per excluded option, BTF
-plan $((4 + ${#patches[@]} + ${#core[@]} + ${#off[@]}))
+# 2 build checks, 1 per patch, 1 per copied file, HYPERALLOC=y, VIRTIO_HYPERALLOC=y,
+# 1 per excluded option, BTF
+plan $((5 + ${#patches[@]} + ${#core[@]} + ${#off[@]}))
 PATCHES=("${patches[@]/#/kernel/patches/}")
 kernel_build hyperalloc
 dir=$kernel_dir
 
-# "hyperalloc core: llfree.c=<sha256> llfree.h=<sha256> ...", from mm/hyperalloc/Makefile
-id=$(strings -a "$dir/vmlinux" | grep -m1 '^hyperalloc core: ')
+# "hyperalloc core: llfree.c=<sha256> llfree.h=<sha256> ...", from mm/hyperalloc/Makefile,
+# and "hyperalloc uapi: virtio_hyperalloc.h=<sha256>", from drivers/virtio/Makefile
+id=$(strings -a "$dir/vmlinux" | grep -E '^hyperalloc (core|uapi): ')
 for f in "${core[@]}"; do
 	want="${f##*/}=$(sha256sum "$f" | cut -c1-64)"
 	expect "the kernel compiled $f as it is in the repository" grep -qw -- "$want" <<<"$id"
 done
 
 expect "CONFIG_HYPERALLOC=y" grep -qx CONFIG_HYPERALLOC=y "$dir/config"
+expect "CONFIG_VIRTIO_HYPERALLOC=y" grep -qx CONFIG_VIRTIO_HYPERALLOC=y "$dir/config"
 for o in "${off[@]}"; do
 	expect "CONFIG_$o is off" bash -c "! grep -q '^CONFIG_$o=y' '$dir/config'"
 done

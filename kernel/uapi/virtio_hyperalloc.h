@@ -26,7 +26,7 @@
 #define VIRTIO_HYPERALLOC_F_INSTALL 0 /* the guest asks before using a reclaimed child */
 #define VIRTIO_HYPERALLOC_F_AUTO 1    /* informational: the host soft-reclaims on a timer */
 
-/* Queues: info (zone descriptors), notify (reserved), then install queues. */
+/* Queues: info (zone descriptors), notify (host requests), then install queues. */
 #define VIRTIO_HYPERALLOC_VQ_INFO 0
 #define VIRTIO_HYPERALLOC_VQ_NOTIFY 1
 #define VIRTIO_HYPERALLOC_VQ_INSTALL0 2
@@ -74,6 +74,12 @@ enum virtio_hyperalloc_status {
 	VIRTIO_HYPERALLOC_S_NOT_RECLAIMED = 1, /* nothing to do: the child was not reclaimed */
 	VIRTIO_HYPERALLOC_S_INVALID = 2,       /* refused: malformed or out of range */
 	VIRTIO_HYPERALLOC_S_FAILED = 3,        /* populate failed; the guest may fault it in */
+};
+
+/* Notify queue: the guest keeps in-buffers of one uint32_t posted; the host
+ * writes a request into one and returns it.  The guest ignores unknown ones. */
+enum virtio_hyperalloc_notify {
+	VIRTIO_HYPERALLOC_NOTIFY_DRAIN = 1, /* give up per-CPU tree reservations */
 };
 
 #endif
