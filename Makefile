@@ -45,7 +45,7 @@ VM_TESTS    :=
 E2E_TESTS   :=
 BENCHES     :=
 
-.PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan
+.PHONY: all deps test bench soak run fuzz vmlinux clean tsan test-tsan
 # Keep generated skeletons and BPF objects, so a second `make` has nothing to do;
 # a target whose recipe fails is deleted rather than left half-written.
 .SECONDARY:
