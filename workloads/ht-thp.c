@@ -8,10 +8,11 @@
  * what was an order-9 block) and checks the other half again. Then munmap
  * frees everything.
  * usage: ht-thp --units N [--rounds R] [--split]
- * result: {"workload":"ht-thp","units","rounds","thp","split","bad_pages","ns",
- *   "start_ns"}: thp: units backed by a THP, summed over the rounds (the
- *   order-9 gets and puts this workload caused without --split); bad_pages:
- *   pages whose pattern changed; start_ns on the guest CLOCK_MONOTONIC. */
+ * result: {"workload":"ht-thp","units","rounds","thp","split","splits","bad_pages",
+ *   "ns","start_ns"}: thp: units backed by a THP, summed over the rounds (the
+ *   order-9 gets and puts this workload caused without --split); splits: THPs
+ *   the kernel split meanwhile (/proc/vmstat thp_split_page); bad_pages: pages
+ *   whose pattern changed; start_ns on the guest CLOCK_MONOTONIC. */
 #include "common.h"
 #include "wl.h"
 
@@ -41,6 +42,21 @@ static long thp_units(void)
 }
 
 static uint64_t bad_pages;
+
+/* /proc/vmstat thp_split_page, 0 if absent. */
+static uint64_t thp_splits(void)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	unsigned long long n = 0;
+	char line[128];
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "thp_split_page %llu", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
 
 static uint64_t pattern(const char *page)
 {
@@ -136,7 +152,7 @@ int main(int argc, char **argv)
 		{ "split", no_argument, NULL, 's' },
 		{ 0 },
 	};
-	uint64_t units = 0, rounds = 1, thp = 0, t0;
+	uint64_t units = 0, rounds = 1, thp = 0, t0, splits;
 	bool split = false;
 	int c;
 
@@ -158,6 +174,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	t0 = now_ns();
+	splits = thp_splits();
 	for (uint64_t r = 0; r < rounds; r++) {
 		long got = round_thp(units, split);
 
@@ -165,9 +182,11 @@ int main(int argc, char **argv)
 			return 1;
 		thp += got;
 	}
-	json_println(stdout, json_pack("{s:s,s:I,s:I,s:I,s:b,s:I,s:I,s:I}", "workload", "ht-thp",
+	splits = thp_splits() - splits;
+	json_println(stdout, json_pack("{s:s,s:I,s:I,s:I,s:b,s:I,s:I,s:I,s:I}", "workload", "ht-thp",
 				       "units", (json_int_t)units, "rounds", (json_int_t)rounds,
-				       "thp", (json_int_t)thp, "split", split, "bad_pages",
+				       "thp", (json_int_t)thp, "split", split, "splits",
+				       (json_int_t)splits, "bad_pages",
 				       (json_int_t)bad_pages, "ns", (json_int_t)(now_ns() - t0),
 				       "start_ns", (json_int_t)t0));
 	return bad_pages ? 1 : 0;
