@@ -37,7 +37,8 @@
 #   workloads  ht-touch --bytes N --threads T; ht-alloc-install --bytes N --threads T;
 #              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
 #              the memory between commands); ht-thp --units N [--rounds R] [--split]
-#              (THPs in 2 MiB units, counted by the workload). Each prints one JSON result line, which
+#              (THPs in 2 MiB units, counted by the workload); ht-stress fork|tmpfs|
+#              hugetlb|memhog (the kernel stress tests' modes, usage in ht-stress.c). Each prints one JSON result line, which
 #              the agent returns as "result"; fields, including each pass's *_start_ns
 #              on the guest clock, at the top of workloads/*.c.
 GUEST_DIR      := $(BUILD)/guest
