@@ -3,7 +3,8 @@
 # caches it outside the clone:
 #   ~/.cache/hatrace/kernel/<flavour>-<hash>/{bzImage,vmlinux,config,build.log}
 # <hash> covers the source package version, the toolchain, kernel/configs/base.config,
-# kernel/configs/<flavour>.config (optional), the patches (applied with patch -p1:
+# kernel/configs/<flavour>.config (optional; an "#include NAME.config" line in it
+# merges kernel/configs/NAME.config first), the patches (applied with patch -p1:
 # those listed in kernel/patches/<flavour>/series, one "FLAVOUR/NAME.patch" a line,
 # so that flavours share patches without copies; else kernel/patches/<flavour>/*.patch
 # in name order) and the files named in
@@ -34,7 +35,15 @@ flavour=$1 out_dir=${2:-}
 command -v pahole >/dev/null || die "pahole missing (apt-get install dwarves)"
 
 fragments=("$here/configs/base.config")
-[ -f "$here/configs/$flavour.config" ] && fragments+=("$here/configs/$flavour.config")
+flavour_config=$here/configs/$flavour.config
+if [ -f "$flavour_config" ]; then
+	while read -r inc; do
+		[[ $inc =~ ^[a-z0-9_]+\.config$ && -f $here/configs/$inc ]] ||
+			die "$flavour_config: cannot include '$inc'"
+		fragments+=("$here/configs/$inc")
+	done < <(sed -n 's/^#include //p' "$flavour_config")
+	fragments+=("$flavour_config")
+fi
 series=$here/patches/$flavour/series
 if [ -f "$series" ]; then
 	patches=()

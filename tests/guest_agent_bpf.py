@@ -30,7 +30,7 @@ def main():
         skip_all("guest agent bpf", "needs root")
     proc, a = start_stdio_agent("guest agent bpf")
     # 12 checks, one per bad request
-    plan(12 + len(BAD_REQUESTS))
+    plan(13 + len(BAD_REQUESTS))
     try:
         a.wait_event("ready", 10)
         test(a)
@@ -85,6 +85,13 @@ def test(a):
           after["vmstat_pgfree"]["count"] - before.get("vmstat_pgfree", {}).get("count", 0) >= 4096,
           "vmstat counters are reported as count-only events (pgfree counts the workload's pages)",
           f"before {before}, after {after}")
+    ha = a.req("trace_start", tracepoints=["hyperalloc_get", "mm_page_alloc"])
+    modes = {p["name"]: (p["attached"], p.get("reason", "")) for p in ha.get("probes", [])}
+    check(ha.get("ok") and modes.get("mm_page_alloc") == (True, "") and
+          modes.get("hyperalloc_get", (True, ""))[0] is False and
+          "not in this kernel" in modes["hyperalloc_get"][1] and "hyperalloc_put" not in modes,
+          "a hyperalloc tracepoint the host kernel lacks is listed as not attached, and why",
+          str(modes))
     r = a.req("trace_start", kprobes="yes")
     check(r.get("ok") is False and "kprobes" in r.get("error", ""),
           "trace_start rejects a non-boolean kprobes", str(r))

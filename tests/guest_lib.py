@@ -192,11 +192,12 @@ def start_stdio_agent(name):
     return proc, Agent(proc.stdout.fileno(), proc.stdin.fileno())
 
 
-def require_guest(name):
-    """Skips the whole test (and exits) unless the guest image and QEMU are there."""
-    for path in ("bzImage", "initramfs.cpio.gz", "cmdline"):
+def require_guest(name, image="bzImage", how="make"):
+    """Skips the whole test (and exits) unless the guest image (and the kernel
+    image, built by `how`) and QEMU are there."""
+    for path in ("bzImage", "initramfs.cpio.gz", "cmdline", image):
         if not os.path.exists(os.path.join(GUEST, path)):
-            skip_all(name, f"{GUEST}/{path} is not built (run make)")
+            skip_all(name, f"{GUEST}/{path} is not built (run {how})")
     if not shutil.which("qemu-system-x86_64"):
         skip_all(name, "qemu-system-x86_64 is not installed")
 

@@ -62,7 +62,7 @@ def corrupt_page(pid, nbytes, page, data):
 def main():
     if not os.path.exists(os.path.join(BIN, "ht-integrity")):
         skip_all("guest workloads", f"{BIN} is not built (run make)")
-    plan(28)
+    plan(37)
 
     rc, r, err = run("ht-touch", "--bytes", "8M", "--threads", "3")
     check(rc == 0 and r and r.get("workload") == "ht-touch" and r["pages"] == 2048 and
@@ -72,6 +72,19 @@ def main():
     check(rc == 0 and r and r["pages"] == 2048 and r["install_ns"] > 0 and r["touch2_ns"] > 0,
           "ht-alloc-install result", f"rc={rc} {r} {err}")
 
+    rc, r, err = run("ht-thp", "--units", "2", "--rounds", "2")
+    check(rc == 0 and r and r["units"] == 2 and r["rounds"] == 2 and 0 <= r["thp"] <= 4 and
+          r["bad_pages"] == 0, "ht-thp result", f"rc={rc} {r} {err}")
+    rc, r, err = run("ht-stress", "fork", "--procs", "20", "--parallel", "4", "--bytes", "64K")
+    check(rc == 0 and r and r["mode"] == "fork" and r["procs"] == 20 and r["failed"] == 0 and
+          r["bad_pages"] == 0, "ht-stress fork result", f"rc={rc} {r} {err}")
+    bad_input("ht-thp without --units", "ht-thp")
+    bad_input("ht-thp --units 0", "ht-thp", "--units", "0")
+    bad_input("ht-thp --bogus", "ht-thp", "--units", "1", "--bogus")
+    bad_input("ht-stress without a mode", "ht-stress")
+    bad_input("ht-stress fork without --procs", "ht-stress", "fork")
+    bad_input("ht-stress fork --procs x", "ht-stress", "fork", "--procs", "x")
+    bad_input("ht-stress tmpfs --bytes 100", "ht-stress", "tmpfs", "--bytes", "100")
     bad_input("ht-touch --bytes 0", "ht-touch", "--bytes", "0")
     bad_input("ht-touch --bytes 1000", "ht-touch", "--bytes", "1000")
     bad_input("ht-touch --bytes x", "ht-touch", "--bytes", "x")

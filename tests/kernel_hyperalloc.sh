@@ -18,8 +18,8 @@ off=(CMA MEMORY_FAILURE HIBERNATION DEFERRED_STRUCT_PAGE_INIT PAGE_POISONING
 [ -e "$BUILD/guest/bzImage-hyperalloc" ] ||
 	skip_all "hyperalloc kernel" "$BUILD/guest/bzImage-hyperalloc is not built (run make)"
 # 2 build checks, 1 per patch, 1 per copied file, HYPERALLOC=y, VIRTIO_HYPERALLOC=y,
-# 1 per excluded option, BTF
-plan $((5 + ${#patches[@]} + ${#core[@]} + ${#off[@]}))
+# 1 per excluded option, BTF functions and tracepoints
+plan $((6 + ${#patches[@]} + ${#core[@]} + ${#off[@]}))
 PATCHES=("${patches[@]/#/kernel/patches/}")
 kernel_build hyperalloc
 dir=$kernel_dir
@@ -40,4 +40,12 @@ done
 btf=$(bpftool btf dump file "$dir/vmlinux" format raw 2>/dev/null)
 btf_has_glue() { grep -q "FUNC 'hyperalloc_get' " <<<"$btf" && grep -q "FUNC 'hyperalloc_put' " <<<"$btf"; }
 expect "BTF has hyperalloc_get and hyperalloc_put" btf_has_glue
+# tp_btf programs (the guest agent's) attach to a tracepoint through its btf_trace_ typedef
+btf_has_tracepoints() {
+	local t
+	for t in get put reclaimed_seen install_start install_end drain reconcile; do
+		grep -q "TYPEDEF 'btf_trace_hyperalloc_$t' " <<<"$btf" || return 1
+	done
+}
+expect "BTF has the 7 hyperalloc tracepoints for tp_btf" btf_has_tracepoints
 finish

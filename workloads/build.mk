@@ -25,7 +25,8 @@
 #              once the host side of the socket is connected (its mono_ns is the agent's
 #              start); a later reconnect works, without a second "ready". Requests are
 #              served while workloads run: replies may come out of order.
-#              trace_start probes: mm_page_alloc/mm_page_free (tracepoints, with "pages")
+#              trace_start probes: mm_page_alloc/mm_page_free (tracepoints, with "pages"),
+#              on request the hyperalloc_* tracepoints (tp_btf, hyperalloc kernels only)
 #              and the functions the host names in trace_start "functions" (each
 #              technique's list is in user/inflate/tech-*.c), timed with fentry/fexit,
 #              else kprobes; trace_read events carry count/sum_ns/first_ns/last_ns.
@@ -35,11 +36,13 @@
 #              poweroff: the reply is sent, then the guest powers off and QEMU exits.
 #   workloads  ht-touch --bytes N --threads T; ht-alloc-install --bytes N --threads T;
 #              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
-#              the memory between commands). Each prints one JSON result line, which
+#              the memory between commands); ht-thp --units N [--rounds R] [--split]
+#              (THPs in 2 MiB units, counted by the workload); ht-stress fork|tmpfs|
+#              hugetlb|memhog (the kernel stress tests' modes, usage in ht-stress.c). Each prints one JSON result line, which
 #              the agent returns as "result"; fields, including each pass's *_start_ns
 #              on the guest clock, at the top of workloads/*.c.
 GUEST_DIR      := $(BUILD)/guest
-GUEST_WL       := ht-touch ht-alloc-install ht-integrity ht-stream ht-ftq ht-build
+GUEST_WL       := ht-touch ht-alloc-install ht-integrity ht-stream ht-ftq ht-build ht-thp ht-stress
 GUEST_WL_BINS  := $(patsubst %,$(GUEST_DIR)/bin/%,$(GUEST_WL))
 GUEST_AGENT    := $(GUEST_DIR)/bin/hatrace-guest
 GUEST_INITRAMFS := $(GUEST_DIR)/initramfs.cpio.gz

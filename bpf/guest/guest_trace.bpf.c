@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Guest-side counters for the inflate benchmark: page allocator tracepoints and
- * timed kernel functions (balloon, free page reporting, virtio-mem). Each
+/* Guest-side counters for the inflate benchmark: page allocator tracepoints,
+ * HyperAlloc's (tp_btf: their arguments are plain integers, and only the
+ * hyperalloc kernel has them, so the agent loads them on request where the
+ * kernel's BTF has them) and timed kernel functions (balloon, free page
+ * reporting, virtio-mem). Each
  * function slot has an fentry/fexit pair and a kprobe/kretprobe pair; the agent
  * picks one per slot at load time and sets its target. */
 #include "vmlinux.h"
@@ -35,19 +38,29 @@ static __always_inline struct gt_stat *slot_stat(__u32 slot)
 	return bpf_map_lookup_elem(&stats, &slot);
 }
 
-static __always_inline int count_pages(__u32 slot, unsigned int order)
+static __always_inline int count_event(__u32 slot, __u64 pages, __u64 ns, bool failed)
 {
 	struct gt_stat *s = slot_stat(slot);
 	__u64 now = bpf_ktime_get_ns();
 
 	if (!s)
 		return 0;
+	if (failed) {
+		s->errors++;
+		return 0;
+	}
 	if (!s->count)
 		s->first_ns = now;
 	s->count++;
 	s->last_ns = now;
-	s->pages += 1ULL << (order & 31);
+	s->pages += pages;
+	s->sum_ns += ns;
 	return 0;
+}
+
+static __always_inline int count_pages(__u32 slot, unsigned int order)
+{
+	return count_event(slot, 1ULL << (order & 31), 0, false);
 }
 
 SEC("tracepoint/kmem/mm_page_alloc")
@@ -60,6 +73,63 @@ SEC("tracepoint/kmem/mm_page_free")
 int page_free(struct trace_event_raw_mm_page_free *ctx)
 {
 	return count_pages(GT_PAGE_FREE, ctx->order);
+}
+
+#define CHILD_FRAMES 512
+
+/* A get or put, counted by order as well. */
+static __always_inline int count_order(__u32 slot, unsigned int order, int err)
+{
+	struct gt_stat *s = slot_stat(slot);
+
+	if (s && !err && order < GT_ORDERS)
+		s->orders[order]++;
+	return count_event(slot, 1ULL << (order & 31), 0, err);
+}
+
+SEC("tp_btf/hyperalloc_get")
+int BPF_PROG(hyperalloc_get, int nid, int zid, unsigned long pfn, unsigned int order,
+	     unsigned int kind, unsigned int install, int err)
+{
+	return count_order(GT_HA_GET, order, err);
+}
+
+SEC("tp_btf/hyperalloc_put")
+int BPF_PROG(hyperalloc_put, int nid, int zid, unsigned long pfn, unsigned int order, int err)
+{
+	return count_order(GT_HA_PUT, order, err);
+}
+
+SEC("tp_btf/hyperalloc_reclaimed_seen")
+int BPF_PROG(hyperalloc_reclaimed_seen, int nid, int zid, unsigned long child,
+	     unsigned int order)
+{
+	return count_event(GT_HA_RECLAIMED_SEEN, CHILD_FRAMES, 0, false);
+}
+
+SEC("tp_btf/hyperalloc_install_start")
+int BPF_PROG(hyperalloc_install_start, int nid, int zid, unsigned long child, unsigned int nr)
+{
+	return count_event(GT_HA_INSTALL_START, (__u64)nr * CHILD_FRAMES, 0, false);
+}
+
+SEC("tp_btf/hyperalloc_install_end")
+int BPF_PROG(hyperalloc_install_end, int nid, int zid, unsigned long child, unsigned int nr,
+	     __u64 ns, int status)
+{
+	return count_event(GT_HA_INSTALL_END, (__u64)nr * CHILD_FRAMES, ns, status);
+}
+
+SEC("tp_btf/hyperalloc_drain")
+int BPF_PROG(hyperalloc_drain, int cpu, int nid, int zid, unsigned int trees, bool remote)
+{
+	return count_event(GT_HA_DRAIN, 0, 0, false);
+}
+
+SEC("tp_btf/hyperalloc_reconcile")
+int BPF_PROG(hyperalloc_reconcile, int nid, int zid, long delta, unsigned long nr_free)
+{
+	return count_event(GT_HA_RECONCILE, (delta < 0 ? -delta : delta) * CHILD_FRAMES, 0, false);
 }
 
 static __always_inline int func_enter(__u32 slot)

@@ -6,10 +6,18 @@
 #include <linux/types.h>
 #endif
 
-/* Stat slots: the page-allocator tracepoints, then one per traced function. */
+/* Stat slots: the page-allocator tracepoints, HyperAlloc's (tp_btf, in the
+ * hyperalloc kernel only), then one per traced function. */
 enum gt_slot {
 	GT_PAGE_ALLOC,
 	GT_PAGE_FREE,
+	GT_HA_GET,
+	GT_HA_PUT,
+	GT_HA_RECLAIMED_SEEN,
+	GT_HA_INSTALL_START,
+	GT_HA_INSTALL_END,
+	GT_HA_DRAIN,
+	GT_HA_RECONCILE,
 	GT_FUNC0,
 	GT_NR_FUNCS = 24, /* the host names up to this many functions in trace_start */
 	GT_NR_SLOTS = GT_FUNC0 + GT_NR_FUNCS,
@@ -17,8 +25,14 @@ enum gt_slot {
 
 /* Per-CPU aggregate of one probe. For functions, sum_ns is the total time spent
  * inside (entry to return), first_ns the first entry and last_ns the last
- * return. For tracepoints sum_ns stays 0 and pages sums 1 << order. Times are
+ * return. For tracepoints, pages sums the frames of each event: 1 << order
+ * (kmem and HyperAlloc get/put), 512 per child (reclaimed_seen, install,
+ * reconcile) or 0 (drain); sum_ns stays 0 but for hyperalloc_install_end,
+ * where it sums the install times. A HyperAlloc event that reports a failure
+ * (err, status) counts in errors instead of count. Times are
  * bpf_ktime_get_ns() (CLOCK_MONOTONIC). */
+#define GT_ORDERS 11 /* orders 0 to 10 */
+
 struct gt_stat {
 	__u64 count;
 	__u64 sum_ns;
@@ -26,6 +40,8 @@ struct gt_stat {
 	__u64 last_ns;
 	__u64 pages;
 	__u64 drops; /* returns whose entry was not recorded (map full or attached mid-call) */
+	__u64 errors;
+	__u64 orders[GT_ORDERS]; /* get/put events by order (HyperAlloc's, counted ones) */
 };
 
 #endif

@@ -346,6 +346,25 @@ static struct probe probes[GT_NR_SLOTS];
 #define VMSTAT_NAME_LEN 48
 static char vmstat_names[VMSTAT_MAX][VMSTAT_NAME_LEN];
 static int nvmstat;
+/* The tracepoint slots: the kmem ones by default, HyperAlloc's (tp_btf) only
+ * when trace_start names them, and only where the kernel has them. */
+struct tracepoint_slot {
+	const char *name, *target, *prog;
+	bool on_request;
+};
+static const struct tracepoint_slot tracepoints[GT_FUNC0] = {
+	[GT_PAGE_ALLOC] = { "mm_page_alloc", "kmem:mm_page_alloc", "page_alloc", false },
+	[GT_PAGE_FREE] = { "mm_page_free", "kmem:mm_page_free", "page_free", false },
+#define HA_TRACEPOINT(slot, name) [slot] = { name, "hyperalloc:" name, name, true }
+	HA_TRACEPOINT(GT_HA_GET, "hyperalloc_get"),
+	HA_TRACEPOINT(GT_HA_PUT, "hyperalloc_put"),
+	HA_TRACEPOINT(GT_HA_RECLAIMED_SEEN, "hyperalloc_reclaimed_seen"),
+	HA_TRACEPOINT(GT_HA_INSTALL_START, "hyperalloc_install_start"),
+	HA_TRACEPOINT(GT_HA_INSTALL_END, "hyperalloc_install_end"),
+	HA_TRACEPOINT(GT_HA_DRAIN, "hyperalloc_drain"),
+	HA_TRACEPOINT(GT_HA_RECONCILE, "hyperalloc_reconcile"),
+#undef HA_TRACEPOINT
+};
 
 static struct bpf_program *slot_prog(const char *kind, int i)
 {
@@ -386,14 +405,27 @@ static void trace_stop(void)
 	nvmstat = 0;
 }
 
-/* Opens and loads the object; fentry slots are enabled where use_fentry[i]. */
-static int trace_load(const bool *use_fentry, const bool *use_kprobe)
+/* Opens and loads the object; tracepoint slot s is enabled where use_tp[s],
+ * function slot i with fentry where use_fentry[i], with kprobes where
+ * use_kprobe[i]. */
+static int trace_load(const bool *use_tp, const bool *use_fentry, const bool *use_kprobe)
 {
 	int err;
 
 	skel = guest_trace_bpf__open();
 	if (!skel)
 		return -errno;
+	for (int slot = 0; slot < GT_FUNC0; slot++) {
+		struct bpf_program *prog =
+			bpf_object__find_program_by_name(skel->obj, tracepoints[slot].prog);
+
+		if (!prog) {
+			guest_trace_bpf__destroy(skel);
+			skel = NULL;
+			return -ENOENT;
+		}
+		bpf_program__set_autoload(prog, use_tp[slot]);
+	}
 	for (int i = 0; i < GT_NR_FUNCS; i++) {
 		struct bpf_program *fentry = slot_prog("fentry", i), *fexit = slot_prog("fexit", i);
 
@@ -482,9 +514,16 @@ static json_t *probe_list(void)
 
 static const char *slot_name(int slot)
 {
-	if (slot >= GT_FUNC0)
-		return trace_funcs[slot - GT_FUNC0].name;
-	return slot == GT_PAGE_ALLOC ? "mm_page_alloc" : "mm_page_free";
+	return slot >= GT_FUNC0 ? trace_funcs[slot - GT_FUNC0].name : tracepoints[slot].name;
+}
+
+/* Whether the kernel has the raw tracepoint name (tp_btf attaches by it). */
+static bool has_btf_tracepoint(const struct btf *btf, const char *name)
+{
+	char type[TRACE_NAME_LEN + 16];
+
+	snprintf(type, sizeof(type), "btf_trace_%s", name);
+	return btf__find_by_name_kind(btf, type, BTF_KIND_TYPEDEF) >= 0;
 }
 
 /* A kernel symbol or probe name: 1 to 63 of [A-Za-z0-9_]. */
@@ -602,6 +641,7 @@ static void vmstat_events(json_t *events)
 }
 
 /* The optional "tracepoints" selection; when absent, both. */
+/* The optional "tracepoints" selection; when absent, the kmem ones. */
 static int select_tracepoints(json_t *id, json_t *sel, bool *wanted)
 {
 	json_t *name;
@@ -609,7 +649,7 @@ static int select_tracepoints(json_t *id, json_t *sel, bool *wanted)
 	int slot;
 
 	for (slot = 0; slot < GT_FUNC0; slot++)
-		wanted[slot] = !sel;
+		wanted[slot] = !sel && !tracepoints[slot].on_request;
 	if (!sel)
 		return 0;
 	if (!json_is_array(sel)) {
@@ -634,6 +674,7 @@ static int select_tracepoints(json_t *id, json_t *sel, bool *wanted)
 static void cmd_trace_start(json_t *id, json_t *req)
 {
 	bool use_fentry[GT_NR_FUNCS], use_kprobe[GT_NR_FUNCS], wanted[GT_NR_SLOTS];
+	bool use_tp[GT_FUNC0];
 	bool fentry_load_failed = false, kprobes_only;
 	json_t *kprobes_j = json_object_get(req, "kprobes");
 	struct trace_func funcs[GT_NR_FUNCS];
@@ -659,20 +700,23 @@ static void cmd_trace_start(json_t *id, json_t *req)
 	for (int i = 0; i < GT_NR_FUNCS; i++)
 		wanted[GT_FUNC0 + i] = i < nfuncs;
 	btf = btf__load_vmlinux_btf();
+	for (int slot = 0; slot < GT_FUNC0; slot++)
+		use_tp[slot] = wanted[slot] && (!tracepoints[slot].on_request ||
+						(btf && has_btf_tracepoint(btf, slot_name(slot))));
 	for (int i = 0; i < GT_NR_FUNCS; i++)
 		use_fentry[i] = wanted[GT_FUNC0 + i] && !kprobes_only && btf &&
 				btf__find_by_name_kind(btf, trace_funcs[i].func, BTF_KIND_FUNC) >= 0;
 	btf__free(btf);
 	find_in_kallsyms(wanted, use_kprobe);
 
-	err = trace_load(use_fentry, use_kprobe);
+	err = trace_load(use_tp, use_fentry, use_kprobe);
 	if (err) {
 		/* Some kernels refuse tracing programs (e.g. no BPF trampolines): retry
 		 * with kprobes only. */
 		snprintf(load_err, sizeof(load_err), "fentry load: %s", strerror(-err));
 		fentry_load_failed = true;
 		memset(use_fentry, 0, sizeof(use_fentry));
-		err = trace_load(use_fentry, use_kprobe);
+		err = trace_load(use_tp, use_fentry, use_kprobe);
 	}
 	if (err)
 		return send_error(id, "trace_start: loading guest_trace.bpf.o: %s",
@@ -682,15 +726,19 @@ static void cmd_trace_start(json_t *id, json_t *req)
 		struct probe *p = &probes[slot];
 		int i = slot - GT_FUNC0;
 
+		if (i < 0 && !wanted[slot] && tracepoints[slot].on_request)
+			continue; /* listed only when asked for */
 		p->name = slot_name(slot);
-		p->target = i >= 0 ? trace_funcs[i].func
-				   : slot == GT_PAGE_ALLOC ? "kmem:mm_page_alloc" : "kmem:mm_page_free";
+		p->target = i >= 0 ? trace_funcs[i].func : tracepoints[slot].target;
 		p->within = i >= 0 && *trace_funcs[i].within ? trace_funcs[i].within : NULL;
 		if (!wanted[slot]) {
 			snprintf(p->reason, sizeof(p->reason), "not requested");
+		} else if (i < 0 && !use_tp[slot]) {
+			snprintf(p->reason, sizeof(p->reason),
+				 "not in this kernel (its BTF has no btf_trace_%s)", p->name);
 		} else if (i < 0) {
-			p->links[0] = bpf_program__attach(slot == GT_PAGE_ALLOC ? skel->progs.page_alloc
-										: skel->progs.page_free);
+			p->links[0] = bpf_program__attach(
+				bpf_object__find_program_by_name(skel->obj, tracepoints[slot].prog));
 			if (p->links[0])
 				p->mode = MODE_TRACEPOINT;
 			else
@@ -750,10 +798,26 @@ static void cmd_trace_read(json_t *id)
 			       mode_names[probes[slot].mode], "count", (json_int_t)sum.count,
 			       "sum_ns", (json_int_t)sum.sum_ns, "first_ns",
 			       (json_int_t)sum.first_ns, "last_ns", (json_int_t)sum.last_ns);
+		for (int c = 0; c < ncpus; c++)
+			sum.errors += vals[c].errors;
 		if (probes[slot].mode == MODE_TRACEPOINT)
 			json_object_set_new(ev, "pages", json_integer(sum.pages));
 		else
 			json_object_set_new(ev, "drops", json_integer(sum.drops));
+		if (slot < GT_FUNC0 && tracepoints[slot].on_request)
+			json_object_set_new(ev, "errors", json_integer(sum.errors));
+		if (slot == GT_HA_GET || slot == GT_HA_PUT) {
+			json_t *orders = json_array();
+
+			for (int o = 0; o < GT_ORDERS; o++) {
+				__u64 n = 0;
+
+				for (int c = 0; c < ncpus; c++)
+					n += vals[c].orders[o];
+				json_array_append_new(orders, json_integer(n));
+			}
+			json_object_set_new(ev, "orders", orders);
+		}
 		if (probes[slot].within)
 			json_object_set_new(ev, "within", json_string(probes[slot].within));
 		json_array_append_new(events, ev);

@@ -31,16 +31,22 @@
  *       symbols of 1-63 [A-Za-z0-9_], names unique. A function "within" P is
  *       timed inside probe P (another of the list, or "any" caller): sum only
  *       those without it. "tracepoints" selects the page-allocator tracepoints
- *       (default both). "kprobes": time functions with kprobes even where fentry
- *       would work. "vmstat": up to 16 /proc/vmstat counters that trace_read
- *       reports as count-only events "vmstat_NAME" (mode "vmstat", sum_ns 0):
- *       per-page work counted with no probe. A new trace_start replaces the
- *       previous one.
+ *       (default mm_page_alloc and mm_page_free); HyperAlloc's (hyperalloc_get,
+ *       _put, _reclaimed_seen, _install_start, _install_end, _drain,
+ *       _reconcile; tp_btf) come only when named, and are listed as not
+ *       attached where the kernel's BTF lacks them. "kprobes": time functions
+ *       with kprobes even where fentry would work. "vmstat": up to 16
+ *       /proc/vmstat counters that trace_read reports as count-only events
+ *       "vmstat_NAME" (mode "vmstat"): per-page work counted with no probe. A new
+ *       trace_start replaces the previous one.
  *   {"id":5,"cmd":"trace_read"}
  *       -> {"id":5,"ok":true,"mono_ns":N,"events":[{"name":"mm_page_alloc",
  *            "count":N,"sum_ns":N,"first_ns":N,"last_ns":N}, ...]}
  *       Counters are cumulative since trace_start; times are guest monotonic.
  *       Tracepoint events add "pages", function events "drops" (and "within").
+ *       HyperAlloc events add "errors" (failed gets and installs, not in
+ *       "count"); hyperalloc_get/_put add "orders" (counts for orders 0-10),
+ *       hyperalloc_install_end's "sum_ns" sums the install times.
  *   {"id":6,"cmd":"trace_stop"}  -> {"id":6,"ok":true}
  *   {"id":7,"cmd":"poweroff"}    -> {"id":7,"ok":true}, then the guest powers off.
  */
