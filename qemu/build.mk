@@ -23,11 +23,12 @@ ALL_TARGETS += $(QEMU_BIN) $(BUILD)/tests/qemu_usdt_attach
 $(BUILD)/bpf/qemu_usdt.bpf.o: BPF_CFLAGS += -idirafter /usr/include/$(shell $(CC) -dumpmachine)
 
 # The device's registration and validation (qemu/hyperalloc/, the file QEMU compiles)
-# on the allocator core under libFuzzer.  The guest side of the core only prepares
-# metadata, so it is not instrumented for coverage.
+# on the allocator core under libFuzzer.  The harness (its invariant checks) and the
+# guest side of the core, which only prepares metadata, are not instrumented for
+# coverage: the fuzzer steers by the code under test alone.
 HA_FUZZ       := $(BUILD)/fuzz/hyperalloc_fuzz
-HA_FUZZ_SRCS  := tests/fuzz/hyperalloc_fuzz.c qemu/hyperalloc/hyperalloc-validate.c \
-		 kernel/llfree/llfree_host.c
+HA_FUZZ_SRCS  := qemu/hyperalloc/hyperalloc-validate.c kernel/llfree/llfree_host.c
+HA_FUZZ_OBJS  := $(BUILD)/fuzz/llfree-guest.o $(BUILD)/fuzz/harness.o
 HA_FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
 		 -fno-sanitize-recover=all -Ikernel/llfree -Iqemu/hyperalloc -Itests/fuzz/include
 HA_FUZZ_HDRS  := $(wildcard kernel/llfree/*.h qemu/hyperalloc/*.h) kernel/uapi/virtio_hyperalloc.h
@@ -39,10 +40,14 @@ $(BUILD)/fuzz/llfree-guest.o: kernel/llfree/llfree.c $(HA_FUZZ_HDRS) | $(BUILD)/
 	$(call msg,CLANG,$@)
 	$(Q)$(CLANG) $(HA_FUZZ_FLAGS) -fsanitize=address,undefined -c $< -o $@
 
-$(HA_FUZZ): $(HA_FUZZ_SRCS) $(BUILD)/fuzz/llfree-guest.o $(HA_FUZZ_HDRS) | $(BUILD)/fuzz
+$(BUILD)/fuzz/harness.o: tests/fuzz/hyperalloc_fuzz.c $(HA_FUZZ_HDRS) | $(BUILD)/fuzz
+	$(call msg,CLANG,$@)
+	$(Q)$(CLANG) $(HA_FUZZ_FLAGS) -fsanitize=address,undefined -c $< -o $@
+
+$(HA_FUZZ): $(HA_FUZZ_SRCS) $(HA_FUZZ_OBJS) $(HA_FUZZ_HDRS) | $(BUILD)/fuzz
 	$(call msg,CLANG,$@)
 	$(Q)$(CLANG) $(HA_FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $(HA_FUZZ_SRCS) \
-		$(BUILD)/fuzz/llfree-guest.o -o $@
+		$(HA_FUZZ_OBJS) -o $@
 
 # `make fuzz` runs this fuzzer too, for HA_FUZZ_SECONDS; the corpus stays in build/.
 HA_FUZZ_SECONDS ?= 300

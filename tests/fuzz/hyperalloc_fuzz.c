@@ -33,6 +33,7 @@
 #define MAX_CHILDREN (WINDOW / HA_CHILD_BYTES + 16) /* plus the 4 MiB base and tree rounding */
 #define MAX_BLOCKS 64
 #define MAX_DIRTY 64
+#define FRAMES (WINDOW >> LLFREE_FRAME_SHIFT)
 
 enum op { REGISTER, REGISTER_RAW, FINISH, SHRINK, RETURN, SOFT, INSTALL, CORRUPT, GET, PUT,
 	  RESET, OPS };
@@ -86,6 +87,16 @@ static void *translate(void *opaque, uint64_t gpa, uint64_t len)
 	return len && extent_of(gpa, len) >= 0 ? w.ram + gpa : NULL;
 }
 
+static void guest_corrupt(uint64_t gpa, uint64_t len)
+{
+	for (unsigned id = 0; id < VIRTIO_HYPERALLOC_MAX_ZONES; id++) {
+		struct guest_zone *g = &w.guest[id];
+
+		if (g->live && gpa < g->meta_gpa + g->meta_len && g->meta_gpa < gpa + len)
+			g->corrupt = true;
+	}
+}
+
 static int fake_discard(void *opaque, uint64_t gpa, uint64_t len, bool soft)
 {
 	(void)opaque;
@@ -114,6 +125,9 @@ static int fake_discard(void *opaque, uint64_t gpa, uint64_t len, bool soft)
 		fuzz_check(owned, "discard of a child that is not a zone's to give back");
 	}
 	fuzz_check(!madvise(w.ram + gpa, len, MADV_DONTNEED), "madvise");
+	/* Metadata no registered zone owns, in memory a registered zone had free:
+	 * a guest that frees what it uses loses it, as it would on a real host. */
+	guest_corrupt(gpa, len);
 	return 0;
 }
 
@@ -241,22 +255,12 @@ static void set_layout(struct input *in)
 	ha_init(&w.ha, &ops, top);
 }
 
-static void guest_corrupt(uint64_t gpa, uint64_t len)
-{
-	for (unsigned id = 0; id < VIRTIO_HYPERALLOC_MAX_ZONES; id++) {
-		struct guest_zone *g = &w.guest[id];
-
-		if (g->live && gpa < g->meta_gpa + g->meta_len && g->meta_gpa < gpa + len)
-			g->corrupt = true;
-	}
-}
-
 /* A zone as a guest would describe it, its metadata written by llfree_init()
  * where it lies in RAM, with some fields spoilt on request. */
 static void op_register(struct input *in)
 {
 	unsigned id = (unsigned)take(in, 1) % (VIRTIO_HYPERALLOC_MAX_ZONES + 2);
-	uint64_t start = take(in, 2) * 16, pages = take(in, 2) * 16 + 1;
+	uint64_t start = take(in, 2) * 16 % FRAMES, pages = 1 + take(in, 2) % FRAMES;
 	uint64_t meta_gpa = take(in, 2) * 2048;
 	unsigned spoil = (unsigned)take(in, 1);
 	struct virtio_hyperalloc_zone_desc d = {
@@ -274,6 +278,11 @@ static void op_register(struct input *in)
 
 	if (spoil & 4)
 		d.reserved[1] = 1;
+	if (spoil & 64) { /* beyond any RAM; the guest does not set it up */
+		d.pages += (uint64_t)1 << 30;
+		d.meta_len = llfree_metadata_size(start, d.pages);
+		spoil |= 8;
+	}
 	if (id < VIRTIO_HYPERALLOC_MAX_ZONES && size && translate(NULL, meta_gpa, size) &&
 	    !(spoil & 8)) {
 		struct guest_zone *g = &w.guest[id];
