@@ -33,7 +33,7 @@ class BalloonQtest(Qtest):
     """The balloon, as a legacy virtio driver sees it."""
 
     def __init__(self, device, dirname):
-        super().__init__(dirname, ["-device", device], RAM_MIB)
+        super().__init__(dirname, ["-device", device], f"{RAM_MIB}M")
         self.queues = {}
 
     def setup_balloon(self, guest_features):

@@ -60,7 +60,8 @@ class Hyperalloc(Qtest):
     """virtio-hyperalloc-pci as a modern virtio driver sees it."""
 
     def __init__(self, dirname, device="virtio-hyperalloc-pci", args=()):
-        super().__init__(dirname, ["-device", device, *args], RAM_MIB)
+        super().__init__(dirname, ["-device", device, *args],
+                         f"{RAM_MIB}M,maxmem={2 * RAM_MIB}M")
         self.dev = next((d for d in range(32) if self.pci_cfg(d, 0) == DEVICE << 16 | VENDOR),
                         None)
         self.queues = {}
@@ -226,6 +227,10 @@ def test_refused(dirname):
     rc, err = refused_start(dirname, ["-accel", "tcg", "-overcommit", "mem-lock=on",
                                       "-smp", "2"], "mlock")
     check(rc != 0 and "mlock" in err, "mlock is refused", f"exit {rc}: {err[-200:]}")
+    rc, err = refused_start(dirname, ["-accel", "tcg,thread=multi", "-smp", "2",
+                                      "-device", "virtio-hyperalloc-pci"], "two")
+    check(rc != 0 and "only one virtio-hyperalloc device" in err,
+          "a second virtio-hyperalloc device is refused", f"exit {rc}: {err[-200:]}")
     # A good start stays up: it is killed by the timeout of a quick `quit` instead.
     p = subprocess.Popen([QEMU, "-machine", "pc", "-nodefaults", "-display", "none",
                           "-m", "128M", "-S", "-accel", "tcg,thread=multi", "-smp", "2",
@@ -399,6 +404,20 @@ def test_auto(dirname):
               f"{qt.child_word(soft[0]):#x}")
 
 
+def test_coexistence(dirname):
+    args = ["-device", "virtio-balloon-pci",
+            "-object", "memory-backend-ram,id=mem0,size=128M",
+            "-device", "virtio-mem-pci,id=vmem0,memdev=mem0,requested-size=0"]
+    with Hyperalloc(dirname, "virtio-hyperalloc-pci", args) as qt:
+        balloon = qt.qmp("query-balloon")
+        devices = qt.qmp("query-memory-devices")
+        info = qt.qmp("query-hyperalloc")
+        check(qt.dev is not None and "return" in balloon and "return" in info and
+              any(d["type"] == "virtio-mem" for d in devices.get("return", [])),
+              "virtio-balloon, virtio-mem and virtio-hyperalloc in one VM",
+              f"{balloon}, {devices}, {info}")
+
+
 USDT = ["register_zone", "guest_error", "resize_start", "resize_end", "shrink_start",
         "shrink_end", "return_start", "return_end", "discard", "install_start", "install_end",
         "populate", "auto_start", "auto_end"]
@@ -417,9 +436,9 @@ def test_usdt(dirname):
 def main():
     if not os.access(QEMU, os.X_OK):
         skip_all("hyperalloc", f"{QEMU} is not built (run make qemu)")
-    plan(62)
+    plan(64)
     for test in (test_identity, test_monitor, test_refused, test_hostile, test_operations,
-                 test_auto, test_usdt):
+                 test_auto, test_coexistence, test_usdt):
         with tempfile.TemporaryDirectory(prefix="hatrace-qtest-") as d:
             os.mkdir(os.path.join(d, "b"))
             try:

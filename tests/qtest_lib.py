@@ -16,7 +16,8 @@ MiB = 1 << 20
 class Qtest:
     """This side listens, QEMU connects (as libqtest does)."""
 
-    def __init__(self, dirname, args, ram_mib):
+    def __init__(self, dirname, args, mem):
+        """mem: the -m argument."""
         self.log = os.path.join(dirname, "qemu.log")
         sock_path = os.path.join(dirname, "qtest.sock")
         qmp_path = os.path.join(dirname, "qmp.sock")
@@ -28,7 +29,7 @@ class Qtest:
         self.proc = subprocess.Popen(
             [QEMU, "-machine", "pc", "-accel", "qtest", "-qtest", f"unix:{sock_path}",
              "-qtest-log", "/dev/null",
-             "-nodefaults", "-display", "none", "-m", f"{ram_mib}M", *args,
+             "-nodefaults", "-display", "none", "-m", mem, *args,
              "-qmp", f"unix:{qmp_path},server=on,wait=off",
              "-d", "guest_errors", "-D", self.log],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
