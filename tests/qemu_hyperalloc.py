@@ -299,6 +299,9 @@ def test_hostile(dirname):
         check(status is None and qt.status() & NEEDS_RESET and qt.alive(),
               "a short descriptor buffer sets NEEDS_RESET, QEMU stays up",
               f"status {status}, device status {qt.status():#x}")
+        qt.probe()
+        check(qt.register(desc()) == S_OK and qt.register(FINISH_DESC) == S_OK,
+              "after a driver reset the device takes a registration again")
 
 
 def test_operations(dirname):
@@ -365,6 +368,14 @@ def test_operations(dirname):
         check(not info["registered"] and info["hard"] == 0 and info["actual"] == RAM_MIB * MiB and
               info["target"] == (RAM_MIB - 6) * MiB,
               "a reset drops the zones and keeps the target", str(info))
+        qt.probe()  # the rebooted guest's allocator starts over
+        write_metadata(qt)
+        qt.register(desc())
+        qt.register(FINISH_DESC)
+        info = qt.qmp("query-hyperalloc")["return"]
+        held = [c for c in range(32) if qt.child_word(c) == HARD_CHILD]
+        check(info["hard"] == 6 * MiB and len(held) == 3 and qt.header_hard() == 3,
+              "after the reboot the kept target is applied again", f"{info}, held {held}")
 
 
 def test_auto(dirname):
@@ -436,7 +447,7 @@ def test_usdt(dirname):
 def main():
     if not os.access(QEMU, os.X_OK):
         skip_all("hyperalloc", f"{QEMU} is not built (run make qemu)")
-    plan(64)
+    plan(66)
     for test in (test_identity, test_monitor, test_refused, test_hostile, test_operations,
                  test_auto, test_coexistence, test_usdt):
         with tempfile.TemporaryDirectory(prefix="hatrace-qtest-") as d:
