@@ -240,6 +240,21 @@ def test_refused(dirname):
     out, err = p.communicate("quit\n", timeout=30)
     check(p.returncode == 0, "multi-threaded TCG with 2 vCPUs starts",
           f"exit {p.returncode}: {err.strip()[-200:]}")
+    p = subprocess.Popen([QEMU, "-machine", "pc", "-nodefaults", "-display", "none",
+                          "-m", "128M", "-S", "-accel", "tcg", "-smp", "1",
+                          "-device", "virtio-hyperalloc-pci,x-unsafe-tcg=on",
+                          "-monitor", "stdio"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate("quit\n", timeout=30)
+    check(p.returncode == 0, "x-unsafe-tcg=on overrides the TCG refusal",
+          f"exit {p.returncode}: {err.strip()[-200:]}")
+    with Qtest(dirname, [], "128M") as qt:
+        reply = qt.qmp("query-hyperalloc")
+        resize = qt.qmp("hyperalloc-resize", value=MiB)
+        check(reply.get("error", {}).get("class") == "DeviceNotActive" and
+              resize.get("error", {}).get("class") == "DeviceNotActive",
+              "without the device QMP says DeviceNotActive", f"{reply}, {resize}")
 
 
 def test_hostile(dirname):
@@ -447,7 +462,7 @@ def test_usdt(dirname):
 def main():
     if not os.access(QEMU, os.X_OK):
         skip_all("hyperalloc", f"{QEMU} is not built (run make qemu)")
-    plan(66)
+    plan(68)
     for test in (test_identity, test_monitor, test_refused, test_hostile, test_operations,
                  test_auto, test_coexistence, test_usdt):
         with tempfile.TemporaryDirectory(prefix="hatrace-qtest-") as d:
