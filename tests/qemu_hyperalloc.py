@@ -383,6 +383,10 @@ def test_operations(dirname):
         check(not info["registered"] and info["hard"] == 0 and info["actual"] == RAM_MIB * MiB and
               info["target"] == (RAM_MIB - 6) * MiB,
               "a reset drops the zones and keeps the target", str(info))
+        words = [qt.child_word(c) for c in held]
+        check(words == [512 | RECLAIMED] * 3 and qt.header_hard() == 0,
+              "a reset gives the held children back to the guest's allocator first",
+              f"{[hex(w) for w in words]}, header {qt.header_hard()}")
         qt.probe()  # the rebooted guest's allocator starts over
         write_metadata(qt)
         qt.register(desc())
@@ -462,7 +466,7 @@ def test_usdt(dirname):
 def main():
     if not os.access(QEMU, os.X_OK):
         skip_all("hyperalloc", f"{QEMU} is not built (run make qemu)")
-    plan(68)
+    plan(69)
     for test in (test_identity, test_monitor, test_refused, test_hostile, test_operations,
                  test_auto, test_coexistence, test_usdt):
         with tempfile.TemporaryDirectory(prefix="hatrace-qtest-") as d:

@@ -87,7 +87,15 @@ void ha_init(struct hyperalloc *ha, const struct ha_ops *ops, uint64_t ram_top)
 void ha_reset(struct hyperalloc *ha)
 {
 	for (unsigned id = 0; id < VIRTIO_HYPERALLOC_MAX_ZONES; id++) {
-		zone_free(ha->zones[id]);
+		struct ha_zone *z = ha->zones[id];
+
+		if (!z)
+			continue;
+		/* After a driver reset the guest runs on with this metadata, so
+		 * what the host held becomes free again (still reclaimed); after
+		 * a system reset the next boot rewrites it anyway. */
+		ha_return_zone(ha, z, z->children);
+		zone_free(z);
 		ha->zones[id] = NULL;
 	}
 	ha->nzones = 0;

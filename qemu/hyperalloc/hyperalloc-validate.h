@@ -72,7 +72,8 @@ struct hyperalloc {
 #define HA_BROKEN (-1)
 
 void ha_init(struct hyperalloc *ha, const struct ha_ops *ops, uint64_t ram_top);
-/* Frees every zone; the guest registers again after its next reset. */
+/* Returns every child the host holds to the guest (free, still marked
+ * reclaimed), then frees every zone; the guest registers again. */
 void ha_reset(struct hyperalloc *ha);
 
 /* One descriptor of the info queue (len bytes as the guest sent them).
