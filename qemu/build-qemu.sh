@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds hatrace's QEMU (qemu-system-x86_64 only) from Debian's QEMU 7.2 source
-# package plus qemu/patches/*.patch, and caches it outside the clone:
-#   ~/.cache/hatrace/qemu/<hash>/{qemu-system-x86_64,build.log,source-version}
-# <hash> covers the source package version, the patches, the configure flags,
-# this pipeline's version and the toolchain (compiler, meson, ninja, dtrace and
-# library headers). The source package comes from deb-src (apt-get source
+# package plus qemu/patches/*.patch and the files qemu/files copies in from this
+# repository (the wire header, the allocator core, the device's validation), and
+# caches it outside the clone:
+#   ~/.cache/hatrace/qemu/<hash>/{qemu-system-x86_64,build.log,source-version,copied.sha256}
+# <hash> covers the source package version, the patches, the copied files, the
+# configure flags, this pipeline's version and the toolchain (compiler, meson,
+# ninja, dtrace and library headers). copied.sha256 lists the repository files the
+# binary was compiled from, for `sha256sum -c` from the repository root. The source package comes from deb-src (apt-get source
 # --download-only) and is kept in ~/.cache/hatrace/qemu/src/<version>/; when apt
 # cannot be asked, the newest cached source is used.
 #
@@ -12,16 +15,18 @@
 # and ipxe-qemu directories (--firmwarepath), so it boots like the stock binary.
 #
 # usage: qemu/build-qemu.sh [OUT_DIR]
-#   Prints the cache directory; with OUT_DIR, copies qemu-system-x86_64 there.
+#   Prints the cache directory; with OUT_DIR, copies qemu-system-x86_64 and
+#   copied.sha256 there.
 #   Progress goes to stderr; the full log stays in the cache directory and its
 #   tail is printed on failure.
 set -euo pipefail
 
 # Bump when this script changes in a way that changes the built binary.
-PIPELINE_VERSION=1
+PIPELINE_VERSION=2
 CACHE=${HATRACE_CACHE:-$HOME/.cache/hatrace}/qemu
 JOBS=${QEMU_JOBS:-$(nproc)}
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
 out_dir=${1:-}
 CONFIGURE_FLAGS=(
 	--target-list=x86_64-softmmu
@@ -44,6 +49,14 @@ done
 shopt -s nullglob
 patches=("$here"/patches/*.patch)
 shopt -u nullglob
+copies=() # pairs: repo path, QEMU tree path
+while read -r src dst rest; do
+	[[ -z $src || $src == \#* ]] && continue
+	[[ -n $dst && -z $rest && $dst != /* && $dst != *..* ]] ||
+		die "qemu/files: expected 'REPO_PATH QEMU_PATH' lines, got '$src $dst $rest'"
+	[ -f "$root/$src" ] || die "qemu/files: $src does not exist"
+	copies+=("$src" "$dst")
+done <"$here/files"
 
 mkdir -p "$CACHE/src"
 # One QEMU build at a time on this machine (2 cores); it also guards the source cache.
@@ -81,6 +94,10 @@ hash=$( {
 		echo "== ${p#"$here"/}"
 		cat "$p"
 	done
+	for ((i = 0; i < ${#copies[@]}; i += 2)); do
+		echo "== ${copies[i]} -> ${copies[i + 1]}"
+		cat "$root/${copies[i]}"
+	done
 } | sha256sum | cut -c1-16)
 dest=$CACHE/$hash
 
@@ -89,9 +106,10 @@ publish() {
 	mkdir -p "$out_dir"
 	cp -f "$dest/qemu-system-x86_64" "$out_dir/qemu-system-x86_64.tmp"
 	mv -f "$out_dir/qemu-system-x86_64.tmp" "$out_dir/qemu-system-x86_64"
+	cp -f "$dest/copied.sha256" "$out_dir/copied.sha256"
 }
 
-if [ -x "$dest/qemu-system-x86_64" ]; then
+if [ -x "$dest/qemu-system-x86_64" ] && [ -f "$dest/copied.sha256" ]; then
 	publish
 	echo "$dest"
 	exit 0
@@ -124,8 +142,18 @@ if [ ! -f "$work/.patched" ]; then
 		patch -d "$work/src" -p1 --forward --batch <"$p" >>"$log" 2>&1 ||
 			fail "patch ${p#"$here"/} does not apply"
 	done
+	for ((i = 0; i < ${#copies[@]}; i += 2)); do
+		[ ! -e "$work/src/${copies[i + 1]}" ] ||
+			fail "qemu/files: ${copies[i + 1]} already exists in the QEMU tree"
+		mkdir -p "$(dirname "$work/src/${copies[i + 1]}")"
+		cp "$root/${copies[i]}" "$work/src/${copies[i + 1]}"
+	done
 	touch "$work/.patched"
 fi
+# What the binary is compiled from: the copies as they are in the tree now.
+for ((i = 0; i < ${#copies[@]}; i += 2)); do
+	echo "$(sha256sum <"$work/src/${copies[i + 1]}" | cut -d' ' -f1)  ${copies[i]}"
+done >"$work/copied.sha256"
 
 # QEMU's build must not inherit the calling make's flags (V=1, -j).
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
@@ -157,6 +185,7 @@ mkdir -p "$tmp"
 # firmware there only.
 cp "$obj/qemu-system-x86_64" "$tmp/qemu-system-x86_64"
 echo "$src_version" >"$tmp/source-version"
+cp "$work/copied.sha256" "$tmp/copied.sha256"
 echo "built in $(( $(date +%s) - start )) s" >>"$log"
 cp "$log" "$tmp/build.log"
 rm -rf "$dest"

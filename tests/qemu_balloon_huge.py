@@ -1,24 +1,19 @@
 #!/usr/bin/python3
 """virtio-balloon-huge in hatrace's QEMU (qemu/patches), driven through QEMU's qtest
-protocol: this test plays the guest driver over the legacy virtio-pci interface,
-so it needs neither a guest kernel nor CPU emulation. It checks that huge-pages is
+protocol (tests/qtest_lib.py): this test plays the guest driver over the legacy
+virtio-pci interface. It checks that huge-pages is
 off by default, that a negotiated huge PFN discards exactly its 2 MiB, that bad PFNs
 (unaligned, outside RAM, not plain RAM) are logged and ignored with QEMU staying up,
 that without the feature a PFN still means 4 KiB, and that the balloon target is
 rounded up to whole 2 MiB units. HATRACE_TEST_QEMU names another binary to test."""
-import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guest_lib import BUILD, check, die_with_parent, fail, finish, plan, skip_all  # noqa: E402
+from guest_lib import check, fail, finish, plan, skip_all  # noqa: E402
+from qtest_lib import QEMU, MiB, Qtest  # noqa: E402
 
-QEMU = os.environ.get("HATRACE_TEST_QEMU", os.path.join(BUILD, "qemu", "qemu-system-x86_64"))
-MiB = 1 << 20
 HUGE = 2 * MiB
 F_HUGE_PAGES = 23  # VIRTIO_BALLOON_F_HUGE_PAGES
 RAM_MIB = 255  # not a multiple of 2 MiB: the last unit straddles the end of RAM
@@ -34,103 +29,13 @@ RING_GPA = {INFLATE_Q: 16 * MiB, DEFLATE_Q: 17 * MiB}
 PFNS_GPA = 18 * MiB
 
 
-class Qtest:
-    """A QEMU under -accel qtest: this side listens, QEMU connects (as libqtest does)."""
+class BalloonQtest(Qtest):
+    """The balloon, as a legacy virtio driver sees it."""
 
     def __init__(self, device, dirname):
-        self.log = os.path.join(dirname, "qemu.log")
-        sock_path = os.path.join(dirname, "qtest.sock")
-        qmp_path = os.path.join(dirname, "qmp.sock")
-        err_path = os.path.join(dirname, "qemu.err")
-        listener = socket.socket(socket.AF_UNIX)
-        listener.bind(sock_path)
-        listener.listen(1)
-        listener.settimeout(0.2)
-        self.proc = subprocess.Popen(
-            [QEMU, "-machine", "pc", "-accel", "qtest", "-qtest", f"unix:{sock_path}",
-             "-qtest-log", "/dev/null",
-             "-nodefaults", "-display", "none", "-m", f"{RAM_MIB}M", "-device", device,
-             "-qmp", f"unix:{qmp_path},server=on,wait=off",
-             "-d", "guest_errors", "-D", self.log],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(err_path, "w"), preexec_fn=die_with_parent)
-        end = time.monotonic() + 20
-        self.sock = None
-        while not self.sock and self.proc.poll() is None and time.monotonic() < end:
-            try:
-                self.sock, _ = listener.accept()
-            except socket.timeout:
-                pass
-        listener.close()
-        if not self.sock:
-            self.proc.kill()
-            self.proc.wait()
-            with open(err_path) as f:
-                raise RuntimeError(f"QEMU did not connect to qtest: {f.read().strip()[-300:]}")
-        self.sock.settimeout(20)
-        self.f = self.sock.makefile("rw")
-        self.qmp_path = qmp_path
+        super().__init__(dirname, ["-device", device], f"{RAM_MIB}M")
         self.queues = {}
 
-    def cmd(self, line):
-        self.f.write(line + "\n")
-        self.f.flush()
-        while True:
-            reply = self.f.readline()
-            if not reply:
-                raise EOFError(f"QEMU closed the qtest socket after '{line}'")
-            if not reply.startswith("IRQ"):
-                break
-        if not reply.startswith("OK"):
-            raise RuntimeError(f"qtest '{line}': {reply.strip()}")
-        return reply.split()[1] if len(reply.split()) > 1 else None
-
-    def rd(self, kind, addr):
-        return int(self.cmd(f"{kind} {addr:#x}"), 16)
-
-    def wr(self, kind, addr, value):
-        self.cmd(f"{kind} {addr:#x} {value:#x}")
-
-    def pci_cfg(self, dev, offset, value=None):
-        self.wr("outl", 0xcf8, 0x80000000 | dev << 11 | offset)
-        if value is None:
-            return self.rd("inl", 0xcfc)
-        self.wr("outl", 0xcfc, value)
-
-    def qmp(self, execute, **args):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(20)
-        s.connect(self.qmp_path)
-        f = s.makefile("rw")
-        f.readline()
-        for msg in ({"execute": "qmp_capabilities"}, {"execute": execute, "arguments": args}):
-            f.write(json.dumps(msg) + "\n")
-            f.flush()
-            while "event" in (reply := json.loads(f.readline())):
-                pass
-        s.close()
-        return reply
-
-    def alive(self):
-        return self.proc.poll() is None and self.rd("readl", 0) is not None
-
-    def log_text(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.sock.close()
-
-    # The balloon, as a legacy virtio driver sees it.
     def setup_balloon(self, guest_features):
         """Finds the balloon on bus 0, maps its I/O BAR, negotiates guest_features
         and sets up both queues; returns the host features."""
@@ -182,14 +87,14 @@ def zero(qt, gpa):
 
 
 def test_default_off(dirname):
-    with Qtest("virtio-balloon-pci", dirname) as qt:
+    with BalloonQtest("virtio-balloon-pci", dirname) as qt:
         host = qt.setup_balloon(0)
         check(not host >> F_HUGE_PAGES & 1, "huge-pages is off by default",
               f"host features {host:#x}")
 
 
 def test_huge(dirname):
-    with Qtest("virtio-balloon-pci,huge-pages=on", dirname) as qt:
+    with BalloonQtest("virtio-balloon-pci,huge-pages=on", dirname) as qt:
         host = qt.setup_balloon(1 << F_HUGE_PAGES)
         check(host >> F_HUGE_PAGES & 1, "huge-pages=on offers feature bit 23",
               f"host features {host:#x}")
@@ -243,7 +148,7 @@ def test_huge(dirname):
 
 
 def test_not_negotiated(dirname):
-    with Qtest("virtio-balloon-pci,huge-pages=on", dirname) as qt:
+    with BalloonQtest("virtio-balloon-pci,huge-pages=on", dirname) as qt:
         qt.setup_balloon(0)
         unit = 64 * MiB
         qt.cmd(f"memset {unit:#x} {HUGE:#x} 0xaa")

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Bounded libFuzzer run of the allocator core (guest and host operations plus
-# metadata corruption).  FUZZ_SECONDS (default 25) and FUZZ_CORPUS (default
-# $BUILD/llfree/corpus) set the length and the corpus kept between runs.
+# Bounded libFuzzer run: by default the allocator core (guest and host
+# operations plus metadata corruption).  FUZZ_SECONDS (default 25) and
+# FUZZ_CORPUS (default the fuzzer's directory/corpus) set the length and the
+# corpus kept between runs; FUZZ_BIN and FUZZ_NAME pick another fuzzer.
 cd "$(dirname "$0")/../.." || exit 1
-out=${BUILD:-build}/llfree
-fuzz=$out/fuzz
+fuzz=${FUZZ_BIN:-${BUILD:-build}/llfree/fuzz}
+out=$(dirname "$fuzz")
 secs=${FUZZ_SECONDS:-25}
 corpus=${FUZZ_CORPUS:-$out/corpus}
-log=$out/fuzz-${secs}s.log
-name="llfree fuzz ${secs}s"
+log=$out/$(basename "$fuzz")-${secs}s.log
+name="${FUZZ_NAME:-llfree fuzz} ${secs}s"
 echo 1..1
 if [ ! -x "$fuzz" ]; then
 	echo "not ok - $name: $fuzz is not built"

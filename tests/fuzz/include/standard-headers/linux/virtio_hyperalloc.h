@@ -1,0 +1,1 @@
+../../../../../kernel/uapi/virtio_hyperalloc.h
