@@ -9,7 +9,8 @@
 	X(tech_virtio_balloon) \
 	X(tech_balloon_huge) \
 	X(tech_fpr) \
-	X(tech_virtio_mem)
+	X(tech_virtio_mem) \
+	X(tech_hyperalloc)
 
 #define DECLARE(t) extern const struct technique t;
 #define ENTRY(t) &t,

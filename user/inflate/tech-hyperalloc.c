@@ -1,0 +1,83 @@
+/* HyperAlloc: the guest allocator's state lives in guest RAM, shared with
+ * QEMU; QEMU shrinks by claiming free 2 MiB children there and discarding
+ * them (no guest work), returns them on grow, and installs a child when the
+ * guest allocates it (virtio-hyperalloc-pci, hatrace's QEMU and guest kernel). */
+#include "common.h"
+#include "qmp.h"
+#include "technique.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+static int check_opts(const struct opts *o)
+{
+	/* Single-threaded TCG does not make guest atomics atomic against QEMU. */
+	if (o->vcpus < 2 && o->accel == ACCEL_TCG) {
+		ht_err("hyperalloc: under TCG it needs --vcpus 2 or more (multi-threaded TCG)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void configure(const struct opts *o, struct vm_config *cfg, struct qemu_args *args)
+{
+	qemu_args_add(args, "-device", "virtio-hyperalloc-pci,id=ha0");
+}
+
+int hyperalloc_get_size(struct run *r, uint64_t *size)
+{
+	json_t *info = NULL;
+	int err = qmp_call(r->vm->qmp, "query-hyperalloc", NULL, &info, 10 * SEC);
+	json_t *actual = json_object_get(info, "actual");
+
+	if (!err && (!json_is_integer(actual) || json_integer_value(actual) < 0))
+		err = -EPROTO;
+	if (!err)
+		*size = json_integer_value(actual);
+	json_decref(info);
+	return err;
+}
+
+/* Synchronous: QEMU replies when the shrink or return is done. */
+int hyperalloc_set_size(struct run *r, uint64_t target)
+{
+	return qmp_call(r->vm->qmp, "hyperalloc-resize",
+			json_pack("{s:I}", "value", (json_int_t)target), NULL, PHASE_TIMEOUT_NS);
+}
+
+/* The guest driver registers its zones at probe. */
+int hyperalloc_after_boot(struct run *r)
+{
+	uint64_t deadline = now_ns() + 60 * SEC;
+
+	while (now_ns() < deadline) {
+		json_t *info = NULL;
+		int err = qmp_call(r->vm->qmp, "query-hyperalloc", NULL, &info, 10 * SEC);
+		bool registered = json_is_true(json_object_get(info, "registered"));
+
+		json_decref(info);
+		if (err)
+			return failed(r, err);
+		if (registered)
+			return 0;
+		usleep(50000);
+	}
+	ht_err("hyperalloc: the guest driver did not register its zones within 60 s");
+	return -ETIMEDOUT;
+}
+
+/* The install path is traced by the guest's hyperalloc tracepoints (not yet
+ * named by inflate); no per-page functions are timed. */
+static const struct guest_func guest_funcs[] = { { 0 } };
+
+const struct technique tech_hyperalloc = {
+	.name = "hyperalloc",
+	.kernel = "hyperalloc",
+	.qemu_property = "virtio-hyperalloc-pci.install",
+	.check_opts = check_opts,
+	.configure = configure,
+	.after_boot = hyperalloc_after_boot,
+	.get_size = hyperalloc_get_size,
+	.set_size = hyperalloc_set_size,
+	.guest_funcs = guest_funcs,
+};
