@@ -14,7 +14,7 @@ import sys
 
 CHECKS = 37
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
-TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem")
+TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem", "hyperalloc")
 ACTIVE = ("virtio-balloon", "virtio-balloon-huge", "virtio-mem")
 # A passive technique has no grow and no untouched shrink: null in summary.json.
 NOT_MEASURED = {"fpr": ("grow", "shrink_untouched")}
