@@ -8,28 +8,15 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rss_integral import trapezoid  # noqa: E402
+
 CHECKS = 5
-GIB = 1 << 30
 
 
 def report(ok, name, why=""):
     print(f"ok - {name}" if ok else f"not ok - {name}: {why}", flush=True)
     return ok
-
-
-def trapezoid(rows, a, b):
-    """Integral of (t, v) points over [a, b], holding the end values outside."""
-    total = 0.0
-    for (t0, v0), (t1, v1) in zip(rows, rows[1:]):
-        lo, hi = max(t0, a), min(t1, b)
-        if hi > lo:
-            at = lambda t: v0 + (v1 - v0) * (t - t0) / (t1 - t0)  # noqa: E731
-            total += (at(lo) + at(hi)) / 2 * (hi - lo)
-    if rows and rows[0][0] > a:
-        total += rows[0][1] * (min(rows[0][0], b) - a)
-    if rows and rows[-1][0] < b:
-        total += rows[-1][1] * (b - max(rows[-1][0], a))
-    return total / 1e9 / GIB / 60
 
 
 def main():

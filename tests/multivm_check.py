@@ -8,8 +8,10 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rss_integral import trapezoid  # noqa: E402
+
 CHECKS = 4
-GIB = 1 << 30
 
 
 def report(ok, name, why=""):
@@ -23,20 +25,6 @@ def summed(path):
             last[r["pid"]] = int(r["rss_bytes"])
             rows.append((int(r["time_ns"]), sum(last.values())))
     return rows
-
-
-def trapezoid(rows, a, b):
-    total = 0.0
-    for (t0, v0), (t1, v1) in zip(rows, rows[1:]):
-        lo, hi = max(t0, a), min(t1, b)
-        if hi > lo:
-            at = lambda t: v0 + (v1 - v0) * (t - t0) / (t1 - t0)  # noqa: E731
-            total += (at(lo) + at(hi)) / 2 * (hi - lo)
-    if rows and rows[0][0] > a:
-        total += rows[0][1] * (min(rows[0][0], b) - a)
-    if rows and rows[-1][0] < b:
-        total += rows[-1][1] * (b - max(rows[-1][0], a))
-    return total / 1e9 / GIB / 60
 
 
 def main():
