@@ -20,13 +20,14 @@ for row in "${rows[@]}"; do
 	set -- $row
 	echo "flavour $2" >"$tmp/guest/bzImage-$2"
 done
-# The recording QEMU: it says it is QEMU, has balloon-huge's property, and
+# The recording QEMU: it says it is QEMU, has balloon-huge's and
+# virtio-hyperalloc's properties, and
 # writes its command line (one argument a line) to $FAKE_ARGV.
 cat >"$tmp/qemu/qemu-system-x86_64" <<'EOF'
 #!/bin/sh
 case "$*" in
 --version) echo "QEMU emulator version 7.2.0 (recording fake)"; exit 0 ;;
-*,help) echo "  huge-pages=<bool>"; exit 0 ;;
+*,help) printf '  huge-pages=<bool>\n  install=<bool>\n'; exit 0 ;;
 esac
 printf '%s\n' "$@" >"$FAKE_ARGV"
 exit 1

@@ -294,10 +294,11 @@ void qemu_phases_summary(json_t *summary, const struct tech_results *res, const 
 
 			if (!pj)
 				continue;
+			const char *why = res->t->no_qemu_timing ?: res->its[0].qemu_why;
+
 			json_object_set_new(pj, "qemu_internal",
-					    res->its[0].qemu_why[0]
-						    ? json_pack("{s:s}", "unavailable", res->its[0].qemu_why)
-						    : phase_json(res, o, resize_phases[k]));
+					    why[0] ? json_pack("{s:s}", "unavailable", why)
+						   : phase_json(res, o, resize_phases[k]));
 		}
 	}
 }

@@ -79,5 +79,7 @@ const struct technique tech_hyperalloc = {
 	.after_boot = hyperalloc_after_boot,
 	.get_size = hyperalloc_get_size,
 	.set_size = hyperalloc_set_size,
+	.no_qemu_timing = "hatrace does not read virtio-hyperalloc's USDT events yet: "
+			  "hyperalloc-resize is synchronous, so the phase is QEMU's reply time",
 	.guest_funcs = guest_funcs,
 };

@@ -43,6 +43,9 @@ struct technique {
 	/* Passive: why it has no grow phase and no RSS drop relative to a request
 	 * (summary.json why_null). */
 	const char *passive_note;
+	/* Why hatrace has no QEMU-internal timing of it (its QEMU events are not
+	 * read yet), or NULL. */
+	const char *no_qemu_timing;
 	/* The guest functions to trace (trace_start "functions"), ending with { 0 }. */
 	const struct guest_func *guest_funcs;
 };
