@@ -16,8 +16,6 @@ CHECKS = 37
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
 TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem")
 ACTIVE = ("virtio-balloon", "virtio-balloon-huge", "virtio-mem")
-# Techniques whose QEMU events hatrace does not read yet: their reason instead.
-NO_QEMU_TIMING = ("hyperalloc",)
 # A passive technique has no grow and no untouched shrink: null in summary.json.
 NOT_MEASURED = {"fpr": ("grow", "shrink_untouched")}
 PHASES = ("shrink", "grow", "install", "touch2", "shrink_untouched")
@@ -283,10 +281,7 @@ def main(d):
         for t in TECHNIQUES:
             for p in ("shrink", "shrink_untouched", "grow") if t in ACTIVE else ("shrink",):
                 q = s.get(t, {}).get(p, {}).get("qemu_internal", {})
-                if t in NO_QEMU_TIMING:
-                    if not q.get("unavailable", "").startswith("hatrace does not read"):
-                        bad.append(f"{t}/{p}: {q}")
-                elif "qemu_ns_median" not in q or None in q["qemu_samples_ns"] or \
+                if "qemu_ns_median" not in q or None in q["qemu_samples_ns"] or \
                         not 0 < q["qemu_ns_median"] <= q["phase_ns_median"] or \
                         q["start_delay_ns_median"] < 0 or q["end_delay_ns_median"] < 0:
                     bad.append(f"{t}/{p}: {q}")

@@ -384,12 +384,16 @@ int boot_vm(struct run *r, struct iteration *it)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
 	if (!r->untraced) {
-		/* With a workload running, the agent is the workload's alone; a
-		 * multi-VM group is measured by hatrace footprint. */
-		if ((!r->memcg && (err = start_probes(r))) ||
+		/* With a workload running, the agent is the workload's alone. The
+		 * footprint benchmarks (build|blender, multi-VM) use neither the host
+		 * breakdown nor USDT: their probes would only slow QEMU's faults and
+		 * madvise calls under the figures. */
+		bool footprint_only = workload_is_auto(o);
+
+		if ((!footprint_only && (err = start_probes(r))) ||
 		    (!o->workload && !o->cycles && (err = start_guest_trace(r))))
 			return failed(r, err);
-		if (!r->memcg)
+		if (!footprint_only)
 			qemu_phases_start(r, it);
 	} else {
 		snprintf(it->qemu_why, sizeof(it->qemu_why), "tracing off in this iteration");
