@@ -11,7 +11,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,8 +19,6 @@
 #include <unistd.h>
 
 #define MAX_ARGS 32
-
-extern char **environ;
 
 /* A step: `hatrace ARGS -o DIR/NAME`, or with make set, `make -C ROOT ARGS`
  * whose results/bench-*.json are copied into DIR/NAME. */
@@ -167,18 +164,11 @@ static void path_of(char *buf, size_t len, const char *dir, const char *name, co
 /* Runs argv with stdout and stderr to log; its exit status, or -errno. */
 static int run_logged(const char *const *argv, const char *log)
 {
-	posix_spawn_file_actions_t fa;
-	int status, err;
-	pid_t pid;
+	pid_t pid = run_background(argv, log);
+	int status;
 
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	err = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	if (err)
-		return -err;
+	if (pid < 0)
+		return pid;
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
 			return -errno;

@@ -12,8 +12,8 @@
  * -ETIMEDOUT, -EINTR (Ctrl-C) or another -errno (e.g. -ENOENT). */
 int run_capture(const char *const argv[], uint64_t timeout_ns, char *out, size_t len);
 
-/* Starts argv[0] in the background, stdout to /dev/null and stderr to the
- * file log. Returns its pid or -errno. */
+/* Starts argv[0] in the background, stdout and stderr to the file log.
+ * Returns its pid or -errno. */
 pid_t run_background(const char *const argv[], const char *log);
 /* SIGINT, then SIGKILL after timeout_ns; reaps it. Returns its exit status
  * (128 + signal), or -ETIMEDOUT when it had to be killed. */
