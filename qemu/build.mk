@@ -49,10 +49,12 @@ $(HA_FUZZ): $(HA_FUZZ_SRCS) $(HA_FUZZ_OBJS) $(HA_FUZZ_HDRS) | $(BUILD)/fuzz
 	$(Q)$(CLANG) $(HA_FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $(HA_FUZZ_SRCS) \
 		$(HA_FUZZ_OBJS) -o $@
 
-# `make fuzz` runs this fuzzer too, for HA_FUZZ_SECONDS; the corpus stays in build/.
+# `make fuzz` runs this fuzzer too, for HA_FUZZ_SECONDS or HA_FUZZ_RUNS executions,
+# whichever ends first (-1: no bound); the corpus stays in build/.
 HA_FUZZ_SECONDS ?= 300
+HA_FUZZ_RUNS    ?= -1
 fuzz-hyperalloc: $(HA_FUZZ)
-	$(Q)FUZZ_SECONDS=$(HA_FUZZ_SECONDS) tests/fuzz/hyperalloc-short.sh
+	$(Q)FUZZ_SECONDS=$(HA_FUZZ_SECONDS) FUZZ_RUNS=$(HA_FUZZ_RUNS) tests/fuzz/hyperalloc-short.sh
 
 fuzz: fuzz-hyperalloc
 

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer run: by default the allocator core (guest and host
-# operations plus metadata corruption).  FUZZ_SECONDS (default 25) and
-# FUZZ_CORPUS (default the fuzzer's directory/corpus) set the length and the
-# corpus kept between runs; FUZZ_BIN and FUZZ_NAME pick another fuzzer.
+# operations plus metadata corruption).  FUZZ_SECONDS (default 25), FUZZ_RUNS
+# (executions, default unbounded: whichever ends first) and FUZZ_CORPUS
+# (default the fuzzer's directory/corpus) set the length and the corpus kept
+# between runs; FUZZ_BIN and FUZZ_NAME pick another fuzzer.
 cd "$(dirname "$0")/../.." || exit 1
 fuzz=${FUZZ_BIN:-${BUILD:-build}/llfree/fuzz}
 out=$(dirname "$fuzz")
 secs=${FUZZ_SECONDS:-25}
+runs=${FUZZ_RUNS:--1}
 corpus=${FUZZ_CORPUS:-$out/corpus}
 log=$out/$(basename "$fuzz")-${secs}s.log
 name="${FUZZ_NAME:-llfree fuzz} ${secs}s"
@@ -16,7 +18,7 @@ if [ ! -x "$fuzz" ]; then
 	exit 1
 fi
 mkdir -p "$corpus"
-"$fuzz" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+"$fuzz" -max_total_time="$secs" -runs="$runs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 	-artifact_prefix="$out"/ "$corpus" >"$log" 2>&1
 rc=$?
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
