@@ -33,13 +33,14 @@ VM_TESTS    += tests/guest_balloon_huge.py tests/guest_hyperalloc.py tests/guest
 bench-guest-alloc: real-all
 	$(Q)tests/bench_guest_alloc.py results/bench-guest-alloc.json
 
-# make soak: what does not fit make test. The whole boot matrix of the hyperalloc
-# flavour (results/soak-kernel.json) and the guest stress on the debug flavour.
-soak: real-all $(BUILD)/guest/bzImage-debug
+# make soak (soak-kernel): what does not fit make test. The whole boot matrix of the
+# hyperalloc flavour (results/soak-kernel.json) and the guest stress on the debug flavour.
+soak-kernel: real-all $(BUILD)/guest/bzImage-debug
 	$(Q)rc=0; export BUILD=$(BUILD); \
 	tests/guest_boot_matrix.py --full --json results/soak-kernel.json || rc=1; \
 	tests/guest_stress.py --flavour debug || rc=1; \
 	exit $$rc
 
-.PHONY: bench-guest-alloc soak
+.PHONY: bench-guest-alloc soak-kernel
+SOAKS += soak-kernel
 BENCHES += bench-guest-alloc
