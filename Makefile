@@ -141,7 +141,7 @@ run: deps
 # The soak: 1000 shrink/grow cycles per active technique with the integrity
 # buffer held (results/soak.json); make test runs a 20-cycle sample.
 soak-cycles: real-all
-	$(Q)$(HATRACE) inflate --cycles 1000 -t virtio-balloon,virtio-balloon-huge,virtio-mem \
+	$(Q)$(HATRACE) inflate --cycles 1000 -t virtio-balloon,virtio-balloon-huge,virtio-mem,hyperalloc,hyperalloc-fault \
 		-m 1G -s 512M -n 1 -o results/soak-cycles
 	$(Q)cp results/soak-cycles/soak.json results/soak.json
 SOAKS += soak-cycles

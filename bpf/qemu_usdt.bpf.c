@@ -26,7 +26,7 @@ struct {
 	__uint(max_entries, 1 << 20);
 } records SEC(".maps");
 
-enum start_kind { START_DISCARD, START_MEM_REQUEST };
+enum start_kind { START_DISCARD, START_MEM_REQUEST, START_HA_INSTALL };
 
 struct start_key {
 	__u32 tid;
@@ -195,6 +195,33 @@ int mem_response(struct pt_regs *ctx)
 		return 0;
 	add_to_total(ctx, QEMU_MEM_SEND_RESPONSE);
 	end_now(START_MEM_REQUEST, QEMU_MEM_REQUEST, QEMU_HIST_MEM_REQUEST_NS);
+	return 0;
+}
+
+/* hyperalloc_install_start(queue, zone, child, count): counted, then timed to
+ * its install_end on the same thread (the vCPU's or the iothread's); the
+ * children asked for are summed. */
+SEC("usdt")
+int ha_install_start(struct pt_regs *ctx)
+{
+	long children;
+
+	if (!traced())
+		return 0;
+	add_to_total(ctx, QEMU_HA_INSTALL_START);
+	if (bpf_usdt_arg(ctx, 3, &children))
+		children = 0;
+	start_now(START_HA_INSTALL, children);
+	return 0;
+}
+
+SEC("usdt")
+int ha_install_end(struct pt_regs *ctx)
+{
+	if (!traced())
+		return 0;
+	add_to_total(ctx, QEMU_HA_INSTALL_END);
+	end_now(START_HA_INSTALL, QEMU_HA_INSTALL, QEMU_HIST_HA_INSTALL_NS);
 	return 0;
 }
 

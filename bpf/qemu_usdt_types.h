@@ -2,7 +2,7 @@
 #ifndef HATRACE_QEMU_USDT_TYPES_H
 #define HATRACE_QEMU_USDT_TYPES_H
 
-#define QEMU_USDT_MAX_EVENTS 16
+#define QEMU_USDT_MAX_EVENTS 32
 #define QEMU_USDT_ARGS 4
 #define QEMU_USDT_HIST_SLOTS 64
 
@@ -23,10 +23,19 @@ enum qemu_usdt_event {
 	QEMU_MEM_SEND_RESPONSE,      /* (type), counted */
 	QEMU_BALLOON_PAGE,           /* virtio_balloon_handle_output (name, gpa): per page */
 	QEMU_DISCARD,                /* ram_block_discard_range (idstr, hva, len, ...): bytes summed */
+	QEMU_HA_RESIZE_START,        /* hyperalloc_resize_start(target_bytes, hard, want_hard):
+				      * virtio-hyperalloc phase start */
+	QEMU_HA_RESIZE_END,          /* hyperalloc_resize_end(actual_bytes, hard, reached): its end */
+	QEMU_HA_DISCARD,             /* hyperalloc_discard(gpa, len, soft): counted, bytes summed */
+	QEMU_HA_INSTALL_START,       /* hyperalloc_install_start(queue, zone, child, count): counted */
+	QEMU_HA_INSTALL_END,         /* hyperalloc_install_end(queue, zone, child, status): counted */
+	QEMU_HA_POPULATE,            /* hyperalloc_populate(gpa, len, ret): counted, bytes summed */
 	QEMU_DISCARD_SYSCALL,        /* derived: QEMU's discarding madvise/fallocate
 				      * calls (syscall tracepoints); sum bytes, ns time */
 	QEMU_MEM_REQUEST,            /* derived: virtio-mem (un)plug request to response;
 				      * ns time */
+	QEMU_HA_INSTALL,             /* derived: virtio-hyperalloc install request, start to end;
+				      * sum: 2 MiB children asked for, ns time */
 	QEMU_USDT_NR
 };
 
@@ -53,6 +62,7 @@ enum qemu_usdt_hist {
 	QEMU_HIST_MEM_REQUEST_NS,    /* virtio-mem (un)plug request latency */
 	QEMU_HIST_BALLOON_PAGES,     /* 4 KiB pages per balloon request */
 	QEMU_HIST_DISCARD_BYTES,     /* ram_block_discard_range sizes (per-page probes) */
+	QEMU_HIST_HA_INSTALL_NS,     /* virtio-hyperalloc install latency */
 	QEMU_HIST_NR
 };
 

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The README and the man page agree with --help: every option of a command's
 --help is in the README's section of that command and in the man page; every
-file inflate's --help says it writes is in both; footprint's Perfetto tracks
+file inflate's --help says it writes is in both, and every technique it lists
+is named there and in docs/results.md; footprint's Perfetto tracks
 and hist's JSON start/interval lines are described alike in all three."""
 import os
 import re
@@ -48,7 +49,7 @@ def main():
     man = open(os.path.join(ROOT, "user", "hatrace.8")).read().replace("\\-", "-")
     top = help_text()
     cmds = re.findall(r"^  (\w+)", top.split("Commands:", 1)[1].split("\n\n", 1)[0], re.M)
-    print(f"1..{2 * len(cmds) + 6}")
+    print(f"1..{2 * len(cmds) + 8}")
     for c in cmds:
         text = help_text(c)
         section = re.search(rf"^### `hatrace {c}\b.*?(?=^##)", readme, re.M | re.S)
@@ -69,6 +70,15 @@ def main():
        all(f in section for f in files), f"missing {[f for f in files if f not in section]}")
     ok("the man page's inflate section names every file of --help",
        all(f in man_inflate for f in files), f"missing {[f for f in files if f not in man_inflate]}")
+
+    techs = re.findall(r"^  ([a-z][\w-]+) {2,}\w", text.split("Techniques", 1)[1], re.M)
+    results_md = open(os.path.join(ROOT, "docs", "results.md")).read()
+    row = re.search(r"^\| `<technique>` \|(.*)$", results_md, re.M)
+    named = {"README": section, "man page": man_inflate, "docs/results.md": row[1] if row else ""}
+    miss = {w: [t for t in techs if not mentions(d, None, t)] for w, d in named.items()}
+    ok("inflate --help lists its techniques", len(techs) >= 6, f"{techs}")
+    ok("README, man page and docs/results.md name every technique of inflate --help",
+       not any(miss.values()), f"missing {miss}")
 
     track = re.compile(r"one counter\s+track per (\w+)")
     said = {"--help": track.findall(help_text("footprint")), "README": track.findall(readme),

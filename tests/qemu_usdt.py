@@ -4,7 +4,10 @@
 start/end pair per QMP resize, balloon and virtio-mem alike, with the virtqueue
 requests in between (virtio-mem's timed to their responses), QEMU's discards
 (timed by syscall tracepoints), and free page reports; `hatrace hist` shows the
-USDT histograms. Needs root (BPF, uprobes)."""
+USDT histograms. On a hyperalloc guest with virtio-hyperalloc-pci, N hyperalloc-resize
+calls give exactly N resize start/end pairs with the device's discards within the
+shrinks, and the guest's installs afterwards are counted and timed, alike by the
+programs and by `hatrace hist`. Needs root (BPF, uprobes)."""
 import json
 import os
 import signal
@@ -22,6 +25,8 @@ HATRACE = os.path.join(BUILD, "hatrace")
 MiB = 1 << 20
 BALLOON_TARGETS_MIB = [768, 896, 1024]  # guest RAM after each QMP balloon
 VMEM_SIZES_MIB = [256, 128, 0]         # virtio-mem requested-size, from 0
+HA_TARGETS_MIB = [768, 512, 640, 1024]  # hyperalloc-resize, from 1024 MiB
+HA_TOUCH = "640M"  # more than the guest's never-reclaimed free memory: installs
 
 
 class Tracer:
@@ -207,14 +212,88 @@ def test_hist(vm):
           "virtio-mem plug request latency is a histogram of every answered request", str(req))
 
 
+def test_hyperalloc(vm):
+    ready = vm.agent.wait_event("ready", 300)
+    check(ready.get("kernel", "").startswith("6.1."),
+          "the hyperalloc guest boots on our QEMU with virtio-hyperalloc-pci", str(ready))
+    registered = wait_for(lambda: vm.qmp.cmd("query-hyperalloc").get("registered"), 60)
+    tracer = Tracer(vm.proc.pid, os.path.join(vm.dir, "usdt-ha.jsonl"), "--records")
+    hist_path = os.path.join(vm.dir, "hist-ha.jsonl")
+    hist = subprocess.Popen([HATRACE, "hist", "-p", str(vm.proc.pid), "-o", "json"],
+                            stdout=open(hist_path, "w"), stderr=subprocess.STDOUT,
+                            preexec_fn=die_with_parent)
+
+    def hist_lines():
+        with open(hist_path) as f:
+            return [json.loads(line) for line in f if line.startswith("{")]
+    wait_for(lambda: any(m.get("type") == "start" for m in hist_lines()) or
+             hist.poll() is not None, 60)
+    actual = []
+    for target in HA_TARGETS_MIB:
+        vm.qmp.cmd("hyperalloc-resize", value=target * MiB)  # synchronous
+        actual.append(vm.qmp.cmd("query-hyperalloc")["actual"] // MiB)
+    # The grow left the returned children marked reclaimed: the guest's next
+    # use of them asks QEMU to install them.
+    vm.agent.req("run", argv=["ht-touch", "--bytes", HA_TOUCH], timeout_s=300)
+    hist.send_signal(signal.SIGINT)
+    hist.wait(30)
+    out = tracer.stop()
+    check(registered and actual == HA_TARGETS_MIB,
+          "the guest registered and every hyperalloc-resize reached its target",
+          f"registered {registered}, actual {actual} MiB, wanted {HA_TARGETS_MIB}")
+    totals = next((m for m in out if "totals" in m), {})
+    counts = {k: v["count"] for k, v in totals.get("totals", {}).items()}
+    phases = [m for m in out if m.get("phase") == "virtio-hyperalloc"]
+    n = len(HA_TARGETS_MIB)
+    check(len(phases) == n and all(p["reached"] for p in phases) and
+          [p["target_bytes"] for p in phases] == [t * MiB for t in HA_TARGETS_MIB] and
+          all(0 < p["start_ns"] < p["end_ns"] for p in phases) and
+          counts.get("hyperalloc_resize_start") == n and counts.get("hyperalloc_resize_end") == n,
+          f"exactly {n} hyperalloc resize start/end pairs for {n} hyperalloc-resize calls",
+          f"phases {str(phases)[:500]}, counts {counts}")
+    before = [1024] + HA_TARGETS_MIB[:-1]
+    want = [max(b - t, 0) * MiB for b, t in zip(before, HA_TARGETS_MIB)]
+    ha = [p["work"].get("hyperalloc_discard", {}).get("sum", 0) for p in phases]
+    sc = [p["work"].get("discard_syscall", {}) for p in phases]
+    # (other threads' madvise, e.g. malloc trimming, may add to the syscalls)
+    check(ha == want and all(s.get("sum", 0) >= w and (s.get("ns", 0) > 0 or not w)
+                             for s, w in zip(sc, want)),
+          "the device discards exactly each shrink's bytes (none in a grow), "
+          "timed as syscalls", f"device {ha}, syscalls {sc}, wanted {want}")
+    inst = totals.get("totals", {}).get("hyperalloc_install", {})
+    check(inst.get("count", 0) > 0 and counts.get("hyperalloc_install_start") == inst["count"] and
+          counts.get("hyperalloc_install_end") == inst["count"] and
+          inst.get("sum", 0) >= inst["count"] and inst.get("ns", 0) > 0,
+          "every install request after the grow is counted and timed start to end",
+          f"install {inst}, counts {counts}")
+    check(counts.get("hyperalloc_populate", 0) >= inst.get("count", 1),
+          "each install populates its children", str(counts))
+    h = next((m for m in reversed(hist_lines()) if m.get("name") == "qemu:hyperalloc_install"), {})
+    check(h.get("unit") == "ns" and h.get("count") == inst.get("count") and
+          sum(b["count"] for b in h.get("buckets", [])) == h.get("count"),
+          "hatrace hist shows every install's latency as qemu:hyperalloc_install",
+          f"hist {str(h)[:300]}, tracer {inst}")
+    check(totals.get("drops") == 0, "no USDT record dropped on the hyperalloc guest",
+          str(totals.get("drops")))
+    for p in phases:
+        print(f"# hyperalloc-resize to {p['target_bytes'] // MiB:4} MiB: in QEMU "
+              f"{(p['end_ns'] - p['start_ns']) / 1e6:7.2f} ms, discards "
+              f"{p['work'].get('discard_syscall', {}).get('count', 0)}")
+    if inst.get("count"):
+        print(f"# {inst['count']} installs ({inst['sum']} children), mean "
+              f"{inst['ns'] / inst['count'] / 1e3:.1f} us")
+
+
 def main():
     if not os.access(QEMU, os.X_OK):
         skip_all("qemu usdt", f"{QEMU} is not built (run make qemu)")
     if os.geteuid() != 0:
         skip_all("qemu usdt attach", "needs root")
-    require_guest("qemu usdt attach")
-    plan(22)
+    require_guest("qemu usdt attach", image="bzImage-hyperalloc")
+    plan(30)
     GuestVM(mem_mib=1024, vmem_max_mib=512, qemu=(QEMU,)).run("qemu usdt attach", test_attach)
+    GuestVM(mem_mib=1024, qemu=(QEMU, "-device", "virtio-hyperalloc-pci"), balloon="",
+            kernel="bzImage-hyperalloc").run("qemu usdt hyperalloc", test_hyperalloc)
     finish()
 
 

@@ -4,10 +4,11 @@
 # soak.json must count every cycle, 0 bad pages and a clean guest console.
 # `make soak` runs the same with 1000 cycles (results/soak.json).
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
-[ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
+[ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/bzImage-hyperalloc" ] &&
+	[ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all vm_soak_sample "guest image not built (make)"
-techs=virtio-balloon,virtio-balloon-huge,virtio-mem
-plan 6
+techs=virtio-balloon,virtio-balloon-huge,virtio-mem,hyperalloc,hyperalloc-fault
+plan 8
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 

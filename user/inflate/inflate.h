@@ -57,6 +57,10 @@ struct qemu_window {
 	uint64_t request_pages;         /* balloon: 4 KiB pages the requests moved */
 	uint64_t discards, discard_ns, discard_bytes; /* QEMU's madvise/fallocate discards */
 	uint64_t reports, report_bytes; /* free page reports */
+	/* virtio-hyperalloc install requests from the phase's start to its end:
+	 * count, 2 MiB children asked for, total time and log2 latency slots (ns) */
+	uint64_t installs, install_children, install_ns;
+	uint64_t install_hist[64];
 };
 
 struct phase_result {
@@ -213,6 +217,7 @@ void multivm_print(FILE *f, json_t *summary);
 /* qemu_phases.c: QEMU-internal phase timing (USDT) while a VM runs, and its
  * part of summary.json and of the printed report. */
 void qemu_phases_start(struct run *r, struct iteration *it);
+void qemu_phases_begin(struct run *r);
 void qemu_phases_poll(struct run *r);
 void qemu_phases_end(struct run *r, struct phase_result *pr);
 void qemu_phases_stop(struct run *r);

@@ -3,9 +3,11 @@
  * request and when it reached the target, with the virtqueue requests and
  * discards in between. summary.json and the printed report put these next to
  * the phase as timed from QMP and /proc; the gap is QMP's polling and the RSS
- * settling. A QEMU without the probes (Debian's) is said once, and
- * summary.json carries the reason. */
+ * settling. virtio-hyperalloc's install requests are counted and timed per
+ * phase (the breakdown's qemu_installs). A QEMU without the probes (Debian's)
+ * is said once, and summary.json carries the reason. */
 #include "common.h"
+#include "log2hist.h"
 #include "qemu_usdt.h"
 #include "technique.h"
 
@@ -33,10 +35,19 @@ struct qemu_phases {
 	uint64_t lost; /* phases or reports beyond the arrays, or out of range */
 	uint64_t mem_bytes; /* guest RAM: no report is larger */
 	struct qemu_usdt_total base[QEMU_USDT_NR]; /* totals when the last phase ended */
+	/* totals and install latency slots when the phase under way began */
+	struct qemu_usdt_total begin[QEMU_USDT_NR];
+	unsigned long long begin_hist[QEMU_USDT_HIST_SLOTS];
 };
+
+_Static_assert(ARRAY_SIZE(((struct qemu_window *)0)->install_hist) == QEMU_USDT_HIST_SLOTS,
+	       "qemu_window.install_hist holds every log2 slot");
 
 /* The resize phases summary.json reports QEMU's view of. */
 static const enum phase resize_phases[] = { PH_SHRINK, PH_GROW, PH_SHRINK_UNTOUCHED };
+/* The phases whose installs it reports (touch2 shares install's window). */
+static const enum phase install_phases[] = { PH_SHRINK_UNTOUCHED, PH_SHRINK, PH_GROW,
+					     PH_INSTALL };
 
 static void on_phase(void *ctx, const struct qemu_phase *p)
 {
@@ -99,6 +110,18 @@ void qemu_phases_start(struct run *r, struct iteration *it)
 	it->qemu_why[0] = 0;
 	qemu_usdt_totals(qp->u, qp->base);
 	r->qp = qp;
+	qemu_phases_begin(r);
+}
+
+/* A phase begins: its installs count from here. */
+void qemu_phases_begin(struct run *r)
+{
+	struct qemu_phases *qp = r->qp;
+
+	if (!qp)
+		return;
+	qemu_usdt_totals(qp->u, qp->begin);
+	qemu_usdt_hist(qp->u, QEMU_HIST_HA_INSTALL_NS, qp->begin_hist);
 }
 
 void qemu_phases_poll(struct run *r)
@@ -124,11 +147,12 @@ static bool resize_window(struct qemu_phases *qp, const struct phase_result *pr,
 			.discard_bytes = work[QEMU_DISCARD_SYSCALL].sum,
 			.discard_ns = work[QEMU_DISCARD_SYSCALL].ns,
 		};
+		/* virtio-hyperalloc resizes with no virtqueue request */
 		if (!strcmp(p->device, "virtio-mem")) {
 			w->requests = work[QEMU_MEM_PLUG_REQUEST].count +
 				      work[QEMU_MEM_UNPLUG_REQUEST].count;
 			w->request_ns = work[QEMU_MEM_REQUEST].ns;
-		} else {
+		} else if (!strcmp(p->device, "virtio-balloon")) {
 			w->requests = work[QEMU_BALLOON_SET_CONFIG].count;
 			w->request_pages = work[QEMU_BALLOON_SET_CONFIG].sum;
 		}
@@ -166,6 +190,22 @@ static bool report_window(struct qemu_phases *qp, const struct phase_result *pr,
 	return w->seen;
 }
 
+/* virtio-hyperalloc's install requests since the phase began. */
+static void install_window(struct qemu_phases *qp, struct qemu_window *w)
+{
+	const struct qemu_usdt_total *b = &qp->begin[QEMU_HA_INSTALL];
+	struct qemu_usdt_total now[QEMU_USDT_NR];
+	unsigned long long hist[QEMU_USDT_HIST_SLOTS];
+
+	qemu_usdt_totals(qp->u, now);
+	qemu_usdt_hist(qp->u, QEMU_HIST_HA_INSTALL_NS, hist);
+	w->installs = now[QEMU_HA_INSTALL].count - b->count;
+	w->install_children = now[QEMU_HA_INSTALL].sum - b->sum;
+	w->install_ns = now[QEMU_HA_INSTALL].ns - b->ns;
+	for (int i = 0; i < QEMU_USDT_HIST_SLOTS; i++)
+		w->install_hist[i] = hist[i] - qp->begin_hist[i];
+}
+
 void qemu_phases_end(struct run *r, struct phase_result *pr)
 {
 	struct qemu_phases *qp = r->qp;
@@ -176,6 +216,7 @@ void qemu_phases_end(struct run *r, struct phase_result *pr)
 	memset(&pr->qemu, 0, sizeof(pr->qemu));
 	if (!resize_window(qp, pr, &pr->qemu))
 		report_window(qp, pr, &pr->qemu);
+	install_window(qp, &pr->qemu);
 	qp->nphases = qp->nreports = 0;
 	qemu_usdt_totals(qp->u, qp->base);
 }
@@ -284,21 +325,69 @@ static json_t *phase_json(const struct tech_results *res, const struct opts *o, 
 	return j;
 }
 
+/* A phase's install requests (breakdown.qemu_installs): medians per
+ * iteration, and the latency of every request of every iteration. */
+static json_t *installs_json(const struct tech_results *res, const struct opts *o, enum phase p)
+{
+	unsigned n = o->iterations, m = 0;
+	int64_t count[n], children[n], ns[n];
+	unsigned long long hist[QEMU_USDT_HIST_SLOTS] = { 0 }, all_count = 0, all_ns = 0;
+	json_t *samples = json_array(), *j;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct qemu_window *w = &res->its[i].ph[p].qemu;
+
+		if (!res->its[i].ph[p].done)
+			continue;
+		if (res->its[i].qemu_why[0]) {
+			json_array_append_new(samples, json_null());
+			continue;
+		}
+		json_array_append_new(samples, json_integer(w->installs));
+		count[m] = w->installs;
+		children[m] = w->install_children;
+		ns[m++] = w->install_ns;
+		all_count += w->installs;
+		all_ns += w->install_ns;
+		for (int s = 0; s < QEMU_USDT_HIST_SLOTS; s++)
+			hist[s] += w->install_hist[s];
+	}
+	if (!m) {
+		json_decref(samples);
+		return json_pack("{s:s}", "unavailable", res->its[0].qemu_why);
+	}
+	j = json_pack("{s:s, s:o, s:f, s:f, s:f, s:o}", "source",
+		      "USDT: hyperalloc_install_start to _end, per install request",
+		      "installs_samples", samples, "installs_median", median_i64(count, m),
+		      "children_median", median_i64(children, m), "install_ns_median",
+		      median_i64(ns, m), "latency_hist_ns", log2_hist_json(hist, QEMU_USDT_HIST_SLOTS));
+	if (all_count)
+		json_object_set_new(j, "latency_mean_ns", json_real((double)all_ns / all_count));
+	return j;
+}
+
 void qemu_phases_summary(json_t *summary, const struct tech_results *res, const struct opts *o)
 {
 	for (; res->t; res++) {
 		json_t *tj = json_object_get(summary, res->t->name);
+		const char *why = res->its[0].qemu_why;
 
 		for (size_t k = 0; k < ARRAY_SIZE(resize_phases); k++) {
 			json_t *pj = json_object_get(tj, phase_names[resize_phases[k]]);
 
 			if (!pj)
 				continue;
-			const char *why = res->t->no_qemu_timing ?: res->its[0].qemu_why;
-
 			json_object_set_new(pj, "qemu_internal",
 					    why[0] ? json_pack("{s:s}", "unavailable", why)
 						   : phase_json(res, o, resize_phases[k]));
+		}
+		for (size_t k = 0; k < ARRAY_SIZE(install_phases) && res->t->qemu_installs; k++) {
+			json_t *bd = json_object_get(json_object_get(tj, phase_names[install_phases[k]]),
+						     "breakdown");
+
+			if (json_is_object(bd))
+				json_object_set_new(bd, "qemu_installs",
+						    installs_json(res, o, install_phases[k]));
 		}
 	}
 }
@@ -306,6 +395,66 @@ void qemu_phases_summary(json_t *summary, const struct tech_results *res, const 
 static double num(json_t *o, const char *key)
 {
 	return json_number_value(json_object_get(o, key));
+}
+
+/* The install phase's latency histogram of a technique's breakdown. */
+static void install_latency_print(FILE *f, const char *tech, json_t *tj)
+{
+	json_t *q = json_object_get(json_object_get(json_object_get(tj, phase_names[PH_INSTALL]),
+						    "breakdown"), "qemu_installs");
+	json_t *latency = json_object_get(q, "latency_hist_ns"), *b;
+	unsigned long long slots[QEMU_USDT_HIST_SLOTS] = { 0 };
+	size_t i;
+
+	if (!json_array_size(latency))
+		return;
+	json_array_foreach(latency, i, b) {
+		uint64_t low = json_integer_value(json_object_get(b, "low"));
+
+		/* slot 0 holds [0, 1], slot i [2^i, 2^(i+1)) */
+		slots[low ? 63 - __builtin_clzll(low) : 0] =
+			json_integer_value(json_object_get(b, "count"));
+	}
+	fprintf(f, "\n%s install latency (every request of every iteration):\n", tech);
+	print_log2_hist(f, slots, QEMU_USDT_HIST_SLOTS, "nsecs");
+}
+
+/* The breakdown's qemu_installs: a row per phase, then the latency of the
+ * install phase's requests. */
+static void installs_print(FILE *f, json_t *summary)
+{
+	const char *tech, *phase;
+	json_t *tj, *pj;
+	bool header = false;
+
+	json_object_foreach(summary, tech, tj) {
+		json_object_foreach(tj, phase, pj) {
+			json_t *q = json_object_get(json_object_get(pj, "breakdown"), "qemu_installs");
+			const char *why = json_string_value(json_object_get(q, "unavailable"));
+			json_t *mean = json_object_get(q, "latency_mean_ns");
+			char mean_us[24];
+
+			if (!q)
+				continue;
+			if (!header)
+				fprintf(f, "\nQEMU installs (virtio-hyperalloc USDT, medians): requests, "
+					"2 MiB children asked for, their total time and mean latency\n"
+					"%-19s %-17s %9s %9s %9s %9s\n", "technique", "phase",
+					"installs", "children", "total ms", "mean us");
+			header = true;
+			if (why) {
+				fprintf(f, "%-19s %-17s unavailable: %s\n", tech, phase, why);
+				break; /* the run's reason, once */
+			}
+			snprintf(mean_us, sizeof(mean_us), mean ? "%.1f" : "n/a",
+				 json_number_value(mean) / 1e3);
+			fprintf(f, "%-19s %-17s %9.0f %9.0f %9.1f %9s\n", tech, phase,
+				num(q, "installs_median"), num(q, "children_median"),
+				num(q, "install_ns_median") / 1e6, mean_us);
+		}
+	}
+	json_object_foreach(summary, tech, tj)
+		install_latency_print(f, tech, tj);
 }
 
 void qemu_phases_print(FILE *f, json_t *summary)
@@ -344,4 +493,5 @@ void qemu_phases_print(FILE *f, json_t *summary)
 			       num(q, "discard_ns_median") / 1e6);
 		}
 	}
+	installs_print(f, summary);
 }

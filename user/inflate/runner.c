@@ -65,6 +65,7 @@ int phase_begin(struct run *r, enum phase p, struct phase_result *pr)
 	if ((err = host_read(r, &r->host_prev)))
 		return err;
 	live_phase_begin(r);
+	qemu_phases_begin(r);
 	pr->rss0 = vm_rss(r->vm);
 	pr->t0 = now_ns();
 	return 0;

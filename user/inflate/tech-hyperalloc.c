@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <unistd.h>
 
-static int check_opts(const struct opts *o)
+int hyperalloc_check_opts(const struct opts *o)
 {
 	/* Single-threaded TCG does not make guest atomics atomic against QEMU. */
 	if (o->vcpus < 2 && o->accel == ACCEL_TCG) {
@@ -68,18 +68,17 @@ int hyperalloc_after_boot(struct run *r)
 
 /* The install path is traced by the guest's hyperalloc tracepoints (not yet
  * named by inflate); no per-page functions are timed. */
-static const struct guest_func guest_funcs[] = { { 0 } };
+const struct guest_func hyperalloc_guest_funcs[] = { { 0 } };
 
 const struct technique tech_hyperalloc = {
 	.name = "hyperalloc",
 	.kernel = "hyperalloc",
 	.qemu_property = "virtio-hyperalloc-pci.install",
-	.check_opts = check_opts,
+	.check_opts = hyperalloc_check_opts,
 	.configure = configure,
 	.after_boot = hyperalloc_after_boot,
 	.get_size = hyperalloc_get_size,
 	.set_size = hyperalloc_set_size,
-	.no_qemu_timing = "hatrace does not read virtio-hyperalloc's USDT events yet: "
-			  "hyperalloc-resize is synchronous, so the phase is QEMU's reply time",
-	.guest_funcs = guest_funcs,
+	.qemu_installs = true,
+	.guest_funcs = hyperalloc_guest_funcs,
 };

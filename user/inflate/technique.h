@@ -43,9 +43,9 @@ struct technique {
 	/* Passive: why it has no grow phase and no RSS drop relative to a request
 	 * (summary.json why_null). */
 	const char *passive_note;
-	/* Why hatrace has no QEMU-internal timing of it (its QEMU events are not
-	 * read yet), or NULL. */
-	const char *no_qemu_timing;
+	/* Its QEMU device installs memory the guest asks for (virtio-hyperalloc):
+	 * the breakdown counts and times the install requests. */
+	bool qemu_installs;
 	/* The guest functions to trace (trace_start "functions"), ending with { 0 }. */
 	const struct guest_func *guest_funcs;
 };
@@ -59,6 +59,14 @@ int balloon_set_size(struct run *r, uint64_t target);
 	{ "balloon_size_work", "update_balloon_size_func", NULL },                  \
 	{ "balloon_leak", "leak_balloon", "balloon_size_work" },                    \
 	{ "balloon_tell_host", "tell_host", "balloon_size_work" }
+
+/* HyperAlloc's options check, size, request, registration wait and (no) guest
+ * functions, for both of its techniques (tech-hyperalloc.c). */
+int hyperalloc_check_opts(const struct opts *o);
+int hyperalloc_get_size(struct run *r, uint64_t *size);
+int hyperalloc_set_size(struct run *r, uint64_t target);
+int hyperalloc_after_boot(struct run *r);
+extern const struct guest_func hyperalloc_guest_funcs[];
 
 /* techniques.c: every technique, in report order. */
 extern const struct technique *const techniques[];

@@ -10,7 +10,8 @@
 	X(tech_balloon_huge) \
 	X(tech_fpr) \
 	X(tech_virtio_mem) \
-	X(tech_hyperalloc)
+	X(tech_hyperalloc) \
+	X(tech_hyperalloc_fault)
 
 #define DECLARE(t) extern const struct technique t;
 #define ENTRY(t) &t,

@@ -6,6 +6,8 @@
  *                   virtio_balloon_actual_bytes with balloon_bytes == target_bytes
  *   virtio-mem      virtio_mem_set_requested_size (new_size) ->
  *                   virtio_mem_size_change with new_size == the requested size
+ *   virtio-hyperalloc  hyperalloc_resize_start (target_bytes) ->
+ *                   hyperalloc_resize_end (one synchronous call; reached: its argument)
  * A request that leaves the device where it is (no change to make) has no end;
  * the next request closes it as not reached. One device of each kind is assumed. */
 #include <errno.h>
@@ -26,7 +28,8 @@ _Static_assert(QEMU_USDT_NR <= QEMU_USDT_MAX_EVENTS, "raise QEMU_USDT_MAX_EVENTS
 
 /* How an event is taken: sent to user space, counted, counted by a program
  * of its own, counted only with QEMU_USDT_PER_PAGE, or derived (no probe). */
-enum mode { RECORD, COUNT, CONFIG, REQUEST, RESPONSE, PER_PAGE, DERIVED };
+enum mode { RECORD, COUNT, CONFIG, REQUEST, RESPONSE, INSTALL_START, INSTALL_END, PER_PAGE,
+	    DERIVED };
 
 static const struct {
 	const char *name;
@@ -45,8 +48,15 @@ static const struct {
 	[QEMU_MEM_SEND_RESPONSE] = { "virtio_mem_send_response", RESPONSE, -1 },
 	[QEMU_BALLOON_PAGE] = { "virtio_balloon_handle_output", PER_PAGE, -1 },
 	[QEMU_DISCARD] = { "ram_block_discard_range", PER_PAGE, 2 },
+	[QEMU_HA_RESIZE_START] = { "hyperalloc_resize_start", RECORD, -1 },
+	[QEMU_HA_RESIZE_END] = { "hyperalloc_resize_end", RECORD, -1 },
+	[QEMU_HA_DISCARD] = { "hyperalloc_discard", COUNT, 1 },
+	[QEMU_HA_INSTALL_START] = { "hyperalloc_install_start", INSTALL_START, -1 },
+	[QEMU_HA_INSTALL_END] = { "hyperalloc_install_end", INSTALL_END, -1 },
+	[QEMU_HA_POPULATE] = { "hyperalloc_populate", COUNT, 1 },
 	[QEMU_DISCARD_SYSCALL] = { "discard_syscall", DERIVED, -1 },
 	[QEMU_MEM_REQUEST] = { "virtio_mem_request", DERIVED, -1 },
+	[QEMU_HA_INSTALL] = { "hyperalloc_install", DERIVED, -1 },
 };
 
 static const struct {
@@ -55,6 +65,7 @@ static const struct {
 	[QEMU_HIST_MEM_REQUEST_NS] = { "qemu:virtio_mem_request", "ns" },
 	[QEMU_HIST_BALLOON_PAGES] = { "qemu:balloon_pages_per_request", "pages" },
 	[QEMU_HIST_DISCARD_BYTES] = { "qemu:ram_block_discard_range", "bytes" },
+	[QEMU_HIST_HA_INSTALL_NS] = { "qemu:hyperalloc_install", "ns" },
 };
 
 /* A phase under way: its start record's totals, to subtract at the end. */
@@ -70,7 +81,7 @@ struct qemu_usdt {
 	struct bpf_link *links[QEMU_USDT_NR];
 	struct bpf_link *discard_links[4];
 	struct qemu_usdt_handlers h;
-	struct pending balloon, mem;
+	struct pending balloon, mem, hyperalloc;
 };
 
 const char *qemu_usdt_name(enum qemu_usdt_event event)
@@ -192,9 +203,9 @@ static void start_phase(struct pending *p, const struct qemu_usdt_record *r, uin
 }
 
 static void end_phase(struct pending *p, const struct qemu_usdt_record *r, const char *device,
-		      const struct qemu_usdt_handlers *h)
+		      bool reached, const struct qemu_usdt_handlers *h)
 {
-	struct qemu_phase done = { .device = device, .reached = true, .start_ns = p->start_ns,
+	struct qemu_phase done = { .device = device, .reached = reached, .start_ns = p->start_ns,
 				   .end_ns = r->time_ns, .target_bytes = p->target_bytes };
 
 	for (int e = 0; e < QEMU_USDT_NR; e++) {
@@ -223,14 +234,23 @@ static int on_record(void *ctx, void *data, size_t len)
 	case QEMU_BALLOON_ACTUAL_BYTES:
 		if (u->balloon.active && r->args[0] == u->balloon.target_bytes &&
 		    r->args[1] == u->balloon.target_bytes)
-			end_phase(&u->balloon, r, "virtio-balloon", &u->h);
+			end_phase(&u->balloon, r, "virtio-balloon", true, &u->h);
 		break;
 	case QEMU_MEM_SET_REQUESTED_SIZE:
 		start_phase(&u->mem, r, r->args[1], "virtio-mem", &u->h);
 		break;
 	case QEMU_MEM_SIZE_CHANGE:
 		if (u->mem.active && r->args[1] == u->mem.target_bytes)
-			end_phase(&u->mem, r, "virtio-mem", &u->h);
+			end_phase(&u->mem, r, "virtio-mem", true, &u->h);
+		break;
+	case QEMU_HA_RESIZE_START:
+		start_phase(&u->hyperalloc, r, r->args[0], "virtio-hyperalloc", &u->h);
+		break;
+	case QEMU_HA_RESIZE_END:
+		/* the device's word: no target left unreached (a guest not registered, or
+		 * too few free children) */
+		if (u->hyperalloc.active)
+			end_phase(&u->hyperalloc, r, "virtio-hyperalloc", r->args[2] != 0, &u->h);
 		break;
 	default:
 		break;
@@ -297,7 +317,9 @@ struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
 			[RECORD] = u->skel->progs.record, [COUNT] = u->skel->progs.count,
 			[CONFIG] = u->skel->progs.balloon_config,
 			[REQUEST] = u->skel->progs.mem_request,
-			[RESPONSE] = u->skel->progs.mem_response, [PER_PAGE] = u->skel->progs.count,
+			[RESPONSE] = u->skel->progs.mem_response,
+			[INSTALL_START] = u->skel->progs.ha_install_start,
+			[INSTALL_END] = u->skel->progs.ha_install_end, [PER_PAGE] = u->skel->progs.count,
 		};
 
 		if (events[e].mode == PER_PAGE && !(flags & QEMU_USDT_PER_PAGE))

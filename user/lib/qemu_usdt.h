@@ -22,8 +22,9 @@ enum {
 
 /* One resize as QEMU saw it. */
 struct qemu_phase {
-	const char *device;     /* "virtio-balloon" or "virtio-mem" */
-	bool reached;           /* false: a new request came before the target was reached */
+	const char *device;     /* "virtio-balloon", "virtio-mem" or "virtio-hyperalloc" */
+	bool reached;           /* false: a new request came before the target was reached
+				 * (virtio-hyperalloc: the device did not reach it) */
 	uint64_t start_ns;      /* CLOCK_MONOTONIC: QEMU handled the request */
 	uint64_t end_ns;        /* target reached (0 if not) */
 	uint64_t target_bytes;  /* balloon size, or virtio-mem requested size */
