@@ -13,12 +13,15 @@ from guest_lib import BUILD, check, finish, plan, skip, skip_all  # noqa: E402
 QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 STOCK = "/usr/bin/qemu-system-x86_64"
 ATTACH = os.path.join(BUILD, "tests", "qemu_usdt_attach")
-# New probes (qemu/patches/0001-*) and 7.2's own that hatrace times phases with.
+# New probes (qemu/patches/0001-*, virtio-hyperalloc's of 0003) and 7.2's own that
+# hatrace times phases with.
 PROBES = ["virtio_balloon_free_page_report", "virtio_mem_set_requested_size",
           "virtio_mem_size_change", "virtio_balloon_actual_bytes",
           "virtio_balloon_to_target", "virtio_balloon_set_config", "virtio_mem_plug_request",
           "virtio_mem_unplug_request", "virtio_mem_send_response", "ram_block_discard_range",
-          "balloon_event", "virtio_balloon_handle_output"]
+          "balloon_event", "virtio_balloon_handle_output", "hyperalloc_resize_start",
+          "hyperalloc_resize_end", "hyperalloc_discard", "hyperalloc_install_start",
+          "hyperalloc_install_end", "hyperalloc_populate"]
 
 
 def usdt_notes(binary):
