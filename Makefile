@@ -136,7 +136,7 @@ test-tsan: real-all tsan
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(HATRACE) inflate --untouched -o results/inflate
+	$(Q)$(HATRACE) inflate -t all --untouched -o results/inflate
 
 # The soak: 1000 shrink/grow cycles per active technique with the integrity
 # buffer held (results/soak.json); make test runs a 20-cycle sample.

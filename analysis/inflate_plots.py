@@ -29,7 +29,7 @@ def save(fig, out_dir, name):
 
 
 def speed_plot(out_dir, summary):
-    techs = list(summary)
+    techs = [t for t in summary if t not in ("limits", "ratios")]
     phases = [p for p in PHASES if any(p in summary[t] for t in techs)]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / max(len(techs), 1)

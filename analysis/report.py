@@ -65,7 +65,7 @@ def inflate_section(d, paper):
     phases = ["shrink", "shrink_untouched", "grow", "install", "touch2"]
     rows = []
     for tech, ph in s.items():
-        if not isinstance(ph, dict):
+        if not isinstance(ph, dict) or tech in ("limits", "ratios"):
             continue
         row = [tech]
         for p in phases:

@@ -12,7 +12,9 @@ import re
 import statistics
 import sys
 
-CHECKS = 37
+CHECKS = 41
+# --hyperalloc: tests/vm_hyperalloc_inflate.sh's checks.
+HYPERALLOC_CHECKS = 11
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
 TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem")
 ACTIVE = ("virtio-balloon", "virtio-balloon-huge", "virtio-mem")
@@ -33,6 +35,98 @@ MEMORY_BLOCK = 128 * MiB
 REPORT_MAX = 32 * 4 * MiB
 # virtio-balloon-huge gives memory in 2 MiB units.
 HUGE_UNIT = 2 * MiB
+
+
+# summary.json's keys that are not techniques.
+NOT_TECHNIQUES = ("limits", "ratios")
+# The ratios of issue 10: value = median of (tech, phase) / median of (tech,
+# phase) ("limits": the DONTNEED limit), target and direction.
+RATIOS = {
+    "hyperalloc_shrink_vs_virtio_balloon":
+        ("virtio-balloon", "shrink", "hyperalloc", "shrink", ">=", 50),
+    "hyperalloc_shrink_vs_virtio_mem": ("virtio-mem", "shrink", "hyperalloc", "shrink", ">=", 5),
+    "hyperalloc_shrink_vs_dontneed_limit": ("hyperalloc", "shrink", "limits", None, "<=", 2),
+    "hyperalloc_return_vs_virtio_mem_grow": ("virtio-mem", "grow", "hyperalloc", "grow", ">=", 10),
+    "hyperalloc_untouched_shrink_vs_virtio_mem":
+        ("virtio-mem", "shrink_untouched", "hyperalloc", "shrink_untouched", ">=", 5),
+    "hyperalloc_install_vs_virtio_mem": ("hyperalloc", "install", "virtio-mem", "install", "<=", 1.2),
+    "balloon_huge_shrink_vs_virtio_balloon":
+        ("virtio-balloon", "shrink", "virtio-balloon-huge", "shrink", ">=", 10),
+}
+PASSIVE = ("fpr",)
+
+
+def close(a, b):
+    return a is not None and b is not None and abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1e-12)
+
+
+def check_limits_ratios(prefix, s, meta, want):
+    """The physical limits and the ratios (4 result lines): the limits' medians
+    from their samples, each multiple and ratio recomputed from the phase
+    medians, and the ratios present exactly where both sides ran."""
+    lim = s.get("limits") or {}
+    dn, pw = lim.get("dontneed_samples_ns") or [], lim.get("populate_write_samples_ns") or []
+    res(f"{prefix}_limits", lim.get("bytes") == want and lim.get("thp") == meta["thp"] and
+        lim.get("repeats") == len(dn) == len(pw) >= 3 and min(dn + pw) > 0 and
+        close(lim.get("dontneed_s"), statistics.median(dn) / 1e9) and
+        close(lim.get("populate_write_s"), statistics.median(pw) / 1e9) and
+        0 <= lim.get("thp_backed_bytes", -1) <= want and
+        (meta["thp"] == "never" or lim["thp_backed_bytes"] > 0),
+        f"limits {json.dumps(lim)[:400]}, expected {want} bytes, THP {meta['thp']}")
+    per_byte = {k: lim[k] * 1e9 / want for k in ("dontneed_s", "populate_write_s")
+                if isinstance(lim.get(k), (int, float))}
+    bad, seen = [], 0
+    for t in s:
+        if t in NOT_TECHNIQUES:
+            continue
+        for p, key, limit in (("shrink", "vs_dontneed_limit", "dontneed_s"),
+                              ("shrink_untouched", "vs_dontneed_limit", "dontneed_s"),
+                              ("install", "vs_populate_write_limit", "populate_write_s")):
+            v = s[t].get(p)
+            if v is None:
+                continue
+            want_x = v["median_ns"] / v["bytes_median"] / per_byte[limit] \
+                if v["median_ns"] is not None and v["bytes_median"] else None
+            seen += want_x is not None
+            if not (close(v.get(key), want_x) or (want_x is None and v.get(key, 0) is None)):
+                bad.append(f"{t}/{p}/{key}: {v.get(key)} vs {want_x}")
+        v = s[t].get("shrink") or {}
+        h = (v.get("breakdown") or {}).get("host") or {}
+        if h.get("discard_bytes") and h.get("madvise_ns") is not None:
+            want_x = (h["madvise_ns"] + h["fallocate_ns"]) / h["discard_bytes"] / \
+                per_byte["dontneed_s"]
+            if not close(v.get("qemu_discard_vs_dontneed_limit"), want_x):
+                bad.append(f"{t}/shrink/qemu_discard: {v.get('qemu_discard_vs_dontneed_limit')} "
+                           f"vs {want_x}")
+    res(f"{prefix}_vs_limits", seen and not bad, f"multiples of the limits: {bad}")
+
+    ran = set(meta["techniques"])
+    untouched = meta["params"]["untouched"]
+    expected = {n for n, (a, pa, b, pb, _, _) in RATIOS.items()
+                if a in ran and (b in ran or b == "limits") and
+                (untouched or "untouched" not in pa)}
+    expected |= {f"{t}_rss_drop_pct" for t in ran if t not in PASSIVE}
+    got = s.get("ratios") or {}
+    res(f"{prefix}_ratios_present", set(got) == expected,
+        f"ratios {sorted(got)}, expected {sorted(expected)}")
+    bad = []
+    for n, r in got.items():
+        if n in RATIOS:
+            a, pa, b, pb, cmp, target = RATIOS[n]
+            den = lim["dontneed_s"] * 1e9 if b == "limits" else s[b][pb]["median_ns"]
+            value, unit = s[a][pa]["median_ns"] / den, "times"
+        else:
+            t = n[:-len("_rss_drop_pct")]
+            drops = [max(d, 0) for d in s[t]["shrink"]["rss_drop_bytes"]]
+            value, unit, cmp, target = 100 * statistics.median(drops) / want, "percent", ">=", 90
+        met = value <= target if cmp == "<=" else value >= target
+        paper_ok = (isinstance(r.get("paper"), float) and r["paper"] > 0 and r.get("paper_source")) \
+            or (r.get("paper", 0) is None and r.get("why_null", {}).get("paper"))
+        if not (close(r.get("value"), value) and r.get("unit") == unit and
+                r.get("comparison") == cmp and r.get("target") == target and
+                r.get("met") is met and r.get("what") and paper_ok):
+            bad.append(f"{n}: {r}, expected value {value} {unit} {cmp} {target}, met {met}")
+    res(f"{prefix}_ratios_values", got and not bad, f"ratios not from the medians: {bad}")
 
 
 def res(name, good, why=""):
@@ -66,7 +160,8 @@ def documented(section):
 
     def part(title):
         return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
-    values = {m[0]: re.findall(r"`([^`<]+)`", m[1]) for m in
+    # a value may hold a placeholder listed below it (`<technique>_rss_drop_pct`)
+    values = {m[0]: re.findall(r"`([^`]+)`", m[1]) for m in
               re.findall(r"^\| `(<\w+>)` \| (.*) \|$", part("Names"), re.M)}
     names = []
     for row in re.findall(r"^\| (`.*?) \|", part(f"`{section}`"), re.M):
@@ -126,7 +221,8 @@ def main(d):
     bad = unexplained_nulls(s) + unexplained_nulls(meta)
     res("vm_inflate_nulls_have_reasons", not bad, f"{bad[:10]}")
 
-    sp = [(t, p, s[t][p]) for t in s for p in s[t] if s[t][p]["samples_ns"] is not None]
+    sp = [(t, p, s[t][p]) for t in s if t not in NOT_TECHNIQUES for p in s[t]
+          if s[t][p]["samples_ns"] is not None]
     bad = [f"{t}/{p}" for t, p, v in sp if v["samples_ns"] != raw(t, p, "ns")]
     res("vm_inflate_summary_samples_are_the_csv", not bad, f"samples differ: {bad}")
     bad = [f"{t}/{p}: {v['median_ns']}" for t, p, v in sp
@@ -301,6 +397,8 @@ def main(d):
     bad = unexplained_nulls(tr)
     res("vm_inflate_trace_nulls_have_reasons", not bad, f"{bad[:10]}")
 
+    check_limits_ratios("vm_inflate", s, meta, want)
+
     # Every column and key written is in docs/results.md.
     trace_keys = {"traceEvents", "displayTimeUnit"}
     for e in tr:
@@ -319,5 +417,42 @@ def main(d):
             f"not in docs/results.md: {bad[:12]}")
 
 
+def main_hyperalloc(d):
+    """A touched run of virtio-mem and hyperalloc with --integrity."""
+    s = json.load(open(f"{d}/summary.json"))
+    meta = json.load(open(f"{d}/meta.json"))
+    rows = list(csv.DictReader(open(f"{d}/iterations.csv")))
+    n = meta["params"]["iterations"]
+    want = meta["params"]["mem_bytes"] - meta["params"]["shrink_to_bytes"]
+    techs = ("virtio-mem", "hyperalloc")
+    missing = [f"{t}/{p}" for t in techs for p in ("shrink", "grow", "install", "touch2")
+               if len(s.get(t, {}).get(p, {}).get("samples_ns") or []) != n]
+    res("vm_hyperalloc_inflate_summary_complete",
+        not missing and sorted(meta["techniques"]) == sorted(techs) and
+        not meta["params"]["untouched"] and not any("shrink_untouched" in s[t] for t in techs),
+        f"phases without {n} samples: {missing}; techniques {sorted(meta['techniques'])}")
+    bad = unexplained_nulls(s) + unexplained_nulls(meta)
+    res("vm_hyperalloc_inflate_nulls_have_reasons", not bad, f"{bad[:10]}")
+    for t in techs:
+        its = [(r["integrity_pages"], r["integrity_bad_pages"]) for r in rows if r["technique"] == t]
+        res(f"vm_hyperalloc_inflate_integrity_{t}", len(its) == n and
+            all(pages not in ("", "0") and bad == "0" for pages, bad in its),
+            f"(pages, bad pages) per iteration: {its}")
+    drops = [int(r["shrink_rss_before"]) - int(r["shrink_rss_after"]) for r in rows
+             if r["technique"] == "hyperalloc"]
+    print(f"# hyperalloc touched shrink: QEMU's RSS fell {[x >> 20 for x in drops]} MiB of "
+          f"{want >> 20} MiB requested")
+    res("vm_hyperalloc_inflate_rss_drop_touched", drops and min(drops) >= 0.9 * want,
+        f"QEMU RSS fell {[x >> 20 for x in drops]} MiB of {want >> 20} MiB requested")
+    check_limits_ratios("vm_hyperalloc_inflate", s, meta, want)
+    for f, keys in (("summary.json", key_paths(s)), ("meta.json", key_paths(meta))):
+        bad = undocumented(f, keys)
+        res(f"vm_hyperalloc_inflate_documented_{f}", keys and not bad,
+            f"not in docs/results.md: {bad[:12]}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--hyperalloc":
+        main_hyperalloc(sys.argv[2])
+    else:
+        main(sys.argv[1])

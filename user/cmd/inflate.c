@@ -567,6 +567,7 @@ int cmd_inflate(int argc, char **argv)
 {
 	struct opts o = { 0 };
 	struct tech_results *res;
+	json_t *limits;
 	char tmp[PATH_MAX], path[PATH_MAX];
 	size_t ntech = 0;
 	int err = 0;
@@ -585,6 +586,8 @@ int cmd_inflate(int argc, char **argv)
 	if (out_dir_create_tmp(o.out_dir, tmp, sizeof(tmp)))
 		return 1;
 	o.tmp_dir = tmp;
+	/* the host's own discard and populate, before any VM runs */
+	limits = o.workload || o.cycles ? NULL : limits_measure(&o);
 
 	for (size_t t = 0; t < ntech && !err; t++) {
 		struct run r = { .o = &o, .t = o.tech[t], .kernel = o.kernels[t] };
@@ -622,6 +625,7 @@ int cmd_inflate(int argc, char **argv)
 	}
 	if (err) {
 		remove_tree(tmp);
+		json_decref(limits);
 	} else {
 		/* Measuring is done: from here on a failure keeps the data. */
 		json_t *summary = summary_json(res, &o), *meta = meta_json(res, &o, argc, argv);
@@ -631,6 +635,10 @@ int cmd_inflate(int argc, char **argv)
 
 		overhead_summary(summary, res, &o);
 		qemu_phases_summary(summary, res, &o);
+		if (limits) {
+			limits_summary(summary, limits);
+			ratios_summary(summary, &o);
+		}
 		if (rf) {
 			print_report(rf, res, &o, summary);
 			fclose(rf);

@@ -228,6 +228,21 @@ void qemu_phases_print(FILE *f, json_t *summary);
 void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
 void overhead_print(FILE *f, json_t *summary);
 
+/* limits.c: the host's own MADV_DONTNEED and MADV_POPULATE_WRITE of the
+ * shrink's bytes, backed like QEMU's guest RAM (summary.json "limits"), once
+ * per run before the VMs; limits_summary adds each technique's shrink and
+ * install as a multiple of them and takes limits over. */
+json_t *limits_measure(const struct opts *o);
+void limits_summary(json_t *summary, json_t *limits);
+void limits_print(FILE *f, json_t *summary);
+/* The host's transparent huge page mode ("always", "madvise", "never"). */
+void host_thp_mode(char *buf, size_t len);
+
+/* ratios.c: issue 10's acceptance ratios from the medians of summary.json
+ * (and its limits), each with its target and the paper's figure. */
+void ratios_summary(json_t *summary, const struct opts *o);
+void ratios_print(FILE *f, json_t *summary);
+
 /* rss.c: a thread samples QEMU's RSS (and prints --live histograms) while a VM runs. */
 struct rss_sample {
 	uint64_t t;
@@ -252,6 +267,8 @@ void host_delta(const struct host_totals *a, const struct host_totals *b, struct
 int guest_read(struct run *r, json_t **out);
 
 /* results.c */
+/* Sets obj[key] to null and obj.why_null[key] to why. */
+void summary_set_null(json_t *obj, const char *key, const char *why);
 json_t *summary_json(const struct tech_results *res, const struct opts *o);
 json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc, char **argv);
 /* The printed report: medians and their intervals, then the breakdown. */

@@ -80,8 +80,7 @@ static const char *guest_missing(enum phase p, const struct phase_result *r)
 
 #define UNTIMED_WHY "counted, not timed (a tracepoint)"
 
-/* Sets obj[key] to null and obj.why_null[key] to why. */
-static void set_null(json_t *obj, const char *key, const char *why)
+void summary_set_null(json_t *obj, const char *key, const char *why)
 {
 	json_t *w = json_object_get(obj, "why_null");
 
@@ -176,7 +175,7 @@ json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc
 {
 	char date[32];
 	struct utsname u;
-	char thp[128] = "unknown", line[4096] = "";
+	char thp[128], line[4096] = "";
 	char *qv = qemu_version(o->qemu), *cmd = NULL;
 	bool usdt[QEMU_USDT_NR];
 	json_error_t jerr;
@@ -184,16 +183,7 @@ json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc
 	FILE *f;
 
 	uname(&u);
-	f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	if (f) {
-		if (fgets(line, sizeof(line), f)) {
-			char *a = strchr(line, '['), *b = a ? strchr(a, ']') : NULL;
-
-			if (a && b)
-				snprintf(thp, sizeof(thp), "%.*s", (int)(b - a - 1), a + 1);
-		}
-		fclose(f);
-	}
+	host_thp_mode(thp, sizeof(thp));
 	for (int i = 0; i < argc; i++) {
 		char *n;
 
@@ -409,7 +399,7 @@ static json_t *breakdown_json(const struct iteration *its, unsigned n, enum phas
 			vals[m++] = its[i].ph[p].host.v[f];
 		}
 		if (missing)
-			set_null(host, host_field_names[f], missing);
+			summary_set_null(host, host_field_names[f], missing);
 		else if (m)
 			json_object_set_new(host, host_field_names[f], json_real(median_u64(vals, m)));
 	}
@@ -434,13 +424,13 @@ static json_t *breakdown_json(const struct iteration *its, unsigned n, enum phas
 		e = json_pack("{s:f, s:f}", "count_median", median_u64(vals, m), "sum_ns_median",
 			      median_u64(sums, m));
 		if (!event_timed(v))
-			set_null(e, "sum_ns_median", UNTIMED_WHY);
+			summary_set_null(e, "sum_ns_median", UNTIMED_WHY);
 		json_object_set_new(guest, name, e);
 	}
 	json_decref(names);
 	bd = json_pack("{s:o, s:o}", "host", host, "guest", guest);
 	if (why)
-		set_null(bd, "guest", why);
+		summary_set_null(bd, "guest", why);
 	return bd;
 }
 
@@ -464,7 +454,7 @@ static void rss_drops_json(json_t *pj, const struct tech_results *res, const str
 	json_object_set_new(pj, "rss_drop_bytes", bytes);
 	json_object_set_new(pj, "rss_drop_pct_of_request", pct);
 	if (!res->t->set_size)
-		set_null(pj, "rss_drop_pct_of_request", res->t->passive_note);
+		summary_set_null(pj, "rss_drop_pct_of_request", res->t->passive_note);
 }
 
 /* The keys of a phase that a technique does not have, each null. */
@@ -503,7 +493,7 @@ json_t *summary_json(const struct tech_results *res, const struct opts *o)
 					continue; /* not run (e.g. shrink_untouched without --untouched) */
 				pj = json_object();
 				for (unsigned k = 0; k < ARRAY_SIZE(phase_keys); k++)
-					set_null(pj, phase_keys[k], not_measured);
+					summary_set_null(pj, phase_keys[k], not_measured);
 				json_object_set_new(tj, phase_names[p], pj);
 				continue;
 			}
@@ -574,14 +564,14 @@ static void trace_add_iteration(json_t *events, int pid, const struct tech_resul
 		for (int f = PF_BYTES; f < PF_NR; f++) {
 			const char *why = phase_field_missing(p, f);
 
-			why ? set_null(args, phase_field_names[f], why)
+			why ? summary_set_null(args, phase_field_names[f], why)
 			    : (void)json_object_set_new(args, phase_field_names[f],
 							json_integer(pv[f]));
 		}
 		for (int f = 0; f < HF_NR; f++) {
 			const char *why = host_field_missing(o, p, r, f);
 
-			why ? set_null(args, host_field_names[f], why)
+			why ? summary_set_null(args, host_field_names[f], why)
 			    : (void)json_object_set_new(args, host_field_names[f],
 							json_integer(r->host.v[f]));
 		}
@@ -606,7 +596,7 @@ static void trace_add_iteration(json_t *events, int pid, const struct tech_resul
 				       "phase", phase_names[p], "count", jint(v, "count"), "sum_ns",
 				       jint(v, "sum_ns"));
 			if (!event_timed(v))
-				set_null(json_object_get(ev, "args"), "sum_ns", UNTIMED_WHY);
+				summary_set_null(json_object_get(ev, "args"), "sum_ns", UNTIMED_WHY);
 			json_array_append_new(events, ev);
 		}
 	}
@@ -744,6 +734,8 @@ void print_report(FILE *f, const struct tech_results *res, const struct opts *o,
 		print_breakdown(f, summary);
 		qemu_phases_print(f, summary);
 		overhead_print(f, summary);
+		limits_print(f, summary);
+		ratios_print(f, summary);
 		s = o->workload ? interference_summary(res, o) : NULL;
 		if (s)
 			interference_print(f, s, o);
