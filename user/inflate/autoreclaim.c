@@ -4,10 +4,10 @@
  * mode: free page reporting by itself, HyperAlloc's own auto mode (turned on
  * by the technique's auto_start), balloon and virtio-mem with a host-side
  * controller that follows the guest's available memory in steps of 1/16 of
- * RAM, and a static VM (no reclamation) as the baseline. --auto is this
- * benchmark over the techniques with an automatic mode of their own. QEMU's RSS comes from
- * `hatrace footprint` (event-driven) and its CPU time per thread from perf
- * task-clock counters. */
+ * RAM, and a static VM (no reclamation) as the baseline; --auto is this
+ * benchmark over the techniques with an automatic mode of their own. QEMU's
+ * RSS comes from `hatrace footprint` (event-driven) and its CPU time per thread
+ * from perf task-clock counters. */
 #include "agent.h"
 #include "common.h"
 #include "rss_series.h"
@@ -50,7 +50,7 @@ static bool controlled(const struct technique *t)
 const char *autoreclaim_mode(const struct technique *t)
 {
 	if (t == &tech_static)
-		return "static: no reclamation, the baseline";
+		return "no reclamation: the baseline";
 	if (t->auto_start)
 		return t->auto_note;
 	if (!t->set_size)
@@ -190,6 +190,10 @@ int run_autoreclaim(struct run *r, struct iteration *it)
 	pid_t fp = -1;
 	int err;
 
+	if ((err = autoreclaim_begin(r))) {
+		json_decref(rows);
+		return err;
+	}
 	if (geteuid() == 0) {
 		char log[PATH_MAX];
 
@@ -199,8 +203,6 @@ int run_autoreclaim(struct run *r, struct iteration *it)
 			 r->iter + 1);
 		fp = footprint_start(&r->vm->pid, 1, csv, log);
 	}
-	if ((err = autoreclaim_begin(r)))
-		return err;
 	counting = !taskclock_open(&tc, r->vm->pid);
 	if (!counting)
 		ht_warn("no perf task-clock counters on QEMU's threads: no CPU time");
@@ -350,11 +352,14 @@ static json_t *windows(const struct tech_results *res, unsigned n)
 	return a;
 }
 
+static double number(json_t *v)
+{
+	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
 static double median_of(json_t *tj, const char *figure)
 {
-	json_t *m = json_object_get(json_object_get(tj, figure), "median");
-
-	return json_is_number(m) ? json_number_value(m) : NAN;
+	return number(json_object_get(json_object_get(tj, figure), "median"));
 }
 
 static json_t *ratio_json(double a, double b)
@@ -488,11 +493,6 @@ static void print_value(FILE *f, double v, int width, int precision)
 		fprintf(f, " %*s", width, "-");
 	else
 		fprintf(f, " %*.*f", width, precision, v);
-}
-
-static double number(json_t *v)
-{
-	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 /* "0.66 (paper 0.54)" for one row of against_static. */
