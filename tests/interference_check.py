@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Checks a `hatrace inflate --workload stream|ftq` results folder against its
 raw data: interference.json's metrics are recomputed here, independently of
-user/lib/deficit.c, from workload.csv and marks.csv.
+user/lib/deficit.c, from workload.csv and marks.csv; the report's ordering by
+time lost follows interference.json.
 usage: interference_check.py DIR SECONDS"""
 import csv
 import json
@@ -9,7 +10,7 @@ import os
 import statistics
 import sys
 
-CHECKS = 5
+CHECKS = 6
 
 
 def report(ok, name, why=""):
@@ -35,6 +36,8 @@ def time_lost(threads, interval, from_s):
     totals = [sum(v) for v in zip(*threads.values())]
     n = min(int(from_s / interval + 1e-9), len(totals))
     first = 1 if n >= 4 else 0
+    if n == 0:
+        return None  # no interval before the shrink: no baseline (null)
     base = statistics.median(totals[first:n])
     lost = 0.0
     for k, v in enumerate(totals):
@@ -63,7 +66,8 @@ def main():
     for (tech, it), threads in series.items():
         want = time_lost(threads, interval, marks[(tech, it, "shrink")][0])
         got = summary[tech]["time_lost_s"]["samples"][it - 1]
-        if got is None or abs(got - want) > 1e-6 + 1e-9 * want:
+        if (got is None) != (want is None) or \
+                (got is not None and abs(got - want) > 1e-6 + 1e-9 * want):
             ok = False
             why.append(f"{tech} {it}: {got} != {want}")
     report(ok, "time lost equals the integral recomputed from workload.csv", "; ".join(why))
@@ -73,6 +77,14 @@ def main():
     cover = all(m["interval"][0] <= m["median"] <= m["interval"][1]
                 for t in summary.values() for m in t.values())
     report(cover, "each median lies inside its interval")
+    with open(os.path.join(d, "report.txt")) as f:
+        line = next((x for x in f if x.startswith("ordering by time lost")), "")
+    named = [part.split()[0] for part in line.split(":", 1)[-1].split(" < ")] if line else []
+    lost = {t: v["time_lost_s"]["median"] for t, v in summary.items()}
+    want = sorted(lost, key=lambda t: (lost[t] is None, lost[t] or 0))
+    report(sorted(named) == sorted(lost) and
+           [lost[t] for t in named] == [lost[t] for t in want],
+           "the report orders every technique by its median time lost", line.strip())
     return 0
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Checks a `hatrace inflate --workload build --vms N` results folder: the
 summed GiB*min recomputed from the one hatrace footprint CSV of all QEMUs, the
-extra-VM count computed from the summed peak, and its verification run.
+extra-VM count computed from the summed peak, and its verification run;
+hyperalloc in its own auto mode, every workload of its base run finished.
 usage: multivm_check.py DIR"""
 import csv
 import json
@@ -11,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rss_integral import trapezoid  # noqa: E402
 
-CHECKS = 4
+CHECKS = 5
 
 
 def report(ok, name, why=""):
@@ -53,6 +54,12 @@ def main():
     report(all(r["oom_kills"] == 0 and r["sum_peak_bytes"] <= budget for r in runs.values()),
            "the base runs stayed inside the budget without OOM kills",
            {t: (r["oom_kills"], r["sum_peak_bytes"]) for t, r in runs.items()})
+    ha = s["techniques"].get("hyperalloc", {})
+    done = [w for w in runs.get("hyperalloc", {}).get("workloads", [])
+            if isinstance(w, dict) and w.get("failed_jobs") == 0]
+    report("auto mode" in ha.get("mode", "") and len(done) == n,
+           "hyperalloc runs its own auto mode and all its workloads finished",
+           f"mode {ha.get('mode')!r}, {len(done)} of {n} finished")
     return 0
 
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# hatrace reproduce end to end: one real step (ftq, fast tier) and its report;
-# a rerun skips the finished step; an interrupted step leaves no done-marker
-# and no VM; headless Chromium renders every section of the report.
+# hatrace reproduce end to end: one real step (ftq, fast tier) and its report
+# (hyperalloc ranked in it); a rerun skips the finished step; an interrupted
+# step leaves no done-marker and no VM; headless Chromium renders every section
+# of the report.
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all reproduce_e2e "guest image not built (make)"
-plan 9
+plan 10
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 d=$out/r
@@ -20,6 +21,12 @@ rc=$?
 	fail reproduce_step_runs "exit $rc: $(tail -n 5 "$out/run1" | tr '\n' ' ')"
 grep -q '\$ .*hatrace inflate -w ftq' "$out/run1" && grep -q '\[1/1\] ftq' "$out/run1" &&
 	ok reproduce_prints_command_and_progress || fail reproduce_prints_command_and_progress "$(head -5 "$out/run1")"
+
+# The fast tier's ftq runs hyperalloc too; the report ranks it and notes it.
+sed -n '/<section id="ftq">/,/<\/section>/p' "$d/report.html" 2>/dev/null >"$out/ftq.html"
+grep -q '<td>hyperalloc</td>' "$out/ftq.html" && grep -q '<p>HyperAlloc: ' "$out/ftq.html" &&
+	grep -q 'Ordering by time lost' "$out/ftq.html" && ok reproduce_report_has_hyperalloc ||
+	fail reproduce_report_has_hyperalloc "$(head -c 300 "$out/ftq.html")"
 
 start=$(date +%s)
 "$HATRACE" reproduce --only ftq -o "$d" >"$out/run2" 2>&1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# hatrace inflate --workload build under TCG: a static VM and virtio-mem with
-# the host-side controller run ht-build; tests/footprint_check.py recomputes
-# GiB*min from hatrace footprint's rows and checks the controller's targets.
+# hatrace inflate --workload build under TCG: a static VM, virtio-mem with
+# the host-side controller and hyperalloc in its own auto mode run ht-build;
+# tests/footprint_check.py recomputes GiB*min from hatrace footprint's rows and
+# checks the controller's targets and hyperalloc's auto mode.
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all vm_footprint_bench "guest image not built (make)"
@@ -10,7 +11,7 @@ plan $((3 + $(sed -n 's/^CHECKS = //p' tests/footprint_check.py)))
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
-"$HATRACE" inflate -w build -t virtio-mem --mem 1G --shrink-to 256M -n 1 --tail 5 \
+"$HATRACE" inflate -w build -t virtio-mem,hyperalloc --mem 1G --shrink-to 256M -n 1 --tail 8 \
 	-o "$out/r" >"$out/stdout" 2>"$out/stderr" &
 pid=$!
 wait $pid

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # hatrace inflate --workload stream|ftq under TCG: the guest runs the workload
 # while the host shrinks and grows it; tests/interference_check.py recomputes
-# the metrics from the raw series. Bad schedules and techniques are refused
-# before any VM boots.
+# the metrics from the raw series, and hyperalloc's shrink window is shorter
+# than virtio-mem's. Bad schedules and techniques are refused before any VM
+# boots.
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all vm_interference "guest image not built (make)"
 checks=$(sed -n 's/^CHECKS = //p' tests/interference_check.py)
-plan $((4 + 2 * (3 + checks)))
+plan $((6 + 2 * (3 + checks)))
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
@@ -26,11 +27,12 @@ refused interference_unknown_workload -w memcpy
 refused interference_grow_before_shrink -w stream --shrink-at 6 --grow-at 3
 refused interference_passive_technique -t fpr -w ftq
 refused interference_no_integrity -t virtio-mem -w stream --integrity 16M
+refused interference_not_auto --auto -w stream
 
 run() { # name, workload, techniques
 	local name=$1 seconds=10 pid rc left
 	"$HATRACE" inflate -t "$3" -w "$2" --mem 1G --shrink-to 512M -n 1 --seconds $seconds \
-		--shrink-at 2 --grow-at 6 -o "$out/$name" >"$out/$name.stdout" 2>"$out/$name.stderr" &
+		--shrink-at 4 --grow-at 7 -o "$out/$name" >"$out/$name.stdout" 2>"$out/$name.stderr" &
 	pid=$!
 	wait $pid
 	rc=$?
@@ -48,5 +50,10 @@ run() { # name, workload, techniques
 	[ -z "$left" ] && ok "${name}_nothing_left" || fail "${name}_nothing_left" "$(echo $left)"
 }
 run interference_stream stream virtio-balloon,virtio-mem
-run interference_ftq ftq virtio-mem
+run interference_ftq ftq virtio-mem,hyperalloc
+# The measured shrink windows (marks.csv: technique,iteration,phase,start_s,end_s).
+awk -F, '$3 == "shrink" { d[$1] = $5 - $4 }
+	END { exit !(("hyperalloc" in d) && ("virtio-mem" in d) && d["hyperalloc"] < d["virtio-mem"]) }' \
+	"$out/interference_ftq/marks.csv" 2>/dev/null && ok interference_hyperalloc_shrinks_faster ||
+	fail interference_hyperalloc_shrinks_faster "$(grep shrink "$out/interference_ftq/marks.csv" 2>&1)"
 finish

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# hatrace inflate --workload build --vms 2 under TCG: two VMs per technique in
+# hatrace inflate --workload build --vms 2 under TCG: two VMs per technique
+# (virtio-mem with the host controller, hyperalloc in its own auto mode) in
 # one memory cgroup, then the extra VMs the summed peak leaves room for;
 # tests/multivm_check.py recomputes the figures. No cgroup may be left behind.
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
@@ -27,7 +28,7 @@ refused multivm_needs_a_workload --vms 2
 refused multivm_budget_too_small -w build --vms 2 --budget 300M --shrink-to 256M
 
 before=$(cgroups)
-"$HATRACE" inflate -w build -t virtio-mem --vms 2 --mem 1G --shrink-to 256M --jobs 8 \
+"$HATRACE" inflate -w build -t virtio-mem,hyperalloc --vms 2 --mem 1G --shrink-to 256M --jobs 8 \
 	--stagger 3 --tail 3 -n 1 -o "$out/r" >"$out/stdout" 2>"$out/stderr" &
 pid=$!
 wait $pid

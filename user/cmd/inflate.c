@@ -55,7 +55,8 @@ static void usage(FILE *f)
 		"                        --seconds while the host shrinks and grows it; or\n"
 		"                        build or blender: the auto-reclaim footprint benchmark\n"
 		"                        (ht-build in the guest, each technique in its automatic\n"
-		"                        mode, a static VM first as the baseline)\n"
+		"                        mode: its own (fpr, hyperalloc) or a host controller\n"
+		"                        (balloon, virtio-mem); a static VM first as baseline)\n"
 		"      --seconds S       stream|ftq run time (default 20)\n"
 		"      --shrink-at S     shrink S seconds after the workload started (default 4)\n"
 		"      --grow-at S       grow S seconds after it started (default 12)\n"
@@ -68,6 +69,11 @@ static void usage(FILE *f)
 		"                        started under the same budget to check that they fit\n"
 		"      --budget SIZE     the memory cgroup's limit (default 3/4 of N x --mem)\n"
 		"      --stagger S       seconds between the VMs' workload starts (default 10)\n"
+		"      --auto            the footprint over time of each technique's automatic\n"
+		"                        mode while the guest allocates and frees: -w build (or\n"
+		"                        -w blender) over the techniques with a mode of their\n"
+		"                        own (fpr; hyperalloc: a soft-reclaim round of every\n"
+		"                        free 2 MiB child every 5 s), static first as baseline\n"
 		"      --cycles N        the soak: after touch, N shrink/grow cycles with the\n"
 		"                        --integrity buffer (default 64M) verified every 50 and\n"
 		"                        at the end, and the guest console checked for kernel\n"
@@ -248,6 +254,26 @@ static int check_cycles(struct opts *o)
 	return 0;
 }
 
+/* --auto: the footprint benchmark (-w build unless blender is named) over the
+ * techniques with an automatic mode of their own (passive, or auto_start),
+ * unless --technique names others (then the host controller drives them). */
+static int select_auto(struct opts *o, bool tech_given)
+{
+	size_t k = 0;
+
+	if (o->workload && !workload_is_auto(o)) {
+		ht_err("--auto: runs the footprint workload build or blender, not %s", o->workload);
+		return -EINVAL;
+	}
+	if (!o->workload)
+		o->workload = "build";
+	for (size_t i = 0; o->tech[i]; i++)
+		if (tech_given || !o->tech[i]->set_size || o->tech[i]->auto_start)
+			o->tech[k++] = o->tech[i];
+	o->tech[k] = NULL;
+	return 0;
+}
+
 /* --workload build|blender: the static baseline runs first. */
 static int add_static(struct opts *o)
 {
@@ -324,7 +350,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
 	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL, O_JOBS, O_VMS, O_BUDGET, O_STAGGER,
-	       O_CYCLES };
+	       O_CYCLES, O_AUTO };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -351,10 +377,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "budget", required_argument, NULL, O_BUDGET },
 		{ "stagger", required_argument, NULL, O_STAGGER },
 		{ "cycles", required_argument, NULL, O_CYCLES },
+		{ "auto", no_argument, NULL, O_AUTO },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *qemu = NULL, *kernel = NULL, *initrd = NULL;
+	bool auto_mode = false, tech_given = false;
 	uint64_t v;
 	size_t n;
 	int c;
@@ -382,6 +410,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 't':
 			if (parse_techniques(optarg, &o->tech))
 				return -EINVAL;
+			tech_given = true;
 			break;
 		case 'm':
 			if (parse_size("--mem", optarg, &o->mem))
@@ -483,6 +512,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 			o->cycles = v;
 			break;
+		case O_AUTO:
+			auto_mode = true;
+			break;
 		case O_STAGGER:
 			if (parse_seconds_ns("--stagger", optarg, 0, 3600 * SEC, &o->stagger_ns))
 				return -EINVAL;
@@ -508,6 +540,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		       (unsigned long long)(o->shrink_to / MiB), (unsigned long long)(o->mem / MiB));
 		return -EINVAL;
 	}
+	if (auto_mode && select_auto(o, tech_given))
+		return -EINVAL;
 	for (const struct technique **t = o->tech; *t; t++)
 		if ((*t)->check_opts && (*t)->check_opts(o))
 			return -EINVAL;

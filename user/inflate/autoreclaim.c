@@ -1,11 +1,13 @@
 /* inflate --workload build|blender: the auto-reclaim footprint benchmark. The
  * guest runs ht-build (memory rising and falling like a parallel compiler
  * build, or three renderer bursts) while each technique runs in its automatic
- * mode: free page reporting by itself, balloon and virtio-mem with a host-side
+ * mode: free page reporting by itself, HyperAlloc's own auto mode (turned on
+ * by the technique's auto_start), balloon and virtio-mem with a host-side
  * controller that follows the guest's available memory in steps of 1/16 of
- * RAM, and a static VM (no reclamation) as the baseline. QEMU's RSS comes from
- * `hatrace footprint` (event-driven) and its CPU time per thread from perf
- * task-clock counters. */
+ * RAM, and a static VM (no reclamation) as the baseline; --auto is this
+ * benchmark over the techniques with an automatic mode of their own. QEMU's
+ * RSS comes from `hatrace footprint` (event-driven) and its CPU time per thread
+ * from perf task-clock counters. */
 #include "agent.h"
 #include "common.h"
 #include "rss_series.h"
@@ -38,6 +40,35 @@ const struct technique tech_static = {
 	.guest_funcs = no_funcs,
 };
 
+/* The host controller drives a technique the host resizes that has no
+ * automatic mode of its own. */
+static bool controlled(const struct technique *t)
+{
+	return t->set_size && !t->auto_start;
+}
+
+const char *autoreclaim_mode(const struct technique *t)
+{
+	if (t == &tech_static)
+		return "no reclamation: the baseline";
+	if (t->auto_start)
+		return t->auto_note;
+	if (!t->set_size)
+		return "passive: the guest hands back what it frees by itself";
+	return "host controller: every 0.5 s, size - MemAvailable + 2 steps of RAM/16, "
+	       "in steps of RAM/16";
+}
+
+/* Turns on the technique's own automatic mode, if it has one. */
+int autoreclaim_begin(struct run *r)
+{
+	int err = r->t->auto_start ? r->t->auto_start(r) : 0;
+
+	if (err)
+		ht_err("%s: cannot turn on its automatic mode (%s)", r->t->name, strerror(-err));
+	return err;
+}
+
 /* The controller's size: what the guest uses plus two steps of headroom, in
  * whole steps of RAM/16, between --shrink-to and --mem. */
 static uint64_t controller_target(const struct opts *o, uint64_t size, uint64_t available)
@@ -56,9 +87,9 @@ int autoreclaim_control(struct run *r, uint64_t *target, json_t *rows)
 
 	if ((err = agent_meminfo(r->vm->agent, "MemAvailable", &available)))
 		return failed(r, err);
-	if (r->t->set_size) {
-		if ((err = r->t->get_size(r, &size)))
-			return failed(r, err);
+	if (r->t->get_size && (err = r->t->get_size(r, &size)))
+		return failed(r, err);
+	if (controlled(r->t)) {
 		want = controller_target(r->o, size, available);
 		if (want != *target && (err = r->t->set_size(r, want)))
 			return failed(r, err);
@@ -131,16 +162,38 @@ pid_t footprint_start(const int *pids, int n, const char *csv, const char *log)
 	return pid;
 }
 
+/* The name of a process's main thread (QEMU's main loop, where its devices'
+ * timers run); its other threads are named by QEMU (debug-threads=on). */
+static int thread_comm(int pid, char *out, size_t len)
+{
+	char path[64];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	if (!(f = fopen(path, "r")))
+		return -errno;
+	ok = fgets(out, len, f);
+	fclose(f);
+	out[strcspn(out, "\n")] = 0;
+	return ok && *out ? 0 : -ENODATA;
+}
+
 int run_autoreclaim(struct run *r, struct iteration *it)
 {
 	json_t *rows = json_array(), *result = NULL;
 	uint64_t target = 0, t0, t_end = 0, last_status = 0;
 	struct taskclock tc;
 	char csv[PATH_MAX] = "";
+	char main_thread[32] = "";
 	bool counting;
 	pid_t fp = -1;
 	int err;
 
+	if ((err = autoreclaim_begin(r))) {
+		json_decref(rows);
+		return err;
+	}
 	if (geteuid() == 0) {
 		char log[PATH_MAX];
 
@@ -192,6 +245,8 @@ int run_autoreclaim(struct run *r, struct iteration *it)
 					 *csv && fp > 0 ? strrchr(csv, '/') + 1 : NULL);
 		json_object_set_new(it->workload, "cpu_s",
 				    counting ? taskclock_read(&tc) : json_null());
+		if (counting && !thread_comm(r->vm->pid, main_thread, sizeof(main_thread)))
+			json_object_set_new(it->workload, "main_thread", json_string(main_thread));
 		fprintf(stderr, "%s[%s %u/%u] %-16s %9.3f s  RSS now %llu MiB\n",
 			r->o->progress ? "\r\033[K" : "", r->t->name, r->iter + 1,
 			r->o->iterations, r->o->workload, (t_end - t0) / 1e9,
@@ -219,9 +274,9 @@ static void add_sample(const struct rss_sample *s, void *arg)
 		points_add(f->p, s->t, s->rss);
 }
 
-enum fm { FM_GIB_MIN, FM_PEAK, FM_RUNTIME, FM_CPU, FM_NR };
+enum fm { FM_GIB_MIN, FM_PEAK, FM_RUNTIME, FM_CPU, FM_MAIN_CPU, FM_NR };
 static const char *const fm_names[FM_NR] = { "gib_min", "peak_rss_bytes", "runtime_s",
-					     "qemu_cpu_s" };
+					     "qemu_cpu_s", "main_loop_cpu_s" };
 
 static int iteration_figures(const char *dir, const struct tech_results *res, unsigned i,
 			     double m[FM_NR], const char **source)
@@ -255,6 +310,8 @@ static int iteration_figures(const char *dir, const struct tech_results *res, un
 	m[FM_CPU] = json_is_object(cpu) ? 0 : NAN;
 	json_object_foreach(cpu, key, v)
 		m[FM_CPU] += json_number_value(v);
+	v = json_object_get(cpu, json_string_value(json_object_get(w, "main_thread")) ?: "");
+	m[FM_MAIN_CPU] = json_is_number(v) ? json_number_value(v) : NAN;
 	points_free(&p);
 	return 0;
 }
@@ -295,17 +352,56 @@ static json_t *windows(const struct tech_results *res, unsigned n)
 	return a;
 }
 
+static double number(json_t *v)
+{
+	return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static double median_of(json_t *tj, const char *figure)
+{
+	return number(json_object_get(json_object_get(tj, figure), "median"));
+}
+
+static json_t *ratio_json(double a, double b)
+{
+	return isnan(a) || isnan(b) || b <= 0 ? json_null() : json_real(a / b);
+}
+
+/* The paper's clang build (GiB*min): FPR and HyperAlloc against static. */
+#define PAPER_STATIC 659
+#define PAPER_FPR 433
+#define PAPER_HYPERALLOC 356
+
+/* "against_static": FPR's and HyperAlloc's GiB*min as a share of static's,
+ * ours next to the paper's. */
+static json_t *against_static(json_t *techs)
+{
+	double base = median_of(json_object_get(techs, "static"), "gib_min");
+	double fpr = median_of(json_object_get(techs, "fpr"), "gib_min");
+	double ha = median_of(json_object_get(techs, "hyperalloc"), "gib_min");
+
+	return json_pack("{s:{s:o, s:f}, s:{s:o, s:f}, s:{s:o, s:f}, s:s}",
+			 "fpr", "ours", ratio_json(fpr, base), "paper",
+			 (double)PAPER_FPR / PAPER_STATIC,
+			 "hyperalloc", "ours", ratio_json(ha, base), "paper",
+			 (double)PAPER_HYPERALLOC / PAPER_STATIC,
+			 "hyperalloc_vs_fpr", "ours", ratio_json(ha, fpr), "paper",
+			 (double)PAPER_HYPERALLOC / PAPER_FPR, "note",
+			 "GiB*min as a share of static's in the same run; the paper: 433 (FPR) "
+			 "and 356 (HyperAlloc) against 659 GiB*min, clang build on KVM");
+}
+
 /* footprint.json: per technique GiB-min, peak, runtime (and against static),
- * QEMU CPU seconds, and the paper's figures next to them. */
+ * QEMU CPU seconds (all threads, and the main loop, where the devices' timers
+ * and the controller's requests run), and the paper's figures next to them. */
 json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, const struct opts *o)
 {
-	json_t *s = json_object(), *techs = json_object();
-	double static_runtime = NAN;
+	json_t *s = json_object(), *techs = json_object(), *base = NULL;
 	const char *source = "none";
 
 	for (; res->t; res++) {
-		double m[FM_NR][o->iterations];
-		json_t *tj = json_object(), *cpu;
+		double m[FM_NR][o->iterations], window_s;
+		json_t *tj = json_object(), *cpu, *w;
 
 		for (unsigned i = 0; i < o->iterations; i++) {
 			double one[FM_NR];
@@ -316,18 +412,26 @@ json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, con
 			for (int k = 0; k < FM_NR; k++)
 				m[k][i] = one[k];
 		}
-		cpu = json_object_get(res->its[o->iterations - 1].workload, "cpu_s");
+		w = res->its[o->iterations - 1].workload;
+		cpu = json_object_get(w, "cpu_s");
+		json_object_set_new(tj, "mode", json_string(autoreclaim_mode(res->t)));
 		for (int k = 0; k < FM_NR; k++)
 			json_object_set_new(tj, fm_names[k],
 					    figure_json(m[k], o->iterations, k == FM_PEAK ? 1 : 1e6));
 		if (res->t == &tech_static)
-			static_runtime = json_number_value(
-				json_object_get(json_object_get(tj, "runtime_s"), "median"));
+			base = tj;
 		json_object_set_new(tj, "runtime_vs_static",
-				    isnan(static_runtime) ? json_null() :
-				    json_real(json_number_value(json_object_get(
-					    json_object_get(tj, "runtime_s"), "median")) /
-					      static_runtime));
+				    ratio_json(median_of(tj, "runtime_s"), median_of(base, "runtime_s")));
+		json_object_set_new(tj, "gib_min_vs_static",
+				    ratio_json(median_of(tj, "gib_min"), median_of(base, "gib_min")));
+		/* The main loop's extra CPU against static's, in % of one core over
+		 * the measured window. */
+		window_s = (json_integer_value(json_object_get(w, "window_end_ns")) -
+			    json_integer_value(json_object_get(w, "start_ns"))) / 1e9;
+		json_object_set_new(tj, "main_loop_cpu_vs_static_pct",
+				    ratio_json(100 * (median_of(tj, "main_loop_cpu_s") -
+						      median_of(base, "main_loop_cpu_s")),
+					       window_s));
 		json_object_set_new(tj, "qemu_cpu_s_per_thread_last_iteration",
 				    cpu ? json_incref(cpu) : json_null());
 		json_object_set_new(tj, "rss_source", json_string(source));
@@ -335,9 +439,10 @@ json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, con
 		json_object_set_new(techs, res->t->name, tj);
 	}
 	json_object_set_new(s, "techniques", techs);
+	json_object_set_new(s, "against_static", against_static(techs));
 	json_object_set_new(s, "paper_gib_min",
-			    json_pack("{s:i, s:i, s:i, s:s}", "static", 659, "fpr", 433,
-				      "hyperalloc", 356, "note",
+			    json_pack("{s:i, s:i, s:i, s:s}", "static", PAPER_STATIC, "fpr", PAPER_FPR,
+				      "hyperalloc", PAPER_HYPERALLOC, "note",
 				      "HyperAlloc paper, clang build on KVM; our workload and "
 				      "scale differ, compare ratios to static"));
 	return s;
@@ -366,7 +471,7 @@ int autoreclaim_write(const char *dir, const struct tech_results *res, const str
 					json_integer_value(json_array_get(row, 0)),
 					json_integer_value(json_array_get(row, 1)),
 					json_integer_value(json_array_get(row, 2)));
-				if (res->t->set_size)
+				if (controlled(res->t))
 					fprintf(f, "%lld\n", json_integer_value(json_array_get(row, 3)));
 				else
 					fprintf(f, "\n"); /* no controller */
@@ -390,29 +495,47 @@ static void print_value(FILE *f, double v, int width, int precision)
 		fprintf(f, " %*.*f", width, precision, v);
 }
 
+/* "0.66 (paper 0.54)" for one row of against_static. */
+static void print_share(FILE *f, const char *what, json_t *row)
+{
+	double ours = number(json_object_get(row, "ours"));
+
+	fprintf(f, "  %-26s", what);
+	if (isnan(ours))
+		fprintf(f, "        -");
+	else
+		fprintf(f, " %8.2f", ours);
+	fprintf(f, "  (paper %.2f)\n", number(json_object_get(row, "paper")));
+}
+
 void autoreclaim_print(FILE *f, json_t *summary)
 {
-	json_t *techs = json_object_get(summary, "techniques"), *tj, *vs;
+	json_t *techs = json_object_get(summary, "techniques"), *tj;
+	json_t *vs = json_object_get(summary, "against_static");
 	const char *name;
 
-	fprintf(f, "\nauto-reclaim footprint (medians):\n");
-	fprintf(f, "%-22s %10s %10s %10s %10s %12s  %s\n", "technique", "GiB*min", "peak MiB",
-	       "runtime s", "vs static", "QEMU CPU s", "RSS from");
+	fprintf(f, "\nauto-reclaim footprint (medians; CPU: QEMU's threads, and its main loop "
+		   "against static in %% of one core):\n");
+	fprintf(f, "%-22s %9s %9s %9s %9s %9s %10s %9s %9s  %s\n", "technique", "GiB*min",
+		"vs static", "peak MiB", "runtime s", "vs static", "QEMU CPU s", "main s",
+		"main +%", "RSS from");
 	json_object_foreach(techs, name, tj) {
-		double v[FM_NR];
-
-		for (int k = 0; k < FM_NR; k++) {
-			json_t *med = json_object_get(json_object_get(tj, fm_names[k]), "median");
-
-			v[k] = json_is_number(med) ? json_number_value(med) : NAN;
-		}
-		vs = json_object_get(tj, "runtime_vs_static");
 		fprintf(f, "%-22s", name);
-		print_value(f, v[FM_GIB_MIN], 10, 3);
-		print_value(f, v[FM_PEAK] / MiB, 10, 0);
-		print_value(f, v[FM_RUNTIME], 10, 1);
-		print_value(f, json_is_number(vs) ? json_number_value(vs) : NAN, 10, 2);
-		print_value(f, v[FM_CPU], 12, 1);
+		print_value(f, median_of(tj, "gib_min"), 9, 3);
+		print_value(f, number(json_object_get(tj, "gib_min_vs_static")), 9, 2);
+		print_value(f, median_of(tj, "peak_rss_bytes") / MiB, 9, 0);
+		print_value(f, median_of(tj, "runtime_s"), 9, 1);
+		print_value(f, number(json_object_get(tj, "runtime_vs_static")), 9, 2);
+		print_value(f, median_of(tj, "qemu_cpu_s"), 10, 1);
+		print_value(f, median_of(tj, "main_loop_cpu_s"), 9, 2);
+		print_value(f, number(json_object_get(tj, "main_loop_cpu_vs_static_pct")), 9, 2);
 		fprintf(f, "  %s\n", json_string_value(json_object_get(tj, "rss_source")));
 	}
+	fprintf(f, "GiB*min against static (the paper: clang build, 433 and 356 against 659):\n");
+	print_share(f, "fpr / static", json_object_get(vs, "fpr"));
+	print_share(f, "hyperalloc / static", json_object_get(vs, "hyperalloc"));
+	print_share(f, "hyperalloc / fpr", json_object_get(vs, "hyperalloc_vs_fpr"));
+	fprintf(f, "modes:\n");
+	json_object_foreach(techs, name, tj)
+		fprintf(f, "  %-20s %s\n", name, json_string_value(json_object_get(tj, "mode")));
 }

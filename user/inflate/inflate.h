@@ -188,7 +188,8 @@ json_t *interference_summary(const struct tech_results *res, const struct opts *
 int interference_write(const char *dir, const struct tech_results *res, const struct opts *o);
 void interference_print(FILE *f, json_t *summary, const struct opts *o);
 
-/* autoreclaim.c: --workload build|blender; static is its baseline technique. */
+/* autoreclaim.c: --workload build|blender (and --auto); static is its baseline
+ * technique. */
 extern const struct technique tech_static;
 int run_autoreclaim(struct run *r, struct iteration *it);
 json_t *autoreclaim_summary(const char *dir, const struct tech_results *res, const struct opts *o);
@@ -198,6 +199,10 @@ void autoreclaim_print(FILE *f, json_t *summary);
  * start and status (*done: its result once finished), and `hatrace footprint`
  * on processes in the background. */
 int autoreclaim_control(struct run *r, uint64_t *target, json_t *rows);
+/* Turns on the technique's own automatic mode (auto_start), if it has one, and
+ * says which automatic mode a technique runs in (footprint.json "mode"). */
+int autoreclaim_begin(struct run *r);
+const char *autoreclaim_mode(const struct technique *t);
 int build_start(struct run *r);
 int build_status(struct run *r, json_t **done);
 pid_t footprint_start(const int *pids, int n, const char *csv, const char *log);

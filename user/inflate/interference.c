@@ -270,6 +270,47 @@ out:
 	return err;
 }
 
+static double time_lost(json_t *tj)
+{
+	json_t *m = json_object_get(json_object_get(tj, "time_lost_s"), "median");
+
+	return json_is_number(m) ? json_number_value(m) : INFINITY;
+}
+
+static int by_time_lost(const void *a, const void *b)
+{
+	double x = time_lost(*(json_t *const *)a), y = time_lost(*(json_t *const *)b);
+
+	return (x > y) - (x < y);
+}
+
+/* "ordering by time lost: a 0.01 s < b 0.12 s < c 3.4 s" (unmeasured last). */
+static void interference_print_order(FILE *f, json_t *summary)
+{
+	size_t n = json_object_size(summary), k = 0;
+	json_t *tjs[n ? n : 1], *tj;
+	const char *names[n ? n : 1], *key;
+
+	json_object_foreach(summary, key, tj)
+		tjs[k++] = tj;
+	qsort(tjs, n, sizeof(*tjs), by_time_lost);
+	for (k = 0; k < n; k++)
+		json_object_foreach(summary, key, tj)
+			if (tj == tjs[k])
+				names[k] = key;
+	fprintf(f, "ordering by time lost (least first):");
+	for (k = 0; k < n; k++) {
+		double v = time_lost(tjs[k]);
+
+		fprintf(f, "%s %s", k ? " <" : "", names[k]);
+		if (isfinite(v))
+			fprintf(f, " %.3f s", v);
+		else
+			fprintf(f, " (not measured)");
+	}
+	fprintf(f, "\n");
+}
+
 void interference_print(FILE *f, json_t *summary, const struct opts *o)
 {
 	const char *key;
@@ -295,4 +336,5 @@ void interference_print(FILE *f, json_t *summary, const struct opts *o)
 		}
 		fprintf(f, "\n");
 	}
+	interference_print_order(f, summary);
 }

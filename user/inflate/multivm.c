@@ -1,7 +1,7 @@
 /* inflate --workload build|blender --vms N: N VMs of a technique share one
  * host memory budget, a memory cgroup around their QEMUs. Their ht-build runs
  * start --stagger seconds apart; each VM runs the technique's automatic mode
- * (autoreclaim.c). The summed RSS comes from one `hatrace footprint` on all
+ * (autoreclaim.c: its own, e.g. HyperAlloc's, or the host controller). The summed RSS comes from one `hatrace footprint` on all
  * QEMUs. From the summed peak follows how many more VMs would fit; that many
  * extra VMs are then started under the same budget, and the figure counts as
  * reached only if every VM boots and its workload ends without an OOM kill. */
@@ -49,7 +49,7 @@ static int run_group(const struct run *proto, unsigned n, const char *tag, json_
 		vms[k].r.vm = NULL;
 		vms[k].r.memcg = &cg;
 		vms[k].rows = json_array();
-		err = boot_vm(&vms[k].r, &vms[k].it);
+		err = boot_vm(&vms[k].r, &vms[k].it) ?: autoreclaim_begin(&vms[k].r);
 		if (!err)
 			pids[k] = vms[k].r.vm->pid;
 	}
@@ -202,6 +202,7 @@ json_t *multivm_summary(const struct tech_results *res, const struct opts *o)
 		json_object_set_new(tj, "sum_gib_min", figure_json(gib_min, o->iterations, 1e6));
 		json_object_set_new(tj, "sum_peak_bytes", figure_json(peak, o->iterations, 1));
 		json_object_set_new(tj, "runs", runs);
+		json_object_set_new(tj, "mode", json_string(autoreclaim_mode(res->t)));
 		json_object_set_new(techs, res->t->name, tj);
 	}
 	return json_pack("{s:i, s:I, s:f, s:o}", "vms", o->vms, "budget_bytes",

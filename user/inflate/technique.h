@@ -48,6 +48,11 @@ struct technique {
 	bool qemu_installs;
 	/* The guest functions to trace (trace_start "functions"), ending with { 0 }. */
 	const struct guest_func *guest_funcs;
+	/* Its own automatic mode, which the footprint benchmark (-w build|blender,
+	 * --auto) turns on in the booted VM instead of the host controller, and
+	 * what it does (footprint.json "mode"); NULL: none. */
+	int (*auto_start)(struct run *r);
+	const char *auto_note;
 };
 
 /* The balloon's size and request, and the guest functions of its worker, for
