@@ -7,12 +7,13 @@ in proportion to the bytes it moved, and that every column and key written is
 in docs/results.md. Prints CHECKS result lines."""
 import csv
 import json
+import math
 import os
 import re
 import statistics
 import sys
 
-CHECKS = 41
+CHECKS = 43
 # --hyperalloc: tests/vm_hyperalloc_inflate.sh's checks.
 HYPERALLOC_CHECKS = 11
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
@@ -138,6 +139,17 @@ def median(values):
     return None if None in values or not values else statistics.median(values)
 
 
+def median_interval(x):
+    """[x(k), x(n+1-k)] with the largest k whose coverage 1 - 2 P(Bin(n, 1/2) < k)
+    is at least 95 % ([min, max] below 6 samples), and its coverage."""
+    x, n = sorted(x), len(x)
+
+    def coverage(k):
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+    k = max([k for k in range(1, (n + 1) // 2 + 1) if coverage(k) >= 0.95] or [1])
+    return x[k - 1], x[n - k], coverage(k)
+
+
 def unexplained_nulls(doc, path="$"):
     """Nulls without a why_null entry, and why_null entries of no null."""
     bad = []
@@ -196,7 +208,11 @@ def key_paths(doc, path=""):
 def main(d):
     s = json.load(open(f"{d}/summary.json"))
     meta = json.load(open(f"{d}/meta.json"))
-    rows = list(csv.DictReader(open(f"{d}/iterations.csv")))
+    all_rows = list(csv.DictReader(open(f"{d}/iterations.csv")))
+    # The medians are the timed iterations'; the others are the untraced
+    # (overhead) and breakdown (host probes per syscall and fault) iterations.
+    rows = [r for r in all_rows if r["kind"] == "timed"]
+    breakdown = {r["technique"]: r for r in all_rows if r["kind"] == "breakdown"}
     guest_rows = list(csv.DictReader(open(f"{d}/guest-events.csv")))
     n = meta["params"]["iterations"]
     want = meta["params"]["mem_bytes"] - meta["params"]["shrink_to_bytes"]
@@ -245,10 +261,25 @@ def main(d):
     bad = [f"{t}/{p}" for t, p, v in sp
            if v["bytes_median"] != median(raw(t, p, "bytes"))]
     res("vm_inflate_summary_bytes", not bad, f"bytes_median differs: {bad}")
+
+    def host_raw(t, p, column):
+        """The breakdown iteration's host counter (the timed ones run none)."""
+        c = breakdown[t][f"{p}_{column}"] if t in breakdown else ""
+        return [int(c) if c != "" else None] if t in breakdown else raw(t, p, column)
     bad = [f"{t}/{p}/{f}" for t, p, v in sp for f, col in HOST_FIELDS.items()
-           if v["breakdown"]["host"].get(f, 0) != median(raw(t, p, col))]
+           if v["breakdown"]["host"].get(f, 0) != median(host_raw(t, p, col)) or
+           (t in breakdown and v["breakdown"]["host_iteration"]["run"] != int(breakdown[t]["run"]))]
     res("vm_inflate_summary_host_breakdown", not bad,
-        f"medians differ from the csv (null where a cell is empty): {bad}")
+        f"not the breakdown iteration's in the csv (null where a cell is empty): {bad}")
+    # The probes that fire per syscall or per fault stay out of the timed and
+    # untraced iterations: their host cells are empty, the breakdown's are not.
+    counters = [c for c in all_rows[0] if c.endswith(tuple(f"_{h}" for h in HOST_FIELDS.values()))]
+    bad = [f"{r['technique']} {r['kind']} {r['iteration']}: {c}" for r in all_rows for c in counters
+           if r[c] != "" and r["kind"] != "breakdown"]
+    if os.geteuid() == 0:
+        bad += [f"{t}: no breakdown iteration with host counters" for t in TECHNIQUES
+                if breakdown.get(t, {}).get("shrink_host_madvise_n", "") == ""]
+    res("vm_inflate_per_event_probes_in_breakdown_only", not bad, f"{bad[:8]}")
     if meta["accel"] == "tcg":
         cells = {r[c] for r in rows for c in r if c.endswith(("_kvm_exits", "_kvm_page_faults"))}
         res("vm_inflate_no_kvm_counters_under_tcg", cells == {""},
@@ -313,7 +344,7 @@ def main(d):
             f"(pages, bad pages) per iteration: {its}")
 
     if os.geteuid() == 0:
-        low = {t: raw(t, "shrink", "host_discard_bytes") for t in ACTIVE}
+        low = {t: host_raw(t, "shrink", "host_discard_bytes") for t in ACTIVE}
         res("vm_inflate_host_discards", all(v and min(v) >= 0.9 * want for v in low.values()),
             f"QEMU discarded {low} bytes of {want} requested")
     else:
@@ -334,7 +365,7 @@ def main(d):
     # without deflate-on-oom), and QEMU discards each with one madvise.
     units = int(0.9 * want) // HUGE_UNIT
     huge = {p: (events("virtio-balloon-huge", p, "balloon_unit_managed"),
-                raw("virtio-balloon-huge", p, "host_madvise_n") if os.geteuid() == 0 else [0])
+                host_raw("virtio-balloon-huge", p, "host_madvise_n") if os.geteuid() == 0 else [0])
             for p in ("shrink", "shrink_untouched")}
     res("vm_inflate_guest_balloon_huge_units",
         all(min(unit) >= units and max(madv) <= 2 * want // HUGE_UNIT
@@ -352,21 +383,54 @@ def main(d):
         all(c >= -(-int(0.9 * b) // REPORT_MAX) for c, b in zip(reports, moved)),
         f"{reports} reports for {moved} bytes, at most {REPORT_MAX >> 20} MiB each")
 
-    # The untraced iteration against timed iteration 1, per phase with a time.
+    # The order of each technique's VMs: the breakdown iteration, then pairs
+    # of untraced j and timed j, untraced first in odd pairs, timed in even.
+    nu = meta["params"]["untraced"]
+    want_order = ["breakdown/1"]
+    for j in range(1, max(n, nu) + 1):
+        pair = [f"untraced/{j}"] * (j <= nu), [f"timed/{j}"] * (j <= n)
+        want_order += pair[0] + pair[1] if j % 2 else pair[1] + pair[0]
+    bad = {}
+    for t in TECHNIQUES:
+        got = sorted((int(r["run"]), f"{r['kind']}/{r['iteration']}") for r in all_rows
+                     if r["technique"] == t)
+        if [k for _, k in got] != want_order or [r for r, _ in got] != list(range(1, len(got) + 1)):
+            bad[t] = got
+    res("vm_inflate_iteration_schedule", nu >= 1 and not bad,
+        f"want {want_order} (runs 1, 2, ...), got {bad}")
+
+    # The timed iterations against the untraced ones, per phase with a time:
+    # recomputed from iterations.csv.
     bad = []
     for t, p, v in sp:
         ov = v.get("tracing_overhead")
-        first = v["samples_ns"][0]
-        if first == 0:
+        tv = raw(t, p, "ns")
+        uv = [int(r[f"{p}_ns"]) for r in all_rows
+              if r["technique"] == t and r["kind"] == "untraced" and r[f"{p}_ns"] != ""]
+        if 0 in tv + uv:
             continue  # a passive technique's empty grow
         if not ov:
             bad.append(f"{t}/{p}: none")
-        elif not (ov["untraced_s"] > 0 and ov["traced_s"] == first / 1e9 and
-                  abs(ov["overhead_pct"] - 100 * (ov["traced_s"] / ov["untraced_s"] - 1)) < 1e-6
-                  and abs(ov.get("traced_median_s", -1) - v["median_ns"] / 1e9) < 1e-9 and
-                  abs(ov.get("overhead_vs_median_pct", -1e9) -
-                      100 * (ov.get("traced_median_s", 0) / ov["untraced_s"] - 1)) < 1e-6):
-            bad.append(f"{t}/{p}: {ov}")
+            continue
+        tlo, thi, tc = median_interval(tv)
+        ulo, uhi, uc = median_interval(uv)
+        tm, um = statistics.median(tv), statistics.median(uv)
+        pairs = [100 * (a / b - 1) for a, b in
+                 zip((int(r[f"{p}_ns"]) for r in rows if r["technique"] == t),
+                     (int(r[f"{p}_ns"]) for r in all_rows
+                      if r["technique"] == t and r["kind"] == "untraced"))]
+        want_ov = [ov["traced_samples_ns"] == tv, ov["untraced_samples_ns"] == uv,
+                   abs(ov["traced_median_s"] - tm / 1e9) < 1e-9,
+                   abs(ov["untraced_median_s"] - um / 1e9) < 1e-9,
+                   abs(ov["overhead_pct"] - 100 * (tm / um - 1)) < 1e-6,
+                   all(abs(a - b) < 1e-6 for a, b in zip(
+                       ov["overhead_interval_pct"], (100 * (tlo / uhi - 1), 100 * (thi / ulo - 1)))),
+                   ov["overhead_interval_pct"][0] <= ov["overhead_pct"] <= ov["overhead_interval_pct"][1],
+                   abs(ov["overhead_interval_coverage_min"] - max(0, tc + uc - 1)) < 1e-9,
+                   len(ov["paired_overhead_pct"]) == len(pairs) and
+                   all(abs(a - b) < 1e-6 for a, b in zip(ov["paired_overhead_pct"], pairs))]
+        if not all(want_ov):
+            bad.append(f"{t}/{p}: {want_ov} {ov}")
     res("vm_inflate_tracing_overhead", not bad and sp, f"tracing_overhead wrong or missing: {bad}")
 
     # QEMU-internal timing (USDT): inside the host's window of every resize.
@@ -381,9 +445,11 @@ def main(d):
                         not 0 < q["qemu_ns_median"] <= q["phase_ns_median"] or \
                         q["start_delay_ns_median"] < 0 or q["end_delay_ns_median"] < 0:
                     bad.append(f"{t}/{p}: {q}")
-                elif p != "grow" and not (q["discard_bytes_median"] >= 0.9 * want and
-                                          q["requests_median"] + q["reports_median"] > 0):
-                    bad.append(f"{t}/{p}: discards or requests missing: {q}")
+                elif p != "grow" and not (q["requests_median"] + q["reports_median"] > 0 and
+                                          q["discard_bytes_median"] is None and
+                                          q["why_null"]["discard_bytes_median"]):
+                    # QEMU's discards are traced in the breakdown iteration only
+                    bad.append(f"{t}/{p}: requests missing or discards not null: {q}")
         res("vm_inflate_qemu_internal", not bad, f"QEMU-internal timing: {bad}")
     else:
         print("skip - vm_inflate_qemu_internal: USDT needs root")

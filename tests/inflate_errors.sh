@@ -110,8 +110,8 @@ run_and_signal() {
 	no_leftovers "$name" $pid
 }
 run_and_signal inflate_qemu_killed "\] touch" KILL qemu
-# the first VM of a technique is its untraced iteration (the overhead's baseline)
-grep -q "QEMU died during virtio-balloon, iteration untraced, phase \(touch\|shrink\)" "$out/stderr" &&
+# the first VM of a technique is its breakdown iteration (every probe on)
+grep -q "QEMU died during virtio-balloon, iteration breakdown, phase \(touch\|shrink\)" "$out/stderr" &&
 	grep -q "killed by signal 9" "$out/stderr" && ok inflate_qemu_killed_message ||
 	fail inflate_qemu_killed_message "$(grep hatrace: "$out/stderr" | head -3 | tr '\n' ' ')"
 run_and_signal inflate_ctrl_c "\] boot" INT hatrace

@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 {
 	struct qemu_usdt_handlers h = { .phase = print_phase };
 	struct qemu_usdt_total totals[QEMU_USDT_NR];
-	unsigned flags = 0;
+	unsigned flags = QEMU_USDT_DISCARDS;
 	struct qemu_usdt *u;
 	int i, pid, pidfd;
 

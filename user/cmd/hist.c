@@ -237,7 +237,8 @@ static int usdt_attach_all(const int *pids, int npids, struct usdt_qemu **out)
 			continue; /* not a QEMU */
 		q[n].pid = pids[i];
 		if (!qemu_usdt_unavailable(exe, q[n].why, sizeof(q[n].why)) &&
-		    !(q[n].u = qemu_usdt_attach(pids[i], exe, QEMU_USDT_PER_PAGE, NULL)))
+		    !(q[n].u = qemu_usdt_attach(pids[i], exe, QEMU_USDT_PER_PAGE | QEMU_USDT_DISCARDS,
+						     NULL)))
 			snprintf(q[n].why, sizeof(q[n].why), "attaching the USDT programs failed");
 		n++;
 	}

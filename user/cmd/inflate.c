@@ -22,16 +22,22 @@ static void usage(FILE *f)
 		"[x(k), x(n+1-k)] and its exact coverage (>= 95%% from 6 samples; below that\n"
 		"[min, max]: 93.75%% for 5 samples).\n"
 		"With hatrace's QEMU, QEMU's own start and end of each resize (USDT) are shown\n"
-		"next to the phases. One more iteration per technique runs with every probe off\n"
-		"and is not in the medians: the tracing overhead per phase (not with -w,\n"
-		"--cycles).\n\n"
+		"next to the phases. Timed iterations run only the probes that fire per phase\n"
+		"or request (QEMU's USDT phases, the guest's function timing and counters);\n"
+		"every probe, the host's per-syscall and per-fault ones too, runs in one more\n"
+		"iteration first, the breakdown iteration. Untraced iterations, every probe\n"
+		"off, run interleaved with the timed ones: the tracing overhead per phase is\n"
+		"the timed median against the untraced one. Neither is in the medians (nor\n"
+		"runs with -w, --cycles).\n\n"
 		"  -t, --technique LIST  comma-separated techniques (below) or all (default all)\n"
 		"  -m, --mem SIZE        VM memory (default 2G)\n"
 		"  -s, --shrink-to SIZE  shrink target (default 512M)\n"
 		"  -c, --vcpus N         vCPUs and workload threads (default 2)\n"
-		"  -n, --iterations N    timed iterations per technique (default 5, plus one\n"
-		"                        untraced; a default run with --untouched takes about\n"
-		"                        10 minutes under TCG on 2 cores)\n"
+		"  -n, --iterations N    timed iterations per technique (default 5; with the\n"
+		"                        breakdown and untraced ones a default run with\n"
+		"                        --untouched takes about 15 minutes under TCG on 2 cores)\n"
+		"      --untraced N      untraced iterations per technique (default: as many\n"
+		"                        as timed ones, at most 3)\n"
 		"  -u, --untouched       also shrink each fresh VM before it is touched\n"
 		"                        (phases shrink_untouched, grow_untouched)\n"
 		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
@@ -350,13 +356,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
 	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL, O_JOBS, O_VMS, O_BUDGET, O_STAGGER,
-	       O_CYCLES, O_AUTO };
+	       O_CYCLES, O_AUTO, O_UNTRACED };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
 		{ "shrink-to", required_argument, NULL, 's' },
 		{ "vcpus", required_argument, NULL, 'c' },
 		{ "iterations", required_argument, NULL, 'n' },
+		{ "untraced", required_argument, NULL, O_UNTRACED },
 		{ "untouched", no_argument, NULL, 'u' },
 		{ "accel", required_argument, NULL, 'a' },
 		{ "live", no_argument, NULL, 'l' },
@@ -393,6 +400,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->shrink_to = 512 * MiB;
 	o->vcpus = 2;
 	o->iterations = 5;
+	o->untraced = 0; /* 0: the default, set once -n is known */
 	o->out_dir = strdup("results/inflate");
 	o->boot_timeout_ns = 300 * SEC;
 	o->append = NULL;
@@ -429,6 +437,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			if (parse_u64("--iterations", optarg, 1, 1000, &v))
 				return -EINVAL;
 			o->iterations = v;
+			break;
+		case O_UNTRACED:
+			if (parse_u64("--untraced", optarg, 1, 1000, &v))
+				return -EINVAL;
+			o->untraced = v;
 			break;
 		case 'u':
 			o->untouched = true;
@@ -549,6 +562,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		ht_err("--vms: needs --workload build or blender");
 		return -EINVAL;
 	}
+	if (!o->untraced) /* enough for a median, without tripling the run */
+		o->untraced = o->iterations < 3 ? o->iterations : 3;
 	if (o->cycles && check_cycles(o))
 		return -EINVAL;
 	if (o->workload && check_workload(o))
@@ -632,25 +647,31 @@ int cmd_inflate(int argc, char **argv)
 			res[t].its[i].integrity_pages = res[t].its[i].integrity_bad = -1;
 		/* i = -1: the iteration with every probe off, the overhead's baseline
 		 * (the inflate phases only) */
-		for (int i = o.workload || o.cycles ? 0 : -1; i < (int)o.iterations && !err; i++) {
-			struct iteration *it = i < 0 ? &res[t].untraced : &res[t].its[i];
+		res[t].untraced = calloc(o.untraced, sizeof(*res[t].untraced));
+		for (unsigned step = 0, i; iteration_schedule(&o, step, &r.kind, &i) && !err; step++) {
+			struct iteration *it = r.kind == IT_TIMED ? &res[t].its[i] :
+					       r.kind == IT_UNTRACED ? &res[t].untraced[i] :
+					       &res[t].breakdown;
+			bool first = r.kind == IT_TIMED && i == 0;
 
-			r.untraced = i < 0;
-			r.iter = i < 0 ? 0 : i;
+			r.iter = i;
+			it->run = step + 1;
 			err = run_iteration(&r, it);
-			if (i == 0 && r.vm)
+			if (first && r.vm)
 				res[t].qemu_argv = qemu_argv_json(r.vm);
 			if (!err && r.vm) {
-				if (i < 0)
-					snprintf(path, sizeof(path), "%s/consoles/%s-untraced.log", tmp,
+				if (r.kind == IT_BREAKDOWN)
+					snprintf(path, sizeof(path), "%s/consoles/%s-breakdown.log", tmp,
 						 r.t->name);
 				else
-					snprintf(path, sizeof(path), "%s/consoles/%s-%d.log", tmp,
-						 r.t->name, i + 1);
+					snprintf(path, sizeof(path), "%s/consoles/%s-%s%u.log", tmp,
+						 r.t->name, r.kind == IT_UNTRACED ? "untraced-" : "",
+						 i + 1);
 				vm_save_console(r.vm, path);
-				if (i == 0)
+				if (first)
 					res[t].clock_offset = r.clock_offset;
-				res[t].has_untraced |= i < 0;
+				res[t].nuntraced += r.kind == IT_UNTRACED;
+				res[t].has_breakdown |= r.kind == IT_BREAKDOWN;
 			}
 			end_vm(&r, !err);
 			if (err == -EINTR)
@@ -698,8 +719,12 @@ int cmd_inflate(int argc, char **argv)
 				json_decref(res[t].its[i].ph[p].guest);
 			json_decref(res[t].its[i].workload);
 		}
+		for (unsigned i = 0; res[t].untraced && i < o.untraced; i++)
+			for (int p = 0; p < PH_MAX; p++)
+				json_decref(res[t].untraced[i].ph[p].guest);
 		for (int p = 0; p < PH_MAX; p++)
-			json_decref(res[t].untraced.ph[p].guest);
+			json_decref(res[t].breakdown.ph[p].guest);
+		free(res[t].untraced);
 		free(res[t].its);
 		json_decref(res[t].qemu_argv);
 		free(o.kernels ? o.kernels[t] : NULL);

@@ -61,6 +61,7 @@ struct qemu_window {
 	 * count, 2 MiB children asked for, total time and log2 latency slots (ns) */
 	uint64_t installs, install_children, install_ns;
 	uint64_t install_hist[64];
+	bool discards_timed;            /* the discard syscalls were traced (per_event) */
 };
 
 struct phase_result {
@@ -73,6 +74,7 @@ struct phase_result {
 	struct host_totals host;
 	json_t *guest;        /* {"event": {"count":N,"sum_ns":N}} deltas */
 	bool host_measured;   /* host holds BPF counters (else no probes ran) */
+	const char *host_why; /* why not, when known (a timed iteration: by design) */
 	const char *not_measured; /* a phase the technique has not: why (done is false) */
 	struct qemu_window qemu;
 };
@@ -84,7 +86,16 @@ struct iteration {
 	json_t *workload;      /* --workload stream|ftq: the guest's result */
 	int64_t clock_offset;  /* host - guest monotonic */
 	char qemu_why[256];   /* why QEMU-internal timing is unavailable ("": it is not) */
+	unsigned run;          /* 1-based place in its technique's sequence of iterations */
 };
+
+/* Which probes an iteration runs (overhead.c has the order they run in):
+ * timed, the medians: only probes that fire per phase or per request (QEMU's
+ * USDT phase probes, the guest's function timing and vmstat counters);
+ * untraced: none, the overhead's baseline; breakdown: every probe, the
+ * per-syscall and per-fault host probes too, and not in the medians. */
+enum iter_kind { IT_TIMED, IT_UNTRACED, IT_BREAKDOWN };
+extern const char *const iter_kind_names[];
 
 /* The results of one technique: its iterations and the clock offset of the first. */
 struct tech_results {
@@ -92,16 +103,20 @@ struct tech_results {
 	struct iteration *its;
 	int64_t clock_offset;
 	json_t *qemu_argv;   /* the first iteration's QEMU command line */
-	/* One more iteration with every probe off (host BPF, USDT, guest trace),
-	 * for the tracing overhead; not in the medians. */
-	struct iteration untraced;
-	bool has_untraced;
+	/* Not in the medians: --untraced iterations with every probe off, the
+	 * tracing overhead's baseline (nuntraced ran), and one with every probe on,
+	 * the host breakdown (has_breakdown: it ran). */
+	struct iteration *untraced;
+	unsigned nuntraced;
+	struct iteration breakdown;
+	bool has_breakdown;
 };
 
 struct opts {
 	const struct technique **tech; /* selected, in table order, NULL-terminated */
 	uint64_t mem, shrink_to, integrity;
 	unsigned vcpus, iterations;
+	unsigned untraced;     /* --untraced: iterations with every probe off */
 	bool untouched, live;
 	enum accel accel;
 	char accel_why[160];
@@ -140,12 +155,14 @@ struct run {
 	const struct technique *t;
 	const char *kernel;
 	unsigned iter;
-	bool untraced;             /* no host BPF, USDT or guest trace */
-	char label[24];            /* "2/5", or "untraced" */
+	enum iter_kind kind;
+	char label[24];            /* "2/5", "untraced 1/3" or "breakdown" */
 	struct vm *vm;
 	struct host_probes *hp;
 	struct qemu_phases *qp;
 	bool host_ok, guest_trace_ok;
+	const char *host_why;      /* why host probes are off by design, or NULL */
+	bool per_event;            /* host probes per syscall/fault (and QEMU's discards) on */
 	struct host_totals host_prev;
 	json_t *guest_prev;        /* last trace_read events */
 	int64_t clock_offset;      /* host - guest monotonic */
@@ -229,7 +246,12 @@ void qemu_phases_stop(struct run *r);
 void qemu_phases_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
 void qemu_phases_print(FILE *f, json_t *summary);
 
-/* overhead.c: the untraced iteration against a traced one, per phase. */
+/* overhead.c: the order of a technique's iterations (step 0, 1, ... until it
+ * returns false): the breakdown iteration first (without -w and --cycles),
+ * then timed and untraced ones interleaved. */
+bool iteration_schedule(const struct opts *o, unsigned step, enum iter_kind *kind,
+			unsigned *index);
+/* The untraced iterations against the timed ones, per phase. */
 void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
 void overhead_print(FILE *f, json_t *summary);
 

@@ -60,7 +60,7 @@ static const char *host_field_missing(const struct opts *o, enum phase p,
 	if (p == PH_TOUCH2)
 		return TOUCH2_WHY;
 	if (!r->host_measured)
-		return "no host probes ran (BPF needs root; see the run's warnings)";
+		return r->host_why ?: "no host probes ran (BPF needs root; see the run's warnings)";
 	if (o->accel != ACCEL_KVM && (f == HF_KVM_EXITS || f == HF_KVM_PAGE_FAULTS))
 		return "TCG: QEMU runs no KVM, so there are no KVM exits or KVM page faults";
 	return NULL;
@@ -225,6 +225,7 @@ json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc
 		json_decref(m);
 		return NULL;
 	}
+	json_object_set_new(params, "untraced", json_integer(o->workload || o->cycles ? 0 : o->untraced));
 	json_object_set_new(m, "params", params);
 	json_object_set_new(m, "thresholds", thresholds_json());
 	json_object_set_new(m, "qemu_usdt_probes", json_integer(qemu_usdt_find(o->qemu, usdt)));
@@ -287,12 +288,20 @@ static int write_csv(const char *dir, const struct tech_results *res, const stru
 		for (int f = 0; f < HF_NR; f++)
 			fprintf(of.f, ",%s_host_%s", phase_names[p], host_field_names[f]);
 	}
-	fputc('\n', of.f);
+	fprintf(of.f, ",kind,run\n");
 	for (; res->t; res++) {
-		for (unsigned i = 0; i < o->iterations; i++) {
-			const struct iteration *it = &res->its[i];
+		/* the timed iterations, then those outside the medians */
+		for (unsigned i = 0; i < o->iterations + res->nuntraced + res->has_breakdown; i++) {
+			enum iter_kind kind = i < o->iterations ? IT_TIMED :
+					      i < o->iterations + res->nuntraced ? IT_UNTRACED :
+					      IT_BREAKDOWN;
+			const struct iteration *it = kind == IT_TIMED ? &res->its[i] :
+						     kind == IT_UNTRACED ?
+						     &res->untraced[i - o->iterations] : &res->breakdown;
+			unsigned index = kind == IT_TIMED ? i + 1 :
+					 kind == IT_UNTRACED ? i - o->iterations + 1 : 1;
 
-			fprintf(of.f, "%s,%u,%s,", res->t->name, i + 1, it->guest_kernel);
+			fprintf(of.f, "%s,%u,%s,", res->t->name, index, it->guest_kernel);
 			if (it->integrity_pages >= 0)
 				fprintf(of.f, "%lld,%lld", (long long)it->integrity_pages,
 					(long long)it->integrity_bad);
@@ -313,7 +322,7 @@ static int write_csv(const char *dir, const struct tech_results *res, const stru
 						? fprintf(of.f, ",%llu", (unsigned long long)r->host.v[f])
 						: fputc(',', of.f);
 			}
-			fputc('\n', of.f);
+			fprintf(of.f, ",%s,%u\n", iter_kind_names[kind], it->run);
 		}
 	}
 	return out_file_commit(&of);
@@ -380,8 +389,8 @@ static double median_u64(uint64_t *v, unsigned n)
 
 /* Medians over the iterations that ran phase p: of the host totals and of
  * each guest event; null with the reason where they were not measured. */
-static json_t *breakdown_json(const struct iteration *its, unsigned n, enum phase p,
-			      const struct opts *o)
+static json_t *breakdown_medians(const struct iteration *its, unsigned n, enum phase p,
+				  const struct opts *o)
 {
 	json_t *host = json_object(), *guest = json_object(), *names = json_object(), *v, *bd;
 	const char *name, *why = NULL;
@@ -431,6 +440,23 @@ static json_t *breakdown_json(const struct iteration *its, unsigned n, enum phas
 	bd = json_pack("{s:o, s:o}", "host", host, "guest", guest);
 	if (why)
 		summary_set_null(bd, "guest", why);
+	return bd;
+}
+
+/* The guest's over the timed iterations; the host's from the breakdown
+ * iteration, where the per-syscall and per-fault host probes ran. */
+static json_t *breakdown_json(const struct tech_results *res, enum phase p, const struct opts *o)
+{
+	json_t *bd = breakdown_medians(res->its, o->iterations, p, o), *b;
+
+	if (!res->has_breakdown || !res->breakdown.ph[p].done)
+		return bd;
+	b = breakdown_medians(&res->breakdown, 1, p, o);
+	json_object_set(bd, "host", json_object_get(b, "host"));
+	json_object_set_new(bd, "host_iteration",
+			    json_pack("{s:s, s:i, s:b}", "kind", iter_kind_names[IT_BREAKDOWN],
+				      "run", (int)res->breakdown.run, "in_medians", 0));
+	json_decref(b);
 	return bd;
 }
 
@@ -503,8 +529,7 @@ json_t *summary_json(const struct tech_results *res, const struct opts *o)
 				       (json_int_t)ci.hi, "median_interval_ranks", (json_int_t)ci.k,
 				       (json_int_t)(n + 1 - ci.k), "median_interval_coverage",
 				       ci.coverage, "bytes_median", median_u64(w, n));
-			json_object_set_new(pj, "breakdown",
-					    breakdown_json(res->its, o->iterations, p, o));
+			json_object_set_new(pj, "breakdown", breakdown_json(res, p, o));
 			if (p == PH_SHRINK || p == PH_SHRINK_UNTOUCHED)
 				rss_drops_json(pj, res, o, p);
 			json_object_set_new(tj, phase_names[p], pj);
@@ -675,9 +700,9 @@ static void print_breakdown(FILE *f, json_t *summary)
 	const char *tech, *phase;
 	json_t *tj, *pj;
 
-	fprintf(f, "\nbreakdown (medians): host = QEMU's reclaim syscalls and faults (BPF), "
-		"guest = driver/allocator events (agent trace); n/a: not measured "
-		"(summary.json why_null)\n");
+	fprintf(f, "\nbreakdown: host = QEMU's reclaim syscalls and faults (BPF; in the "
+		"breakdown iteration, outside the medians), guest = driver/allocator events "
+		"(agent trace; medians); n/a: not measured (summary.json why_null)\n");
 	fprintf(f, "%-19s %-17s %9s %9s %9s %9s %9s  %s\n", "technique", "phase", "madvise",
 		"madv ms", "disc MiB", "RAM flt", "kvm exit", "guest: top events by time (ms)");
 	json_object_foreach(summary, tech, tj) {

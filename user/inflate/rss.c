@@ -144,8 +144,8 @@ static void *rss_thread(void *arg)
 		if (stop)
 			break;
 		uint64_t v = vm_rss(r->vm);
-		/* the untraced iteration samples alike (the same cost) but keeps nothing */
-		if (v && !r->untraced)
+		/* the iterations outside the medians sample alike (the same cost) but keep nothing */
+		if (v && r->kind == IT_TIMED)
 			rss_record(now_ns(), v);
 		usleep(RSS_SAMPLE_NS / 1000);
 	}

@@ -85,6 +85,7 @@ int phase_end(struct run *r, struct phase_result *pr, uint64_t t1)
 		return err;
 	host_delta(&r->host_prev, &now, &pr->host);
 	pr->host_measured = r->host_ok;
+	pr->host_why = r->host_why;
 	qemu_phases_end(r, pr);
 	if ((err = guest_read(r, &g)))
 		return failed(r, err);
@@ -384,14 +385,24 @@ int boot_vm(struct run *r, struct iteration *it)
 	if (verbose)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
-	if (!r->untraced) {
+	if (r->kind != IT_UNTRACED) {
 		/* With a workload running, the agent is the workload's alone. The
 		 * footprint benchmarks (build|blender, multi-VM) use neither the host
 		 * breakdown nor USDT: their probes would only slow QEMU's faults and
-		 * madvise calls under the figures. */
+		 * madvise calls under the figures. The host probes fire per syscall
+		 * and per fault of QEMU (a 4 KiB balloon's grow makes ~400k madvise
+		 * calls): they run in the breakdown iteration, in timed ones only
+		 * where they are all there is (-w, --cycles) or asked for (--live). */
 		bool footprint_only = workload_is_auto(o);
+		bool host = !footprint_only && (r->kind == IT_BREAKDOWN || o->live ||
+						o->workload || o->cycles);
 
-		if ((!footprint_only && (err = start_probes(r))) ||
+		r->per_event = host;
+		r->host_why = !footprint_only && !host && geteuid() == 0
+				      ? "per-syscall and per-fault host probes run in the breakdown "
+					"iteration only (iterations.csv kind=breakdown)"
+				      : NULL;
+		if ((host && (err = start_probes(r))) ||
 		    (!o->workload && !o->cycles && (err = start_guest_trace(r))))
 			return failed(r, err);
 		if (!footprint_only)
@@ -404,7 +415,8 @@ int boot_vm(struct run *r, struct iteration *it)
 	it->ph[PH_BOOT].wall_ns = it->ph[PH_BOOT].t1 - t0;
 	fprintf(stderr, "%s[%s %s] %-16s %9.3f s%s\n", r->o->progress ? "\r\033[K" : "",
 		r->t->name, r->label, "boot", it->ph[PH_BOOT].wall_ns / 1e9,
-		r->untraced ? "  (every probe off: host BPF, USDT, guest trace)" : "");
+		r->kind == IT_UNTRACED ? "  (every probe off: host BPF, USDT, guest trace)" :
+		r->kind == IT_BREAKDOWN ? "  (every probe on; not in the medians)" : "");
 	return 0;
 }
 
@@ -415,6 +427,8 @@ void end_vm(struct run *r, bool clean)
 	host_probes_stop(r->hp);
 	r->hp = NULL;
 	r->host_ok = r->guest_trace_ok = false;
+	r->host_why = NULL;
+	r->per_event = false;
 	json_decref(r->guest_prev);
 	r->guest_prev = NULL;
 	free(r->live_base);
@@ -500,8 +514,10 @@ int run_iteration(struct run *r, struct iteration *it)
 	uint64_t bytes = 0;
 	int err;
 
-	if (r->untraced)
-		snprintf(r->label, sizeof(r->label), "untraced");
+	if (r->kind == IT_UNTRACED)
+		snprintf(r->label, sizeof(r->label), "untraced %u/%u", r->iter + 1, o->untraced);
+	else if (r->kind == IT_BREAKDOWN)
+		snprintf(r->label, sizeof(r->label), "breakdown");
 	else
 		snprintf(r->label, sizeof(r->label), "%u/%u", r->iter + 1, o->iterations);
 	if (o->vms > 1)

@@ -333,7 +333,7 @@ struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
 			goto fail;
 		}
 	}
-	{
+	if (flags & QEMU_USDT_DISCARDS) {
 		struct bpf_program *tps[] = {
 			u->skel->progs.discard_madvise_enter, u->skel->progs.discard_madvise_exit,
 			u->skel->progs.discard_fallocate_enter, u->skel->progs.discard_fallocate_exit,

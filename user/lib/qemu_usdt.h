@@ -18,6 +18,10 @@ enum {
 	/* Also count the per-page probes (QEMU_BALLOON_PAGE, QEMU_DISCARD). A uprobe
 	 * costs microseconds per hit: this slows a 4 KiB balloon noticeably. */
 	QEMU_USDT_PER_PAGE = 1 << 0,
+	/* Also time QEMU's discard syscalls (QEMU_DISCARD_SYSCALL): tracepoints on
+	 * every madvise and fallocate, whatever the advice (a 4 KiB balloon's grow
+	 * makes one madvise(WILLNEED) per page). */
+	QEMU_USDT_DISCARDS = 1 << 1,
 };
 
 /* One resize as QEMU saw it. */
@@ -48,7 +52,7 @@ int qemu_usdt_find(const char *binary, bool present[QEMU_USDT_NR]);
 /* Like qemu_usdt_find, silent: why binary cannot be attached to (NULL: it can). */
 const char *qemu_usdt_unavailable(const char *binary, char *why, size_t len);
 /* Attaches to the QEMU process pid running binary (NULL: /proc/PID/exe), and
- * to the syscall tracepoints that time its discards. Fails with a clear error
+ * with QEMU_USDT_DISCARDS to the syscall tracepoints that time its discards. Fails with a clear error
  * if the binary lacks one of the probes. */
 struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
 				   const struct qemu_usdt_handlers *h);
