@@ -184,7 +184,7 @@ static const char *guest_cmdline(void)
 	FILE *f = path ? fopen(path, "r") : NULL;
 
 	free(path);
-	snprintf(line, sizeof(line), "console=ttyS0 memhp_default_state=online_movable panic=-1");
+	snprintf(line, sizeof(line), "console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=reliable no_timer_check");
 	if (f) {
 		if (!fgets(line, sizeof(line), f))
 			line[0] = 0;
