@@ -37,7 +37,7 @@ jq -e '.hyperalloc.install.breakdown.qemu_installs as $i | $i.installs_median > 
 	."hyperalloc-fault".install.breakdown.qemu_installs.installs_median == 0' "$s" >/dev/null 2>&1 &&
 	ok ha_installs_counted ||
 	fail ha_installs_counted "$(jq -c '[.[] | .install.breakdown.qemu_installs]' "$s" 2>&1 | cut -c1-400)"
-grep -q "^hyperalloc *install *[1-9][0-9]* " "$out/stdout" &&
+sed -n '/^QEMU installs/,/^$/p' "$out/stdout" | grep -q "^hyperalloc *install *[1-9][0-9]* " &&
 	grep -q "^hyperalloc install latency" "$out/stdout" &&
 	grep -q "^hyperalloc-fault *shrink  " "$out/stdout" && ! grep -q unavailable "$out/stdout" &&
 	ok ha_report_prints_them || fail ha_report_prints_them "$(sed -n '/QEMU-internal/,/tracing/p' "$out/stdout")"

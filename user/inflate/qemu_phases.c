@@ -344,6 +344,7 @@ static json_t *installs_json(const struct tech_results *res, const struct opts *
 	unsigned n = o->iterations, m = 0;
 	int64_t count[n], children[n], ns[n];
 	unsigned long long hist[QEMU_USDT_HIST_SLOTS] = { 0 }, all_count = 0, all_ns = 0;
+	const char *why = "no traced iteration ran this phase";
 	json_t *samples = json_array(), *j;
 
 	for (unsigned i = 0; i < n; i++) {
@@ -352,6 +353,7 @@ static json_t *installs_json(const struct tech_results *res, const struct opts *
 		if (!res->its[i].ph[p].done)
 			continue;
 		if (res->its[i].qemu_why[0]) {
+			why = res->its[i].qemu_why;
 			json_array_append_new(samples, json_null());
 			continue;
 		}
@@ -366,7 +368,7 @@ static json_t *installs_json(const struct tech_results *res, const struct opts *
 	}
 	if (!m) {
 		json_decref(samples);
-		return json_pack("{s:s}", "unavailable", res->its[0].qemu_why);
+		return json_pack("{s:s}", "unavailable", why);
 	}
 	j = json_pack("{s:s, s:o, s:f, s:f, s:f, s:o}", "source",
 		      "USDT: hyperalloc_install_start to _end, per install request",
