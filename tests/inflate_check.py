@@ -15,7 +15,7 @@ import sys
 
 CHECKS = 43
 # --hyperalloc: tests/vm_hyperalloc_inflate.sh's checks.
-HYPERALLOC_CHECKS = 11
+HYPERALLOC_CHECKS = 12
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
 TECHNIQUES = ("virtio-balloon", "virtio-balloon-huge", "fpr", "virtio-mem")
 ACTIVE = ("virtio-balloon", "virtio-balloon-huge", "virtio-mem")
@@ -484,13 +484,13 @@ def main(d):
 
 
 def main_hyperalloc(d):
-    """A touched run of virtio-mem and hyperalloc with --integrity."""
+    """A touched run of virtio-mem, hyperalloc and hyperalloc-fault with --integrity."""
     s = json.load(open(f"{d}/summary.json"))
     meta = json.load(open(f"{d}/meta.json"))
-    rows = list(csv.DictReader(open(f"{d}/iterations.csv")))
+    rows = [r for r in csv.DictReader(open(f"{d}/iterations.csv")) if r["kind"] == "timed"]
     n = meta["params"]["iterations"]
     want = meta["params"]["mem_bytes"] - meta["params"]["shrink_to_bytes"]
-    techs = ("virtio-mem", "hyperalloc")
+    techs = ("virtio-mem", "hyperalloc", "hyperalloc-fault")
     missing = [f"{t}/{p}" for t in techs for p in ("shrink", "grow", "install", "touch2")
                if len(s.get(t, {}).get(p, {}).get("samples_ns") or []) != n]
     res("vm_hyperalloc_inflate_summary_complete",
@@ -505,8 +505,8 @@ def main_hyperalloc(d):
             all(pages not in ("", "0") and bad == "0" for pages, bad in its),
             f"(pages, bad pages) per iteration: {its}")
     drops = [int(r["shrink_rss_before"]) - int(r["shrink_rss_after"]) for r in rows
-             if r["technique"] == "hyperalloc"]
-    print(f"# hyperalloc touched shrink: QEMU's RSS fell {[x >> 20 for x in drops]} MiB of "
+             if r["technique"].startswith("hyperalloc")]
+    print(f"# hyperalloc(-fault) touched shrink: QEMU's RSS fell {[x >> 20 for x in drops]} MiB of "
           f"{want >> 20} MiB requested")
     res("vm_hyperalloc_inflate_rss_drop_touched", drops and min(drops) >= 0.9 * want,
         f"QEMU RSS fell {[x >> 20 for x in drops]} MiB of {want >> 20} MiB requested")

@@ -23,7 +23,7 @@ $(BUILD)/tests/vm_harness: tests/vm_harness.c $(BUILD)/libhatrace.a tests/check.
 ALL_TARGETS += $(BUILD)/tests/vm_harness
 VM_TESTS    += $(BUILD)/tests/vm_harness
 
-VM_TESTS    += tests/vm_inflate.sh tests/vm_hyperalloc_inflate.sh tests/vm_inflate_hyperalloc.sh tests/vm_interference.sh \
+VM_TESTS    += tests/vm_inflate.sh tests/vm_hyperalloc_inflate.sh tests/vm_interference.sh \
 	       tests/vm_footprint_bench.sh tests/vm_multivm.sh tests/vm_soak_sample.sh
 E2E_TESTS   += tests/inflate_errors.sh tests/reproduce_e2e.sh
 

@@ -62,6 +62,8 @@ struct qemu_window {
 	uint64_t installs, install_children, install_ns;
 	uint64_t install_hist[64];
 	bool discards_timed;            /* the discard syscalls were traced (per_event) */
+	bool discards_counted;          /* discards and their bytes are known: timed, or
+					 * virtio-hyperalloc's own hyperalloc_discard events */
 };
 
 struct phase_result {
