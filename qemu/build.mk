@@ -62,4 +62,5 @@ fuzz: fuzz-hyperalloc
 ALL_TARGETS += $(HA_FUZZ)
 
 UNIT_TESTS += tests/qemu_probes.py tests/fuzz/hyperalloc-short.sh tests/qemu_copies.sh
-VM_TESTS   += tests/qemu_balloon_huge.py tests/qemu_usdt.py tests/qemu_hyperalloc.py
+VM_TESTS   += tests/qemu_balloon_huge.py tests/qemu_usdt.py tests/qemu_hyperalloc.py \
+	      tests/guest_hyperalloc_hostile.py

@@ -62,7 +62,7 @@ def corrupt_page(pid, nbytes, page, data):
 def main():
     if not os.path.exists(os.path.join(BIN, "ht-integrity")):
         skip_all("guest workloads", f"{BIN} is not built (run make)")
-    plan(37)
+    plan(41)
 
     rc, r, err = run("ht-touch", "--bytes", "8M", "--threads", "3")
     check(rc == 0 and r and r.get("workload") == "ht-touch" and r["pages"] == 2048 and
@@ -92,6 +92,10 @@ def main():
     bad_input("ht-alloc-install --threads 9999", "ht-alloc-install", "--bytes", "8M",
               "--threads", "9999")
     bad_input("ht-alloc-install extra operand", "ht-alloc-install", "--bytes", "8M", "extra")
+    bad_input("ht-hostile without a category", "ht-hostile", "--ram-mib", "512")
+    bad_input("ht-hostile unknown category", "ht-hostile", "bogus", "--ram-mib", "512")
+    bad_input("ht-hostile --ram-mib x", "ht-hostile", "zones", "--ram-mib", "x")
+    bad_input("ht-hostile without the device", "ht-hostile", "zones", "--ram-mib", "512")
     for name, argv, unit in (("ht-stream", ["--bytes", "6M"], 24), ("ht-ftq", [], 1)):
         rc, r, err = run(name, *argv, "--threads", "2", "--seconds", "1", "--interval-ms", "50")
         series = r.get("series") if r else None

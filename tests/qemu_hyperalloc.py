@@ -176,6 +176,13 @@ def test_identity(dirname):
         version, nq = qt.rd("readl", qt.device_cfg), qt.rd("readl", qt.device_cfg + 4)
         check(version == LL_VERSION and nq == 3, "config: layout version and install queues",
               f"version {version}, queues {nq}")
+        # It aborted QEMU (qmp_decode_features knew no device 56) before the fix.
+        path = next((d["path"] for d in qt.qmp("x-query-virtio").get("return", [])
+                     if d["name"] == "virtio-hyperalloc"), None)
+        st = qt.qmp("x-query-virtio-status", path=path).get("return", {})
+        check(qt.alive() and st.get("device-id") == 56 and
+              any("VIRTIO_HYPERALLOC_F_INSTALL" in f for f in st["host-features"]["dev-features"]),
+              "x-query-virtio-status decodes the device's features", f"{path}: {str(st)[:200]}")
     with Hyperalloc(dirname + "/b", args=["-smp", "2,maxcpus=6"]) as qt:
         qt.probe(queues=0)
         check(qt.num_queues == 8, "install queues default to maxcpus",
@@ -310,6 +317,11 @@ def test_hostile(dirname):
         check(errors == len(refusals) + 3 + 2 + len(bad_installs),
               "every refusal is counted in guest-errors", f"{errors}")
         check(qt.status() & NEEDS_RESET == 0, "refusals do not break the device")
+        # Before the fix the device gave such buffers back at once, which the guest
+        # driver posted again: a loop without end.
+        check(qt.request(1, b"\0" * 16) is None and qt.errors() == errors and
+              qt.status() & NEEDS_RESET == 0,
+              "a buffer on the notify queue waits for a host request", f"{qt.errors()} errors")
         status = qt.request(0, FINISH_DESC[:20])
         check(status is None and qt.status() & NEEDS_RESET and qt.alive(),
               "a short descriptor buffer sets NEEDS_RESET, QEMU stays up",
@@ -466,7 +478,7 @@ def test_usdt(dirname):
 def main():
     if not os.access(QEMU, os.X_OK):
         skip_all("hyperalloc", f"{QEMU} is not built (run make qemu)")
-    plan(69)
+    plan(71)
     for test in (test_identity, test_monitor, test_refused, test_hostile, test_operations,
                  test_auto, test_coexistence, test_usdt):
         with tempfile.TemporaryDirectory(prefix="hatrace-qtest-") as d:

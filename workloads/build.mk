@@ -38,11 +38,13 @@
 #              ht-integrity fill --bytes N [--threads T] | verify | stop (a daemon keeps
 #              the memory between commands); ht-thp --units N [--rounds R] [--split]
 #              (THPs in 2 MiB units, counted by the workload); ht-stress fork|tmpfs|
-#              hugetlb|memhog (the kernel stress tests' modes, usage in ht-stress.c). Each prints one JSON result line, which
+#              hugetlb|memhog (the kernel stress tests' modes, usage in ht-stress.c);
+#              ht-hostile CATEGORY --ram-mib N (takes virtio-hyperalloc-pci from the kernel
+#              and sends it bad requests, tests/guest_hyperalloc_hostile.py). Each prints one JSON result line, which
 #              the agent returns as "result"; fields, including each pass's *_start_ns
 #              on the guest clock, at the top of workloads/*.c.
 GUEST_DIR      := $(BUILD)/guest
-GUEST_WL       := ht-touch ht-alloc-install ht-integrity ht-stream ht-ftq ht-build ht-thp ht-stress
+GUEST_WL       := ht-touch ht-alloc-install ht-integrity ht-stream ht-ftq ht-build ht-thp ht-stress ht-hostile
 GUEST_WL_BINS  := $(patsubst %,$(GUEST_DIR)/bin/%,$(GUEST_WL))
 GUEST_AGENT    := $(GUEST_DIR)/bin/hatrace-guest
 GUEST_INITRAMFS := $(GUEST_DIR)/initramfs.cpio.gz
@@ -53,6 +55,10 @@ GUEST_CMDLINE  := console=ttyS0 memhp_default_state=online_movable panic=-1 tsc=
 $(GUEST_DIR)/obj/%.o: workloads/%.c workloads/wl.h user/lib/common.h | $(GUEST_DIR)/obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -Iworkloads $(CFLAGS) -c $< -o $@
+
+# ht-hostile speaks the device's wire format and builds a zone's metadata.
+$(GUEST_DIR)/obj/ht-hostile.o: CPPFLAGS += -iquote kernel/uapi -iquote kernel/llfree
+$(GUEST_DIR)/obj/ht-hostile.o: kernel/uapi/virtio_hyperalloc.h kernel/llfree/llfree_layout.h
 
 $(GUEST_DIR)/bin/ht-%: $(GUEST_DIR)/obj/ht-%.o $(GUEST_DIR)/obj/wl.o $(BUILD)/user/lib/common.o | $(GUEST_DIR)/bin
 	$(call msg,LINK,$@)
