@@ -27,6 +27,7 @@ $(BUILD)/guest/bzImage: $(BUILD)/guest/bzImage-baseline
 ALL_TARGETS += $(BUILD)/guest/bzImage-baseline $(BUILD)/guest/bzImage-hyperalloc $(BUILD)/guest/bzImage
 UNIT_TESTS  += tests/guest_kernel.sh tests/kernel_balloon_huge.sh tests/kernel_hyperalloc.sh
 VM_TESTS    += tests/guest_balloon_huge.py tests/guest_hyperalloc.py tests/guest_hyperalloc_trace.py \
+	       tests/guest_hyperalloc_lifecycle.py \
 	       tests/guest_boot_matrix.py tests/guest_stress.py
 
 # In-guest allocator benchmark: HyperAlloc against buddy on the same image.
