@@ -63,7 +63,9 @@ def main():
     ha = techs.get("hyperalloc")
     if ha and "hyperalloc" in rss:
         a, b = ha["window_ns"][0]
-        after = [v for t, v in rss["hyperalloc"] if b - tail_ns <= t <= b]
+        # event-driven rows: the RSS at the workload's end is the last row before it
+        before = [v for t, v in rss["hyperalloc"] if t < b - tail_ns][-1:]
+        after = before + [v for t, v in rss["hyperalloc"] if b - tail_ns <= t <= b]
         peak = ha["peak_rss_bytes"]["median"]
         report("auto mode" in ha["mode"] and "hyperalloc" not in targets and after and
                min(after) <= peak - mem // 8,
