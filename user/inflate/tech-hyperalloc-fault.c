@@ -12,13 +12,6 @@ static void configure(const struct opts *o, struct vm_config *cfg, struct qemu_a
 
 const struct technique tech_hyperalloc_fault = {
 	.name = "hyperalloc-fault",
-	.kernel = "hyperalloc",
-	.qemu_property = "virtio-hyperalloc-pci.install",
-	.check_opts = hyperalloc_check_opts,
+	HYPERALLOC_TECHNIQUE,
 	.configure = configure,
-	.after_boot = hyperalloc_after_boot,
-	.get_size = hyperalloc_get_size,
-	.set_size = hyperalloc_set_size,
-	.qemu_installs = true,
-	.guest_funcs = hyperalloc_guest_funcs,
 };

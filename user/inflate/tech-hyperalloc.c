@@ -91,15 +91,8 @@ const struct guest_func hyperalloc_guest_funcs[] = { { 0 } };
 
 const struct technique tech_hyperalloc = {
 	.name = "hyperalloc",
-	.kernel = "hyperalloc",
-	.qemu_property = "virtio-hyperalloc-pci.install",
-	.check_opts = hyperalloc_check_opts,
+	HYPERALLOC_TECHNIQUE,
 	.configure = configure,
-	.after_boot = hyperalloc_after_boot,
-	.get_size = hyperalloc_get_size,
-	.set_size = hyperalloc_set_size,
-	.qemu_installs = true,
-	.guest_funcs = hyperalloc_guest_funcs,
 	.auto_start = auto_start,
 	.auto_note = "auto mode: every 5 s QEMU soft-reclaims every free 2 MiB child "
 		     "(auto-interval-ms=5000, auto-batch-trees covering all of RAM; the "

@@ -72,6 +72,12 @@ int hyperalloc_get_size(struct run *r, uint64_t *size);
 int hyperalloc_set_size(struct run *r, uint64_t target);
 int hyperalloc_after_boot(struct run *r);
 extern const struct guest_func hyperalloc_guest_funcs[];
+/* What hyperalloc and hyperalloc-fault share, in their struct technique. */
+#define HYPERALLOC_TECHNIQUE                                                        \
+	.kernel = "hyperalloc", .qemu_property = "virtio-hyperalloc-pci.install",  \
+	.check_opts = hyperalloc_check_opts, .after_boot = hyperalloc_after_boot,   \
+	.get_size = hyperalloc_get_size, .set_size = hyperalloc_set_size,           \
+	.qemu_installs = true, .guest_funcs = hyperalloc_guest_funcs
 
 /* techniques.c: every technique, in report order. */
 extern const struct technique *const techniques[];
