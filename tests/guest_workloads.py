@@ -62,7 +62,7 @@ def corrupt_page(pid, nbytes, page, data):
 def main():
     if not os.path.exists(os.path.join(BIN, "ht-integrity")):
         skip_all("guest workloads", f"{BIN} is not built (run make)")
-    plan(41)
+    plan(42)
 
     rc, r, err = run("ht-touch", "--bytes", "8M", "--threads", "3")
     check(rc == 0 and r and r.get("workload") == "ht-touch" and r["pages"] == 2048 and
@@ -163,6 +163,11 @@ def main():
                       f"rc={rc} {r}")
             rc, r, err = run("ht-integrity", "stop", "--dir", d)
             check(r and r.get("op") == "stop" and r["pages"] == 3072, "stop verifies", str(r))
+            # stop returns after the daemon dropped its lock: a new fill starts at once
+            rc2, again, err2 = run("ht-integrity", "fill", "--bytes", "4M", "--dir", d)
+            check(rc2 == 0 and again and again.get("pages") == 1024,
+                  "a fill right after stop starts in the same directory", f"rc={rc2} {again} {err2}")
+            run("ht-integrity", "stop", "--dir", d)
             check(wait_gone(pid, 10), "the daemon exits after stop", f"pid {pid} still alive")
         finally:
             subprocess.run(["kill", str(pid)], capture_output=True)

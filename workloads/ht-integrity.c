@@ -318,6 +318,16 @@ static int cmd_request(const struct opts *o, const char *cmd)
 		goto out;
 	}
 	rc = json_integer_value(bad) ? 1 : 0;
+	/* stop returns once the daemon has freed its memory and dropped its lock,
+	 * so that the next fill in DIR can start at once */
+	for (int waited_ms = 0; !strcmp(cmd, "stop") && !daemon_gone(o); waited_ms += 10) {
+		if (waited_ms == 60000) {
+			ht_err("stop: the ht-integrity daemon replied but still runs after 60 s");
+			rc = 1;
+			break;
+		}
+		usleep(10000);
+	}
 	json_println(stdout, doc);
 out:
 	close(rfd);
