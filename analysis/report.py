@@ -99,7 +99,31 @@ def inflate_section(d, paper):
         out.append("<p>Ratios of medians in this run against the paper's (compare ratios, "
                    "not times: the paper ran KVM on 48 cores):</p>")
         out.append(table(["ratio", "ours", "target", "paper", "met"], rows))
+    rows = overhead_rows(s, phases)
+    if rows:
+        out.append("<p>hatrace's own overhead, in the same run: each phase's traced median "
+                   "against its untraced one (every probe off), with the interval of the "
+                   "difference:</p>")
+        out.append(table(["technique", "phase", "traced ms", "untraced ms", "overhead",
+                          "interval"], rows))
     return "\n".join(out)
+
+
+def overhead_rows(s, phases):
+    rows = []
+    for tech, ph in s.items():
+        if not isinstance(ph, dict) or tech in ("limits", "ratios"):
+            continue
+        for p in phases:
+            o = (ph.get(p) or {}).get("tracing_overhead")
+            if not isinstance(o, dict) or o.get("overhead_pct") is None:
+                continue
+            iv = o.get("overhead_interval_pct") or []
+            rows.append([tech, p, num(o["traced_median_s"] * 1e3, "{:.1f}"),
+                         num(o["untraced_median_s"] * 1e3, "{:.1f}"),
+                         f"{o['overhead_pct']:+.1f} %",
+                         f"[{iv[0]:+.0f}, {iv[1]:+.0f}] %" if len(iv) == 2 else "-"])
+    return rows
 
 
 def interference_section(d, step, paper):
