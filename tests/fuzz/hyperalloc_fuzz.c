@@ -323,6 +323,28 @@ static void install(unsigned id, uint64_t child, unsigned count, bool honest)
 		fuzz_check(status == VIRTIO_HYPERALLOC_S_OK, "install of what the guest got");
 }
 
+/* Whether guest id's core may run on its metadata: live, not overwritten, and no
+ * host registration over it but the one of this very instance.  A guest that
+ * wrote new metadata where the host still holds a zone (another geometry, or
+ * another id) gets host writes it cannot make sense of: its own fault, and
+ * the host's invariants above still hold, but its core is not run on them. */
+static bool guest_usable(unsigned id)
+{
+	const struct guest_zone *g = &w.guest[id];
+
+	if (!g->live || g->corrupt)
+		return false;
+	for (unsigned k = 0; k < VIRTIO_HYPERALLOC_MAX_ZONES; k++) {
+		const struct ha_zone *z = w.ha.zones[k];
+
+		if (z && z->meta_gpa < g->meta_gpa + g->meta_len &&
+		    g->meta_gpa < z->meta_gpa + z->meta_len &&
+		    (k != id || z->meta_gpa != g->meta_gpa || g->rewritten))
+			return false;
+	}
+	return true;
+}
+
 static void op_get(struct input *in)
 {
 	unsigned id = (unsigned)take(in, 1) % VIRTIO_HYPERALLOC_MAX_ZONES;
@@ -330,7 +352,7 @@ static void op_get(struct input *in)
 	struct guest_zone *g = &w.guest[id];
 	struct llfree_alloc a;
 
-	if (!g->live || g->corrupt || w.nblocks == MAX_BLOCKS)
+	if (!guest_usable(id) || w.nblocks == MAX_BLOCKS)
 		return;
 	order = orders[order];
 	if (llfree_get(&g->ll, 0, order, 0, &a))
@@ -357,7 +379,7 @@ static void op_put(struct input *in)
 	i %= w.nblocks;
 	b = w.blocks[i];
 	w.blocks[i] = w.blocks[--w.nblocks];
-	if (w.guest[b.zone].live && !w.guest[b.zone].corrupt)
+	if (guest_usable(b.zone))
 		fuzz_check(!llfree_put(&w.guest[b.zone].ll, 0, b.pfn, b.order), "guest put");
 }
 
