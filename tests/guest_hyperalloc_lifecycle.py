@@ -5,11 +5,13 @@ with virtio-balloon-pci, virtio-mem-pci (512 MiB behind maxmem) and virtio-hyper
 - baseline kernel: the balloon and virtio-mem drivers bind next to the hyperalloc device
   (which has no driver there); virtio-mem plugs and unplugs 256 MiB (QMP size, MemTotal);
   hyperalloc-resize with no driver keeps the target and holds nothing;
-- hyperalloc kernel (no memory hotplug, so virtio-mem stays unbound there): the balloon
-  and virtio-hyperalloc drivers bind; the balloon inflates and deflates 256 MiB and
-  hyperalloc shrinks and returns 512 MiB, each seen by QMP and by the guest's MemTotal
-  (HyperAlloc's by the config interrupt that makes the guest reconcile); both shrunk at
-  once under the integrity workload; no guest errors, no notify queue spin, clean dmesg;
+- hyperalloc kernel: all three drivers bind; virtio-mem plugs 256 MiB, onlined to
+  ZONE_MOVABLE (buddy, kernel/patches/hyperalloc/0006), and hyperalloc shrinks and returns
+  512 MiB while it is plugged; a boot memory block of a HyperAlloc zone refuses to go
+  offline; the balloon inflates and deflates 256 MiB and hyperalloc shrinks and returns
+  512 MiB, each seen by QMP and by the guest's MemTotal (HyperAlloc's by the config
+  interrupt that makes the guest reconcile); both shrunk at once under the integrity
+  workload; no guest errors, no notify queue spin, clean dmesg;
 - reboot after a shrink, guest-initiated (reboot -f) and by QMP system_reset: the driver
   registers again, the target is kept and applied again (query-hyperalloc and MemTotal),
   the guest uses its memory shrunk and then all of it once returned (integrity workload,
@@ -23,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from guest_hyperalloc import IMAGE, check_clean, check_dmesg, state  # noqa: E402
-from guest_lib import (GUEST, boot_and_test, check, finish, plan, require_guest,  # noqa: E402
+from guest_lib import (boot_and_test, check, finish, plan, require_guest,  # noqa: E402
                        run_workload, skip_all)
 from qtest_lib import QEMU  # noqa: E402
 
@@ -99,9 +101,8 @@ def total_is(vm, want, slack=0):
 
 
 def integrity(vm, label, fill_mib, touch_mib):
-    """Checksummed pages held across ht-touch of touch_mib; 0 bad pages. Each run has
-    its own directory: the last one's daemon may still be ending after its stop."""
-    where = ["--dir", f"/run/ht-integrity-{time.monotonic_ns()}", "--threads", "2"]
+    """Checksummed pages held across ht-touch of touch_mib; 0 bad pages."""
+    where = ["--threads", "2"]
     fill = run_workload(vm.agent, ["ht-integrity", "fill", "--bytes", f"{fill_mib}M", *where])
     touch = run_workload(vm.agent, ["ht-touch", "--bytes", f"{touch_mib}M", "--threads", "2"])
     stop = run_workload(vm.agent, ["ht-integrity", "stop", *where])
@@ -124,6 +125,90 @@ def check_guest_clean(vm, label):
     check_dmesg(st, label)
 
 
+def vmem_size(vm):
+    return vm.qmp.cmd("qom-get", path=VMEM, property="size")
+
+
+def vmem_plug(vm, label, base):
+    """virtio-mem plugs VMEM_PLUG_MIB: QMP size and the guest's MemTotal (from base)."""
+    vm.qmp.cmd("qom-set", path=VMEM, property="requested-size", value=VMEM_PLUG_MIB * MiB)
+    t0 = time.monotonic()
+    size = wait_for(lambda: vmem_size(vm) == VMEM_PLUG_MIB * MiB
+                    and mem_total(vm) >= base + VMEM_PLUG_MIB * MiB, 120)
+    print(f"# {label}: virtio-mem plugged {VMEM_PLUG_MIB} MiB in {time.monotonic() - t0:.1f} s, "
+          f"MemTotal {base // MiB} -> {mem_total(vm) // MiB} MiB")
+    check(size, f"{label}: virtio-mem plugs {VMEM_PLUG_MIB} MiB (QMP size, MemTotal)",
+          f"size {vmem_size(vm)}, MemTotal {mem_total(vm)}")
+
+
+def vmem_unplug(vm, label, base):
+    vm.qmp.cmd("qom-set", path=VMEM, property="requested-size", value=0)
+    t0 = time.monotonic()
+    size = wait_for(lambda: vmem_size(vm) == 0 and mem_total(vm) == base, 120)
+    print(f"# {label}: virtio-mem unplugged in {time.monotonic() - t0:.1f} s")
+    check(size, f"{label}: virtio-mem unplugs it again (QMP size 0, MemTotal as before)",
+          f"size {vmem_size(vm)}, MemTotal {mem_total(vm)} vs {base}")
+
+
+def run_sh(vm, script):
+    """The JSON object that script prints last."""
+    rep = vm.agent.req("run", argv=["sh", "-c", script])
+    if rep.get("exit") != 0 or not isinstance(rep.get("result"), dict):
+        raise RuntimeError(f"guest sh -c {script!r}: {rep}")
+    return rep["result"]
+
+
+# {zone name: managed pages} of node 0
+MANAGED = r"""awk '/^Node / { z = ($2 == "0,") ? $4 : "" }
+z != "" && $1 == "managed" { printf "%s\"%s\":%s", n++ ? "," : "{", z, $2 }
+END { print n ? "}" : "{}" }' /proc/zoneinfo"""
+
+# Asks the memory block holding the middle of boot RAM to go offline.
+OFFLINE = r"""dir=/sys/devices/system/memory
+block=$(( 0x$(cat $dir/block_size_bytes) ))
+state=$dir/memory$(( %d / block ))/state
+echo offline 2>/dev/null > $state; rc=$?
+printf '{"block":%%d,"rc":%%d,"state":"%%s"}\n' $block $rc "$(cat $state)"
+"""
+
+
+def managed_pages(vm):
+    return run_sh(vm, MANAGED)
+
+
+def test_hotplug(vm, base):
+    """virtio-mem on the hyperalloc kernel: its memory goes to ZONE_MOVABLE under buddy, and
+    HyperAlloc shrinks and returns its own zones meanwhile."""
+    label = "hyperalloc kernel, virtio-mem"
+    before = managed_pages(vm)
+    vmem_plug(vm, label, base)
+    after = managed_pages(vm)
+    print(f"# {label}: managed pages before {before}, after {after}")
+    moved = {z: after.get(z, 0) - before.get(z, 0) for z in after}
+    check(moved.get("Movable") == VMEM_PLUG_MIB * MiB // 4096
+          and all(v == 0 for z, v in moved.items() if z != "Movable"),
+          f"{label}: the plugged {VMEM_PLUG_MIB} MiB are onlined to ZONE_MOVABLE, no other zone grows",
+          f"managed pages gained per zone {moved}")
+    took = resize(vm, HA_SHRINK_MIB)
+    q = query(vm)
+    want = base + (VMEM_PLUG_MIB - MEM_MIB + HA_SHRINK_MIB) * MiB
+    check(shrunk_to(q, HA_SHRINK_MIB) and total_is(vm, want),
+          f"{label}: hyperalloc shrinks to {HA_SHRINK_MIB} MiB with virtio-mem plugged (QMP, MemTotal)",
+          f"{took * 1000:.1f} ms, {json.dumps(q)}, MemTotal {mem_total(vm)} vs {want}")
+    resize(vm, MEM_MIB)
+    check(shrunk_to(query(vm), MEM_MIB) and total_is(vm, base + VMEM_PLUG_MIB * MiB),
+          f"{label}: hyperalloc returns it, virtio-mem still plugged (QMP, MemTotal)",
+          f"{json.dumps(query(vm))}, MemTotal {mem_total(vm)}")
+    vmem_unplug(vm, label, base)
+    # A block in the middle of boot RAM (DMA32, a HyperAlloc zone) may not go offline:
+    # start_isolate_page_range refuses HyperAlloc zones.
+    got = run_sh(vm, OFFLINE % (MEM_MIB // 2 * MiB))
+    print(f"# {label}: offline the boot memory block at {MEM_MIB // 2} MiB: {got}")
+    check(got["rc"] != 0 and got["state"] == "online" and mem_total(vm) == base,
+          f"{label}: a boot memory block of a HyperAlloc zone refuses to go offline, MemTotal kept",
+          f"{got}, MemTotal {mem_total(vm)} vs {base}")
+
+
 def test_baseline(vm):
     """virtio-mem (and the balloon) on the baseline kernel next to the hyperalloc device."""
     label = "baseline kernel"
@@ -134,22 +219,8 @@ def test_baseline(vm):
           f"{label}: balloon and virtio-mem drivers bind, the hyperalloc device is there unbound",
           str(found))
     base = mem_total(vm)
-    vm.qmp.cmd("qom-set", path=VMEM, property="requested-size", value=VMEM_PLUG_MIB * MiB)
-    t0 = time.monotonic()
-    size = wait_for(lambda: vm.qmp.cmd("qom-get", path=VMEM, property="size") == VMEM_PLUG_MIB * MiB
-                    and mem_total(vm) >= base + VMEM_PLUG_MIB * MiB, 120)
-    print(f"# {label}: virtio-mem plugged {VMEM_PLUG_MIB} MiB in {time.monotonic() - t0:.1f} s, "
-          f"MemTotal {base // MiB} -> {mem_total(vm) // MiB} MiB")
-    check(size, f"{label}: virtio-mem plugs {VMEM_PLUG_MIB} MiB (QMP size, MemTotal)",
-          f"size {vm.qmp.cmd('qom-get', path=VMEM, property='size')}, MemTotal {mem_total(vm)}")
-    vm.qmp.cmd("qom-set", path=VMEM, property="requested-size", value=0)
-    t0 = time.monotonic()
-    size = wait_for(lambda: vm.qmp.cmd("qom-get", path=VMEM, property="size") == 0
-                    and mem_total(vm) == base, 120)
-    print(f"# {label}: virtio-mem unplugged in {time.monotonic() - t0:.1f} s")
-    check(size, f"{label}: virtio-mem unplugs it again (QMP size 0, MemTotal as before)",
-          f"size {vm.qmp.cmd('qom-get', path=VMEM, property='size')}, MemTotal {mem_total(vm)} "
-          f"vs {base}")
+    vmem_plug(vm, label, base)
+    vmem_unplug(vm, label, base)
     resize(vm, HA_SHRINK_MIB)
     q = query(vm)
     check(not q["registered"] and q["target"] == HA_SHRINK_MIB * MiB
@@ -169,15 +240,10 @@ def test_coexist(vm):
     found, _ = devices(vm)
     print(f"# {label}: virtio devices {found}")
     check(found.get(ID_BALLOON) == "virtio_balloon" and found.get(ID_HYPERALLOC) == "virtio_hyperalloc"
-          and ID_MEM in found,
-          f"{label}: the guest sees all three devices; balloon and hyperalloc drivers bind", str(found))
-    # The hyperalloc flavour has no memory hotplug (kernel/configs/hyperalloc.config), so
-    # no virtio-mem driver: virtio-mem is resized on the baseline kernel instead.
-    with open(os.path.join(GUEST, "config-hyperalloc")) as f:
-        vmem_driver = "virtio_mem" if "CONFIG_VIRTIO_MEM=y" in f.read().split() else "-"
-    what = "binds" if vmem_driver != "-" else "stays unbound (no memory hotplug in this flavour)"
-    check(found.get(ID_MEM) == vmem_driver, f"{label}: virtio-mem {what}", str(found))
+          and found.get(ID_MEM) == "virtio_mem",
+          f"{label}: balloon, virtio-mem and hyperalloc drivers all bind", str(found))
     base = mem_total(vm)
+    test_hotplug(vm, base)
 
     vm.qmp.cmd("balloon", value=(MEM_MIB - BALLOON_MIB) * MiB)
     t0 = time.monotonic()
@@ -291,7 +357,7 @@ def main():
     require_guest(name, IMAGE)
     if not os.path.exists(QEMU):
         skip_all(name, f"{QEMU} is not built (run make qemu)")
-    plan(5 + (3 + 8 + 3) + 2 * (6 + 3) + 2)
+    plan(5 + (2 + 6 + 8 + 3) + 2 * (6 + 3) + 2)
     qemu = (QEMU, *DEVICE_ARGS)
     boot_and_test("baseline kernel, three devices", test_baseline, mem_mib=MEM_MIB,
                   vmem_max_mib=VMEM_MIB, qemu=qemu, kernel="bzImage-baseline")

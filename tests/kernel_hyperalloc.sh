@@ -3,8 +3,9 @@
 # its series lists (the baseline's balloon-huge patch among them), compiled from
 # exactly the repository's kernel/llfree/ files and its one master copy of the
 # virtio-hyperalloc wire format, kernel/uapi/virtio_hyperalloc.h (the image
-# records their sha256), with the virtio-hyperalloc driver and configured
-# without what HyperAlloc cannot run with.
+# records their sha256), with the virtio-hyperalloc driver, with memory hotplug
+# and virtio-mem (hot-added memory stays on buddy), and configured without what
+# HyperAlloc cannot run with.
 # tests/guest_hyperalloc.py boots it.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
@@ -13,13 +14,14 @@ series=kernel/patches/hyperalloc/series
 mapfile -t patches < <(awk 'NF && $1 !~ /^#/ { print $1 }' "$series")
 mapfile -t core < <(awk 'NF { print $1 }' kernel/patches/hyperalloc/files)
 off=(CMA MEMORY_FAILURE HIBERNATION DEFERRED_STRUCT_PAGE_INIT PAGE_POISONING
-	SHUFFLE_PAGE_ALLOCATOR INIT_ON_FREE_DEFAULT_ON MEMORY_HOTPLUG)
+	SHUFFLE_PAGE_ALLOCATOR INIT_ON_FREE_DEFAULT_ON)
+on=(HYPERALLOC VIRTIO_HYPERALLOC MEMORY_HOTPLUG MEMORY_HOTREMOVE VIRTIO_MEM)
 
 [ -e "$BUILD/guest/bzImage-hyperalloc" ] ||
 	skip_all "hyperalloc kernel" "$BUILD/guest/bzImage-hyperalloc is not built (run make)"
-# 2 build checks, 1 per patch, 1 per copied file, HYPERALLOC=y, VIRTIO_HYPERALLOC=y,
-# 1 per excluded option, BTF functions and tracepoints
-plan $((6 + ${#patches[@]} + ${#core[@]} + ${#off[@]}))
+# 2 build checks, 1 per patch, 1 per copied file, 1 per option on and off, BTF functions
+# and tracepoints
+plan $((4 + ${#patches[@]} + ${#core[@]} + ${#on[@]} + ${#off[@]}))
 PATCHES=("${patches[@]/#/kernel/patches/}")
 kernel_build hyperalloc
 dir=$kernel_dir
@@ -32,8 +34,9 @@ for f in "${core[@]}"; do
 	expect "the kernel compiled $f as it is in the repository" grep -qw -- "$want" <<<"$id"
 done
 
-expect "CONFIG_HYPERALLOC=y" grep -qx CONFIG_HYPERALLOC=y "$dir/config"
-expect "CONFIG_VIRTIO_HYPERALLOC=y" grep -qx CONFIG_VIRTIO_HYPERALLOC=y "$dir/config"
+for o in "${on[@]}"; do
+	expect "CONFIG_$o=y" grep -qx "CONFIG_$o=y" "$dir/config"
+done
 for o in "${off[@]}"; do
 	expect "CONFIG_$o is off" bash -c "! grep -q '^CONFIG_$o=y' '$dir/config'"
 done
