@@ -50,11 +50,16 @@ $(HA_FUZZ): $(HA_FUZZ_SRCS) $(HA_FUZZ_OBJS) $(HA_FUZZ_HDRS) | $(BUILD)/fuzz
 		$(HA_FUZZ_OBJS) -o $@
 
 # `make fuzz` runs this fuzzer too, for HA_FUZZ_SECONDS or HA_FUZZ_RUNS executions,
-# whichever ends first (-1: no bound); the corpus stays in build/.
+# whichever ends first (-1: no bound); the corpus stays in build/. Inputs are at
+# most HA_FUZZ_MAX_LEN bytes (about 150 operations): in a 25-minute run edge
+# coverage stopped growing (292) before inputs passed 1.4 KB, while their growth
+# to libFuzzer's 4 KiB cut the rate from about 4,900 to 1,400 executions/s.
 HA_FUZZ_SECONDS ?= 300
 HA_FUZZ_RUNS    ?= -1
+HA_FUZZ_MAX_LEN ?= 1024
 fuzz-hyperalloc: $(HA_FUZZ)
-	$(Q)FUZZ_SECONDS=$(HA_FUZZ_SECONDS) FUZZ_RUNS=$(HA_FUZZ_RUNS) tests/fuzz/hyperalloc-short.sh
+	$(Q)FUZZ_SECONDS=$(HA_FUZZ_SECONDS) FUZZ_RUNS=$(HA_FUZZ_RUNS) FUZZ_MAX_LEN=$(HA_FUZZ_MAX_LEN) \
+		tests/fuzz/hyperalloc-short.sh
 
 fuzz: fuzz-hyperalloc
 

@@ -4,7 +4,8 @@
 # (executions, default unbounded: whichever ends first) and FUZZ_CORPUS
 # (default the fuzzer's directory/corpus) set the length and the corpus kept
 # between runs; FUZZ_SEEDS, a directory of inputs run first and never written
-# (regressions kept in the repository); FUZZ_BIN and FUZZ_NAME pick another fuzzer.
+# (regressions kept in the repository); FUZZ_MAX_LEN caps the input length
+# (default libFuzzer's); FUZZ_BIN and FUZZ_NAME pick another fuzzer.
 cd "$(dirname "$0")/../.." || exit 1
 fuzz=${FUZZ_BIN:-${BUILD:-build}/llfree/fuzz}
 out=$(dirname "$fuzz")
@@ -20,7 +21,8 @@ if [ ! -x "$fuzz" ]; then
 fi
 mkdir -p "$corpus"
 "$fuzz" -max_total_time="$secs" -runs="$runs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-	-artifact_prefix="$out"/ "$corpus" ${FUZZ_SEEDS:+"$FUZZ_SEEDS"} >"$log" 2>&1
+	${FUZZ_MAX_LEN:+-max_len="$FUZZ_MAX_LEN"} -artifact_prefix="$out"/ "$corpus" \
+	${FUZZ_SEEDS:+"$FUZZ_SEEDS"} >"$log" 2>&1
 rc=$?
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
 last=$(grep -aE '^#[0-9]+' "$log" | tail -n 1)
