@@ -21,7 +21,8 @@
 #define MAX_ARGS 32
 
 /* A step: `hatrace ARGS -o DIR/NAME`, or with make set, `make -C ROOT ARGS`:
- * benchmark targets, each writing results/TARGET.json, copied into DIR/NAME. */
+ * benchmark targets, each writing results/TARGET.json, copied into DIR/NAME,
+ * and VAR=VALUE settings for them. */
 struct step {
 	const char *name, *what;
 	bool make;
@@ -36,7 +37,7 @@ struct step {
 
 static const struct step steps[] = {
 	{ "inflate", "inflate, every technique, touched and untouched",
-	  .fast = { "inflate", "-t", "all", "-n", "3", "--untouched" },
+	  .fast = { "inflate", "-t", "all", "-n", "3", "--untraced", "2", "--untouched" },
 	  .full = { "inflate", "-t", "all", "-m", "20G", "-s", "2G", "-c", "12", "-n", "5",
 		    "--untouched" } },
 	{ "stream", "STREAM bandwidth while shrinking and growing",
@@ -54,7 +55,7 @@ static const struct step steps[] = {
 	  .full = { "inflate", "-w", "build", "-t", "all", "-m", "16G", "-s", "2G", "-c", "12",
 		    "--jobs", "600", "-n", "3" } },
 	{ "blender", "auto-reclaim footprint of three bursts with idle gaps",
-	  .fast = { "inflate", "-w", "blender", "-t", "fpr,virtio-mem,hyperalloc", "-n", "1" },
+	  .fast = { "inflate", "-w", "blender", "-t", "fpr,hyperalloc", "-n", "1" },
 	  .full = { "inflate", "-w", "blender", "-t", "all", "-m", "16G", "-s", "2G", "-c", "12",
 		    "-n", "3" } },
 	{ "multivm", "VMs under one memory budget, and how many more fit",
@@ -66,7 +67,8 @@ static const struct step steps[] = {
 	/* make bench without bench-inflate: the inflate step above measures the
 	 * same tracing overhead (traced against untraced iterations) */
 	{ "bench", "allocator and tracer benchmarks", .make = true,
-	  .fast = { "bench-alloc", "bench-guest-alloc", "bench-tracer" },
+	  .fast = { "bench-alloc", "bench-guest-alloc", "bench-tracer", "BENCH_MIN_ROUNDS=3",
+		    "BENCH_MAX_ROUNDS=6", "BENCH_REAL_ROUNDS=5" },
 	  .full = { "bench-alloc", "bench-guest-alloc", "bench-tracer" } },
 };
 
@@ -245,7 +247,8 @@ static int bench_files(const char *root, const char *out, const char *const *tar
 	int n = 6;
 
 	for (int i = 0; targets[i]; i++)
-		argv[n++] = targets[i];
+		if (!strchr(targets[i], '='))
+			argv[n++] = targets[i];
 	argv[n] = NULL;
 	return run_capture(argv, 60 * 1000000000ull, sink, sizeof(sink));
 }
