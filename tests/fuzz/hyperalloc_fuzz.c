@@ -323,26 +323,31 @@ static void install(unsigned id, uint64_t child, unsigned count, bool honest)
 		fuzz_check(status == VIRTIO_HYPERALLOC_S_OK, "install of what the guest got");
 }
 
-/* Whether guest id's core may run on its metadata: live, not overwritten, and no
- * host registration over it but the one of this very instance.  A guest that
- * wrote new metadata where the host still holds a zone (another geometry, or
- * another id) gets host writes it cannot make sense of: its own fault, and
- * the host's invariants above still hold, but its core is not run on them. */
+/* After every operation: a guest zone whose metadata a host registration covers
+ * that is not the one of this very instance (another id or address, or metadata
+ * the guest wrote again under it) gets host writes it cannot make sense of, now
+ * or until that registration goes, and stays spoilt after (a reset included).
+ * That is the guest's own fault and the host's invariants still hold, but its
+ * core is no longer run on that metadata. */
+static void spoil_foreign(void)
+{
+	for (unsigned id = 0; id < VIRTIO_HYPERALLOC_MAX_ZONES; id++) {
+		struct guest_zone *g = &w.guest[id];
+
+		for (unsigned k = 0; g->live && k < VIRTIO_HYPERALLOC_MAX_ZONES; k++) {
+			const struct ha_zone *z = w.ha.zones[k];
+
+			if (z && z->meta_gpa < g->meta_gpa + g->meta_len &&
+			    g->meta_gpa < z->meta_gpa + z->meta_len &&
+			    (k != id || z->meta_gpa != g->meta_gpa || g->rewritten))
+				g->corrupt = true;
+		}
+	}
+}
+
 static bool guest_usable(unsigned id)
 {
-	const struct guest_zone *g = &w.guest[id];
-
-	if (!g->live || g->corrupt)
-		return false;
-	for (unsigned k = 0; k < VIRTIO_HYPERALLOC_MAX_ZONES; k++) {
-		const struct ha_zone *z = w.ha.zones[k];
-
-		if (z && z->meta_gpa < g->meta_gpa + g->meta_len &&
-		    g->meta_gpa < z->meta_gpa + z->meta_len &&
-		    (k != id || z->meta_gpa != g->meta_gpa || g->rewritten))
-			return false;
-	}
-	return true;
+	return w.guest[id].live && !w.guest[id].corrupt;
 }
 
 static void op_get(struct input *in)
@@ -474,6 +479,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case OPS:
 			break;
 		}
+		spoil_foreign();
 		check_world(op, existed);
 	}
 	ha_reset(&w.ha);
