@@ -166,8 +166,8 @@ OPT_IN_FUNCTIONS = [{"name": "alloc_pages", "func": "__alloc_pages", "within": "
 
 def tech_functions():
     """The guest functions hatrace inflate's techniques trace (their guest_funcs
-    tables in user/inflate/tech-*.c and the balloon's in technique.h), once
-    each, as trace_start "functions"."""
+    and breakdown_guest_funcs tables in user/inflate/tech-*.c and the balloon's
+    in technique.h), once each, as trace_start "functions"."""
     import glob
     import re
     funcs = {}

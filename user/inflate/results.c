@@ -339,19 +339,25 @@ static int write_guest_csv(const char *dir, const struct tech_results *res, cons
 	if ((err = out_file_open(&of, path)))
 		return err;
 	fchmod(fileno(of.f), 0644);
-	fprintf(of.f, "technique,iteration,phase,event,count,sum_ns\n");
+	fprintf(of.f, "technique,iteration,phase,event,count,sum_ns,kind\n");
 	for (; res->t; res++) {
-		for (unsigned i = 0; i < o->iterations; i++) {
+		/* the timed iterations, then the breakdown iteration */
+		for (unsigned i = 0; i < o->iterations + res->has_breakdown; i++) {
+			bool timed = i < o->iterations;
+			const struct iteration *it = timed ? &res->its[i] : &res->breakdown;
+
 			for (int p = 0; p < PH_MAX; p++) {
 				const char *name;
 				json_t *v;
 
-				json_object_foreach(res->its[i].ph[p].guest, name, v) {
-					fprintf(of.f, "%s,%u,%s,%s,%lld,", res->t->name, i + 1,
-						phase_names[p], name, (long long)jint(v, "count"));
+				json_object_foreach(it->ph[p].guest, name, v) {
+					fprintf(of.f, "%s,%u,%s,%s,%lld,", res->t->name,
+						timed ? i + 1 : 1, phase_names[p], name,
+						(long long)jint(v, "count"));
 					if (event_timed(v)) /* else not timed: an empty cell */
 						fprintf(of.f, "%lld", (long long)jint(v, "sum_ns"));
-					fputc('\n', of.f);
+					fprintf(of.f, ",%s\n",
+						iter_kind_names[timed ? IT_TIMED : IT_BREAKDOWN]);
 				}
 			}
 		}
@@ -444,15 +450,24 @@ static json_t *breakdown_medians(const struct iteration *its, unsigned n, enum p
 }
 
 /* The guest's over the timed iterations; the host's from the breakdown
- * iteration, where the per-syscall and per-fault host probes ran. */
+ * iteration, where the per-syscall and per-fault host probes ran, and so did
+ * the guest functions traced there only (marked "breakdown_only"). */
 static json_t *breakdown_json(const struct tech_results *res, enum phase p, const struct opts *o)
 {
-	json_t *bd = breakdown_medians(res->its, o->iterations, p, o), *b;
+	json_t *bd = breakdown_medians(res->its, o->iterations, p, o), *b, *guest, *v;
+	const char *name;
 
 	if (!res->has_breakdown || !res->breakdown.ph[p].done)
 		return bd;
 	b = breakdown_medians(&res->breakdown, 1, p, o);
 	json_object_set(bd, "host", json_object_get(b, "host"));
+	guest = json_object_get(bd, "guest");
+	json_object_foreach(json_object_get(b, "guest"), name, v) {
+		if (!json_is_object(guest) || json_object_get(guest, name))
+			continue;
+		json_object_set_new(v, "breakdown_only", json_true());
+		json_object_set(guest, name, v);
+	}
 	json_object_set_new(bd, "host_iteration",
 			    json_pack("{s:s, s:i, s:b}", "kind", iter_kind_names[IT_BREAKDOWN],
 				      "run", (int)res->breakdown.run, "in_medians", 0));

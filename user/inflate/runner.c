@@ -328,12 +328,18 @@ static int start_guest_trace(struct run *r)
 
 	for (size_t i = 0; i < ARRAY_SIZE(vmstat); i++)
 		json_array_append_new(counters, json_string(vmstat[i]));
-	for (const struct guest_func *f = r->t->guest_funcs; f->name; f++) {
-		json_t *o = json_pack("{s:s, s:s}", "name", f->name, "func", f->func);
+	for (int l = 0; l < 2; l++) {
+		const struct guest_func *f = l ? r->t->breakdown_guest_funcs : r->t->guest_funcs;
 
-		if (f->within)
-			json_object_set_new(o, "within", json_string(f->within));
-		json_array_append_new(funcs, o);
+		if (l && r->kind != IT_BREAKDOWN)
+			break;
+		for (; f && f->name; f++) {
+			json_t *o = json_pack("{s:s, s:s}", "name", f->name, "func", f->func);
+
+			if (f->within)
+				json_object_set_new(o, "within", json_string(f->within));
+			json_array_append_new(funcs, o);
+		}
 	}
 	err = agent_call(r->vm->agent,
 			 json_pack("{s:s, s:o, s:[], s:o}", "cmd", "trace_start", "functions", funcs,

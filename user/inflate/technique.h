@@ -46,8 +46,10 @@ struct technique {
 	/* Its QEMU device installs memory the guest asks for (virtio-hyperalloc):
 	 * the breakdown counts and times the install requests. */
 	bool qemu_installs;
-	/* The guest functions to trace (trace_start "functions"), ending with { 0 }. */
-	const struct guest_func *guest_funcs;
+	/* The guest functions to trace (trace_start "functions"), ending with { 0 },
+	 * and those called per unit of a resize, which would slow it: traced in
+	 * the breakdown iteration only, outside the medians (NULL: none). */
+	const struct guest_func *guest_funcs, *breakdown_guest_funcs;
 	/* Its own automatic mode, which the footprint benchmark (-w build|blender,
 	 * --auto) turns on in the booted VM instead of the host controller, and
 	 * what it does (footprint.json "mode"); NULL: none. */
