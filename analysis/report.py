@@ -103,9 +103,11 @@ def inflate_section(d, paper):
     if rows:
         out.append("<p>hatrace's own overhead, in the same run: each phase's traced median "
                    "against its untraced one (every probe off), with the interval of the "
-                   "difference:</p>")
+                   "difference; and the guest probes' time, estimated as the traced calls "
+                   "the phase counted times one probed call's cost measured in the VM, as a "
+                   "share of the untraced median:</p>")
         out.append(table(["technique", "phase", "traced ms", "untraced ms", "overhead",
-                          "interval"], rows))
+                          "interval", "guest probes est."], rows))
     return "\n".join(out)
 
 
@@ -119,10 +121,12 @@ def overhead_rows(s, phases):
             if not isinstance(o, dict) or o.get("overhead_pct") is None:
                 continue
             iv = o.get("overhead_interval_pct") or []
+            est = (o.get("guest_probe_estimate") or {}).get("pct_of_untraced")
             rows.append([tech, p, num(o["traced_median_s"] * 1e3, "{:.1f}"),
                          num(o["untraced_median_s"] * 1e3, "{:.1f}"),
                          f"{o['overhead_pct']:+.1f} %",
-                         f"[{iv[0]:+.0f}, {iv[1]:+.0f}] %" if len(iv) == 2 else "-"])
+                         f"[{iv[0]:+.0f}, {iv[1]:+.0f}] %" if len(iv) == 2 else "-",
+                         f"{est:.2f} %" if est is not None else "-"])
     return rows
 
 

@@ -34,7 +34,7 @@ def mem_total(agent):
 
 def main():
     require_guest("guest vm")
-    plan(42)
+    plan(43)
 
     test_panic_ends_qemu()
     GuestVM(mem_mib=1024, vmem_max_mib=512).run("guest vm", test)
@@ -82,6 +82,15 @@ def test(vm):
     check(all(p["mode"] == "fentry" for p in probes.values() if p["mode"] != "tracepoint"),
           "function probes use fentry/fexit in the guest",
           str({n: p["mode"] for n, p in probes.items()}))
+    # What a probed call costs: getpgid(0) with an fentry/fexit pair on it
+    # against without, measured by the agent (hatrace inflate's estimate of
+    # its own guest probe time per phase); not listed among the probes.
+    cost = started.get("probe_cost", {})
+    print(f"# probe cost: {cost}")
+    check(cost.get("mode") == "fentry" and cost.get("calls", 0) >= 6000 and
+          0 < cost.get("syscall_ns", 0) < cost.get("syscall_traced_ns", 0) and
+          cost.get("call_ns", 0) > 0 and "probe_calibration" not in probes,
+          "trace_start measures one probed call's cost (fentry on getpgid)", str(cost))
 
     touch = run(agent, ["ht-touch", "--bytes", "128M", "--threads", "2"])
     check(touch.get("pages") == 32768 and touch.get("touch_ns", 0) > 0 and

@@ -13,7 +13,7 @@ import re
 import statistics
 import sys
 
-CHECKS = 43
+CHECKS = 44
 # --hyperalloc: tests/vm_hyperalloc_inflate.sh's checks.
 HYPERALLOC_CHECKS = 12
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
@@ -441,7 +441,24 @@ def main(d):
                    all(abs(a - b) < 1e-6 for a, b in zip(ov["paired_overhead_pct"], pairs))]
         if not all(want_ov):
             bad.append(f"{t}/{p}: {want_ov} {ov}")
+        # The guest probe estimate: the traced calls counted in the phase's
+        # guest events (touch2: install's whole run) times a measured cost.
+        est = ov.get("guest_probe_estimate") or {}
+        gp = "install" if p == "touch2" else p
+        its = [r["iteration"] for r in rows if r["technique"] == t and r[f"{p}_ns"] != ""]
+        calls = [sum(int(g["count"]) for g in guest_rows if g["technique"] == t and
+                     g["phase"] == gp and g["iteration"] == i and g["sum_ns"] != "") for i in its]
+        if est.get("probe_ns_median") is None:
+            if not est.get("why_null", {}).get("probe_ns_median"):
+                bad.append(f"{t}/{p}: guest_probe_estimate null without a reason: {est}")
+        elif not (est["calls_median"] == statistics.median(calls) and est["call_ns_median"] > 0 and
+                  abs(est["pct_of_untraced"] - 100 * est["probe_ns_median"] / um) < 1e-6):
+            bad.append(f"{t}/{p}: guest_probe_estimate {est}, calls {calls}")
     res("vm_inflate_tracing_overhead", not bad and sp, f"tracing_overhead wrong or missing: {bad}")
+    ests = [v["tracing_overhead"]["guest_probe_estimate"].get("pct_of_untraced")
+            for t, p, v in sp if v.get("tracing_overhead")]
+    res("vm_inflate_guest_probe_estimate", any(e is not None for e in ests),
+        f"no phase has a guest probe estimate: {ests}")
 
     # QEMU-internal timing (USDT): inside the host's window of every resize.
     if os.geteuid() == 0:

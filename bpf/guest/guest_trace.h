@@ -20,7 +20,10 @@ enum gt_slot {
 	GT_HA_RECONCILE,
 	GT_FUNC0,
 	GT_NR_FUNCS = 24, /* the host names up to this many functions in trace_start */
-	GT_NR_SLOTS = GT_FUNC0 + GT_NR_FUNCS,
+	/* The agent's own: one function probe on a syscall it calls in a loop, to
+	 * measure what a probe hit costs (trace_start "probe_cost"). */
+	GT_CALIB = GT_FUNC0 + GT_NR_FUNCS,
+	GT_NR_SLOTS = GT_CALIB + 1,
 };
 
 /* Per-CPU aggregate of one probe. For functions, sum_ns is the total time spent

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/reboot.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -324,8 +325,16 @@ static void cmd_meminfo(json_t *id)
 struct trace_func {
 	char name[TRACE_NAME_LEN], func[TRACE_NAME_LEN], within[TRACE_NAME_LEN];
 };
-static struct trace_func trace_funcs[GT_NR_FUNCS];
+static struct trace_func trace_funcs[GT_NR_FUNCS + 1];
 static int ntrace_funcs;
+
+/* The calibration probe (slot GT_CALIB): function index CALIB, on a syscall
+ * that does next to nothing; one with an argument, whose wrapper is its own
+ * function in BTF (getppid's is an alias BTF lacks). */
+#define CALIB GT_NR_FUNCS
+#define CALIB_FUNC "__x64_sys_getpgid"
+#define CALIB_CALLS 2000
+#define CALIB_ROUNDS 3
 
 enum probe_mode { MODE_NONE, MODE_TRACEPOINT, MODE_FENTRY, MODE_KPROBE };
 static const char *const mode_names[] = { "none", "tracepoint", "fentry", "kprobe" };
@@ -381,7 +390,7 @@ static void find_in_kallsyms(const bool *wanted, bool *found)
 	FILE *f = fopen("/proc/kallsyms", "r");
 	char line[512], sym[256], type;
 
-	memset(found, 0, GT_NR_FUNCS * sizeof(*found));
+	memset(found, 0, (GT_NR_FUNCS + 1) * sizeof(*found));
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
@@ -390,6 +399,8 @@ static void find_in_kallsyms(const bool *wanted, bool *found)
 		for (int i = 0; i < ntrace_funcs; i++)
 			if (wanted[GT_FUNC0 + i] && !strcmp(sym, trace_funcs[i].func))
 				found[i] = true;
+		if (wanted[GT_CALIB] && !strcmp(sym, CALIB_FUNC))
+			found[CALIB] = true;
 	}
 	fclose(f);
 }
@@ -426,7 +437,7 @@ static int trace_load(const bool *use_tp, const bool *use_fentry, const bool *us
 		}
 		bpf_program__set_autoload(prog, use_tp[slot]);
 	}
-	for (int i = 0; i < GT_NR_FUNCS; i++) {
+	for (int i = 0; i <= CALIB; i++) {
 		struct bpf_program *fentry = slot_prog("fentry", i), *fexit = slot_prog("fexit", i);
 
 		if (!fentry || !fexit || !slot_prog("kprobe", i) || !slot_prog("kretprobe", i)) {
@@ -671,9 +682,82 @@ static int select_tracepoints(json_t *id, json_t *sel, bool *wanted)
 	return 0;
 }
 
+/* Nanoseconds per getpgid(0) call: the median of CALIB_ROUNDS rounds. */
+static double getpgid_ns(void)
+{
+	double v[CALIB_ROUNDS], t;
+
+	for (int r = 0; r < CALIB_ROUNDS; r++) {
+		uint64_t t0 = now_ns();
+
+		for (int i = 0; i < CALIB_CALLS; i++)
+			syscall(SYS_getpgid, 0);
+		v[r] = (double)(now_ns() - t0) / CALIB_CALLS;
+		for (int k = r; k > 0 && v[k] < v[k - 1]; k--)
+			t = v[k], v[k] = v[k - 1], v[k - 1] = t;
+	}
+	return v[CALIB_ROUNDS / 2];
+}
+
+static uint64_t slot_count(__u32 slot)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	struct gt_stat *vals = ncpus > 0 ? calloc(ncpus, sizeof(*vals)) : NULL;
+	uint64_t n = 0;
+
+	if (vals && !bpf_map__lookup_elem(skel->maps.stats, &slot, sizeof(slot), vals,
+					  sizeof(*vals) * ncpus, 0))
+		for (int c = 0; c < ncpus; c++)
+			n += vals[c].count;
+	free(vals);
+	return n;
+}
+
+/* What one call of a traced function costs in probes here (under TCG every
+ * probe runs emulated): getpgid(0) in a loop with the calibration probe on,
+ * entry and exit the way the traced functions have theirs, against with it
+ * off. The host multiplies it by the calls it counted in a phase. */
+static json_t *probe_cost(bool fentry, bool kprobe)
+{
+	struct probe *p = &probes[GT_CALIB];
+	bool any_fentry = false, any_kprobe = false;
+	enum probe_mode mode;
+	double off, on;
+	uint64_t hits;
+
+	for (int i = 0; i < ntrace_funcs; i++) {
+		any_fentry |= probes[GT_FUNC0 + i].mode == MODE_FENTRY;
+		any_kprobe |= probes[GT_FUNC0 + i].mode == MODE_KPROBE;
+	}
+	/* the traced functions' mode, fentry where any has it */
+	mode = any_fentry ? MODE_FENTRY : any_kprobe ? MODE_KPROBE : MODE_NONE;
+	if (mode == MODE_NONE)
+		return json_pack("{s:s}", "error", "no traced function is attached");
+	off = getpgid_ns();
+	attach_func(CALIB, fentry && mode == MODE_FENTRY, kprobe && mode == MODE_KPROBE);
+	if (p->mode == MODE_NONE) {
+		json_t *e = json_pack("{s:s, s:s}", "error", "calibration probe not attached",
+				      "reason", p->reason);
+
+		memset(p, 0, sizeof(*p));
+		return e;
+	}
+	on = getpgid_ns();
+	hits = slot_count(GT_CALIB);
+	bpf_link__destroy(p->links[0]);
+	bpf_link__destroy(p->links[1]);
+	memset(p, 0, sizeof(*p));
+	if (hits < (uint64_t)CALIB_ROUNDS * CALIB_CALLS)
+		return json_pack("{s:s, s:I}", "error", "the calibration probe missed calls",
+				 "hits", (json_int_t)hits);
+	return json_pack("{s:s, s:f, s:f, s:f, s:i}", "mode", mode_names[mode], "call_ns", on - off,
+			 "syscall_ns", off, "syscall_traced_ns", on, "calls",
+			 CALIB_ROUNDS * CALIB_CALLS);
+}
+
 static void cmd_trace_start(json_t *id, json_t *req)
 {
-	bool use_fentry[GT_NR_FUNCS], use_kprobe[GT_NR_FUNCS], wanted[GT_NR_SLOTS];
+	bool use_fentry[GT_NR_FUNCS + 1], use_kprobe[GT_NR_FUNCS + 1], wanted[GT_NR_SLOTS];
 	bool use_tp[GT_FUNC0];
 	bool fentry_load_failed = false, kprobes_only;
 	json_t *kprobes_j = json_object_get(req, "kprobes");
@@ -699,11 +783,13 @@ static void cmd_trace_start(json_t *id, json_t *req)
 	ntrace_funcs = nfuncs;
 	for (int i = 0; i < GT_NR_FUNCS; i++)
 		wanted[GT_FUNC0 + i] = i < nfuncs;
+	trace_funcs[CALIB] = (struct trace_func){ "probe_calibration", CALIB_FUNC, "" };
+	wanted[GT_CALIB] = nfuncs > 0;
 	btf = btf__load_vmlinux_btf();
 	for (int slot = 0; slot < GT_FUNC0; slot++)
 		use_tp[slot] = wanted[slot] && (!tracepoints[slot].on_request ||
 						(btf && has_btf_tracepoint(btf, slot_name(slot))));
-	for (int i = 0; i < GT_NR_FUNCS; i++)
+	for (int i = 0; i <= CALIB; i++)
 		use_fentry[i] = wanted[GT_FUNC0 + i] && !kprobes_only && btf &&
 				btf__find_by_name_kind(btf, trace_funcs[i].func, BTF_KIND_FUNC) >= 0;
 	btf__free(btf);
@@ -752,6 +838,7 @@ static void cmd_trace_start(json_t *id, json_t *req)
 	}
 	reply = reply_ok(id);
 	json_object_set_new(reply, "probes", probe_list());
+	json_object_set_new(reply, "probe_cost", probe_cost(use_fentry[CALIB], use_kprobe[CALIB]));
 	send_doc(reply);
 }
 

@@ -76,6 +76,11 @@ int run_cycles(struct run *r, struct iteration *it)
 			       line);
 			err = -EIO;
 		}
+		/* Without a terminal (a log), a line every VERIFY_EVERY cycles. */
+		if (!err && !o->progress && c % VERIFY_EVERY == 0 && c < o->cycles)
+			fprintf(stderr, "[%s %u/%u] cycles           %u of %u, console clean%s\n",
+				r->t->name, r->iter + 1, o->iterations, c, o->cycles,
+				o->integrity ? ", integrity verified" : "");
 	}
 	r->quiet = false;
 	it->workload = json_pack("{s:i, s:o, s:o, s:b}", "cycles", c - 1 - (err != 0), "shrink_ns",

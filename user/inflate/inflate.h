@@ -88,6 +88,10 @@ struct iteration {
 	json_t *workload;      /* --workload stream|ftq: the guest's result */
 	int64_t clock_offset;  /* host - guest monotonic */
 	char qemu_why[256];   /* why QEMU-internal timing is unavailable ("": it is not) */
+	/* What one traced guest function call costs in probes (the agent's
+	 * calibration at trace_start), or why it is unknown ("": it is known). */
+	double probe_call_ns;
+	char probe_why[160];
 	unsigned run;          /* 1-based place in its technique's sequence of iterations */
 };
 
@@ -298,6 +302,10 @@ int guest_read(struct run *r, json_t **out);
 /* results.c */
 /* Sets obj[key] to null and obj.why_null[key] to why. */
 void summary_set_null(json_t *obj, const char *key, const char *why);
+/* The median of v[0..n) (0 for none). */
+double median_u64(uint64_t *v, unsigned n);
+/* A guest event with a time (a traced function), not a count only. */
+bool event_timed(json_t *ev);
 json_t *summary_json(const struct tech_results *res, const struct opts *o);
 json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc, char **argv);
 /* The printed report: medians and their intervals, then the breakdown. */

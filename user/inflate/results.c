@@ -92,7 +92,7 @@ void summary_set_null(json_t *obj, const char *key, const char *why)
 	json_object_set_new(w, key, json_string(why));
 }
 
-static bool event_timed(json_t *ev)
+bool event_timed(json_t *ev)
 {
 	return !json_is_false(json_object_get(ev, "timed"));
 }
@@ -386,7 +386,7 @@ static int write_rss_csv(const char *dir)
 	return out_file_commit(&of);
 }
 
-static double median_u64(uint64_t *v, unsigned n)
+double median_u64(uint64_t *v, unsigned n)
 {
 	struct median_ci ci;
 

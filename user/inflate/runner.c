@@ -317,7 +317,7 @@ static int start_probes(struct run *r)
 /* The guest times the technique's functions and counts pages by its vmstat:
  * no per-page probe (mm_page_alloc/free, balloon_page_enqueue), each of which
  * runs emulated under TCG and slowed the balloon ~3x. */
-static int start_guest_trace(struct run *r)
+static int start_guest_trace(struct run *r, struct iteration *it)
 {
 	static const char *const vmstat[] = {
 		"pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgalloc_movable", "pgfree",
@@ -346,9 +346,25 @@ static int start_guest_trace(struct run *r)
 				   "tracepoints", "vmstat", counters), 60 * SEC,
 			 &reply);
 
+	if (!err) {
+		json_t *cost = json_object_get(reply, "probe_cost");
+		json_t *call = json_object_get(cost, "call_ns");
+
+		if (json_is_number(call) && json_number_value(call) > 0)
+			it->probe_call_ns = json_number_value(call);
+		else if (json_is_number(call))
+			snprintf(it->probe_why, sizeof(it->probe_why),
+				 "the guest agent's calibration measured no cost (%.0f ns a call)",
+				 json_number_value(call));
+		else
+			snprintf(it->probe_why, sizeof(it->probe_why), "the guest agent: %s",
+				 json_string_value(json_object_get(cost, "error"))
+					 ?: "no probe_cost in trace_start's reply");
+	}
 	json_decref(reply);
 	if (err == -EREMOTEIO) {
 		ht_warn("guest tracing unavailable: no guest breakdown");
+		snprintf(it->probe_why, sizeof(it->probe_why), "no guest tracing");
 		return 0;
 	}
 	if (err)
@@ -409,7 +425,7 @@ int boot_vm(struct run *r, struct iteration *it)
 					"iteration only (iterations.csv kind=breakdown)"
 				      : NULL;
 		if ((host && (err = start_probes(r))) ||
-		    (!o->workload && !o->cycles && (err = start_guest_trace(r))))
+		    (!o->workload && !o->cycles && (err = start_guest_trace(r, it))))
 			return failed(r, err);
 		if (!footprint_only)
 			qemu_phases_start(r, it);
