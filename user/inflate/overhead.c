@@ -76,7 +76,7 @@ static json_t *probe_estimate(const struct tech_results *res, const struct opts 
 	enum phase gp = p == PH_TOUCH2 ? PH_INSTALL : p;
 	uint64_t calls[o->iterations], cost[o->iterations], probe_ns[o->iterations];
 	const char *why = NULL;
-	unsigned n = 0;
+	unsigned n = 0, m = 0;
 	json_t *e;
 
 	for (unsigned i = 0; i < o->iterations; i++) {
@@ -87,15 +87,21 @@ static json_t *probe_estimate(const struct tech_results *res, const struct opts 
 
 		if (!it->ph[p].done)
 			continue;
-		if (*it->probe_why || !it->ph[gp].guest || it->probe_call_ns <= 0) {
+		if (!it->ph[gp].guest) {
 			why = *it->probe_why ? it->probe_why : "no guest trace in the phase";
 			break;
 		}
 		json_object_foreach(it->ph[gp].guest, name, ev)
 			if (event_timed(ev))
 				c += json_integer_value(json_object_get(ev, "count"));
+		/* no traced call: no probe ran, whatever one would cost */
+		if (c && (*it->probe_why || it->probe_call_ns <= 0)) {
+			why = *it->probe_why ? it->probe_why : "no calibration in this VM";
+			break;
+		}
+		if (c)
+			cost[m++] = (uint64_t)(it->probe_call_ns + 0.5);
 		calls[n] = c;
-		cost[n] = (uint64_t)(it->probe_call_ns + 0.5);
 		probe_ns[n++] = (uint64_t)(c * it->probe_call_ns + 0.5);
 	}
 	if (why || !n) {
@@ -103,10 +109,13 @@ static json_t *probe_estimate(const struct tech_results *res, const struct opts 
 		summary_set_null(e, "probe_ns_median", why ?: "no timed iteration ran the phase");
 		return e;
 	}
-	e = json_pack("{s:f, s:f, s:f, s:f}", "calls_median", median_u64(calls, n),
-		      "call_ns_median", median_u64(cost, n), "probe_ns_median",
+	e = json_pack("{s:f, s:f, s:f}", "calls_median", median_u64(calls, n), "probe_ns_median",
 		      median_u64(probe_ns, n), "pct_of_untraced",
 		      100.0 * median_u64(probe_ns, n) / untraced_ns);
+	if (m)
+		json_object_set_new(e, "call_ns_median", json_real(median_u64(cost, m)));
+	else
+		summary_set_null(e, "call_ns_median", "no traced guest call in the phase: no probe ran");
 	if (gp != p)
 		json_object_set_new(e, "window", json_string("install's whole guest run, of which "
 							     "touch2 is the second pass: a bound"));
