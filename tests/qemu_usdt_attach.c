@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <jansson.h>
 #include "common.h"
 #include "qemu_usdt.h"
@@ -95,14 +96,15 @@ int main(int argc, char **argv)
 		return 1;
 	json_println(stdout, json_pack("{sb}", "attached", 1));
 	while (!exiting && !pid_exited(pid, pidfd)) {
-		int err = qemu_usdt_poll(u, 100);
+		int err = qemu_usdt_drain(u);
 
 		if (err < 0 && err != -EINTR) {
-			ht_err("polling the QEMU USDT ring buffer: %s", strerror(-err));
+			ht_err("reading the QEMU USDT ring buffer: %s", strerror(-err));
 			break;
 		}
+		usleep(100 * 1000);
 	}
-	qemu_usdt_poll(u, 0);
+	qemu_usdt_drain(u);
 	qemu_usdt_totals(u, totals);
 	json_println(stdout, json_pack("{sosI}", "totals", totals_json(totals),
 				       "drops", (json_int_t)qemu_usdt_drops(u)));

@@ -481,7 +481,7 @@ int cmd_hist(int argc, char **argv)
 			}
 		for (int i = 0; i < nuq; i++)
 			if (uq[i].u)
-				qemu_usdt_poll(uq[i].u, 0); /* only the histograms are used */
+				qemu_usdt_drain(uq[i].u); /* only the histograms are used */
 		if (o.interval_s && now >= next) {
 			if ((err = print_interval(hp, &o, &prev, &nprev, uq, nuq)))
 				goto cleanup;

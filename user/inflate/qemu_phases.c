@@ -128,7 +128,7 @@ void qemu_phases_begin(struct run *r)
 void qemu_phases_poll(struct run *r)
 {
 	if (r->qp)
-		qemu_usdt_poll(r->qp->u, 0);
+		qemu_usdt_drain(r->qp->u);
 }
 
 /* The first QEMU phase that started in the window: a resize. */
@@ -217,7 +217,7 @@ void qemu_phases_end(struct run *r, struct phase_result *pr)
 
 	if (!qp)
 		return;
-	qemu_usdt_poll(qp->u, 0);
+	qemu_usdt_drain(qp->u);
 	memset(&pr->qemu, 0, sizeof(pr->qemu));
 	if (!resize_window(qp, pr, &pr->qemu))
 		report_window(qp, pr, &pr->qemu);

@@ -359,9 +359,9 @@ fail:
 	return NULL;
 }
 
-int qemu_usdt_poll(struct qemu_usdt *u, int timeout_ms)
+int qemu_usdt_drain(struct qemu_usdt *u)
 {
-	return ring_buffer__poll(u->rb, timeout_ms);
+	return ring_buffer__consume(u->rb);
 }
 
 void qemu_usdt_totals(const struct qemu_usdt *u, struct qemu_usdt_total out[QEMU_USDT_NR])

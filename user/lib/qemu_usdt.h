@@ -56,8 +56,9 @@ const char *qemu_usdt_unavailable(const char *binary, char *why, size_t len);
  * if the binary lacks one of the probes. */
 struct qemu_usdt *qemu_usdt_attach(int pid, const char *binary, unsigned flags,
 				   const struct qemu_usdt_handlers *h);
-/* Delivers what arrived within timeout_ms; returns records handled or -errno. */
-int qemu_usdt_poll(struct qemu_usdt *u, int timeout_ms);
+/* Delivers every record that arrived (the probes submit them without a
+ * wakeup, so this reads the buffer, not epoll); returns how many, or -errno. */
+int qemu_usdt_drain(struct qemu_usdt *u);
 void qemu_usdt_totals(const struct qemu_usdt *u, struct qemu_usdt_total out[QEMU_USDT_NR]);
 /* A log2 histogram (QEMU_USDT_HIST_SLOTS counts) and its name and unit. */
 void qemu_usdt_hist(const struct qemu_usdt *u, enum qemu_usdt_hist h,
