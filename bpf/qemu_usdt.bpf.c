@@ -112,8 +112,9 @@ int record(struct pt_regs *ctx)
 		r->args[i] = value;
 	}
 	__builtin_memcpy(r->totals, totals, sizeof(totals));
-	/* No wakeup: user space drains the buffer when it looks (no one waits on
-	 * it), and a wakeup is an irq_work per record (virtio-balloon writes its
+	/* No wakeup (BPF_RB_NO_WAKEUP, with the ring buffer since 457f44363a88,
+	 * 5.8): user space drains the buffer when it looks (no one waits on it),
+	 * and a wakeup is an irq_work per record (virtio-balloon writes its
 	 * config, a record, once per 256 pages). */
 	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 	return 0;
