@@ -22,7 +22,8 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: hatrace doctor [-o text|json]\n\n"
 		   "Probes what this host supports: BTF, every tracepoint hatrace uses, tp_btf,\n"
 		   "fentry/fexit, kprobes, uprobes/USDT, ring buffer, /dev/kvm (VMX, SVM, PVM or\n"
-		   "none), QEMU TCG and QEMU's USDT probes (HATRACE_QEMU, else PATH's QEMU).\n"
+		   "none), QEMU TCG, QEMU's USDT probes (HATRACE_QEMU, else PATH's QEMU), and\n"
+		   "whether this host is itself a VM that reports free pages to its hypervisor.\n"
 		   "Needs root for the BPF probes.\n");
 }
 
@@ -73,6 +74,7 @@ int cmd_doctor(int argc, char **argv)
 	feature_kvm(&fs[n++]);
 	feature_tcg(&fs[n++]);
 	feature_qemu_usdt(&fs[n++]);
+	feature_host_reporting(&fs[n++]);
 
 	if (fmt == OUT_JSON) {
 		json_t *arr = json_array();

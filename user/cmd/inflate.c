@@ -638,9 +638,7 @@ int cmd_inflate(int argc, char **argv)
 	/* the host's own discard and populate, before any VM runs */
 	limits = o.workload || o.cycles ? NULL : limits_measure(&o);
 
-	for (size_t t = 0; t < ntech && !err; t++) {
-		struct run r = { .o = &o, .t = o.tech[t], .kernel = o.kernels[t] };
-
+	for (size_t t = 0; t < ntech; t++) {
 		res[t].t = o.tech[t];
 		res[t].its = calloc(o.iterations, sizeof(*res[t].its));
 		for (unsigned i = 0; i < o.iterations; i++)
@@ -648,30 +646,40 @@ int cmd_inflate(int argc, char **argv)
 		/* i = -1: the iteration with every probe off, the overhead's baseline
 		 * (the inflate phases only) */
 		res[t].untraced = calloc(o.untraced, sizeof(*res[t].untraced));
-		for (unsigned step = 0, i; iteration_schedule(&o, step, &r.kind, &i) && !err; step++) {
-			struct iteration *it = r.kind == IT_TIMED ? &res[t].its[i] :
-					       r.kind == IT_UNTRACED ? &res[t].untraced[i] :
-					       &res[t].breakdown;
-			bool first = r.kind == IT_TIMED && i == 0;
+	}
+	/* Round robin: step k of every technique before step k + 1 of any, so a
+	 * host that drifts during the run (its own memory reclaim, other load)
+	 * weighs on every technique alike and the ratios stay fair. */
+	for (unsigned step = 0, i; !err; step++) {
+		enum iter_kind kind;
 
-			r.iter = i;
+		if (!iteration_schedule(&o, step, &kind, &i))
+			break;
+		for (size_t t = 0; t < ntech && !err; t++) {
+			struct run r = { .o = &o, .t = o.tech[t], .kernel = o.kernels[t],
+					 .kind = kind, .iter = i };
+			struct iteration *it = kind == IT_TIMED ? &res[t].its[i] :
+					       kind == IT_UNTRACED ? &res[t].untraced[i] :
+					       &res[t].breakdown;
+			bool first = kind == IT_TIMED && i == 0;
+
 			it->run = step + 1;
 			err = run_iteration(&r, it);
 			if (first && r.vm)
 				res[t].qemu_argv = qemu_argv_json(r.vm);
 			if (!err && r.vm) {
-				if (r.kind == IT_BREAKDOWN)
+				if (kind == IT_BREAKDOWN)
 					snprintf(path, sizeof(path), "%s/consoles/%s-breakdown.log", tmp,
 						 r.t->name);
 				else
 					snprintf(path, sizeof(path), "%s/consoles/%s-%s%u.log", tmp,
-						 r.t->name, r.kind == IT_UNTRACED ? "untraced-" : "",
+						 r.t->name, kind == IT_UNTRACED ? "untraced-" : "",
 						 i + 1);
 				vm_save_console(r.vm, path);
 				if (first)
 					res[t].clock_offset = r.clock_offset;
-				res[t].nuntraced += r.kind == IT_UNTRACED;
-				res[t].has_breakdown |= r.kind == IT_BREAKDOWN;
+				res[t].nuntraced += kind == IT_UNTRACED;
+				res[t].has_breakdown |= kind == IT_BREAKDOWN;
 			}
 			end_vm(&r, !err);
 			if (err == -EINTR)

@@ -5,6 +5,7 @@
  * that was not measured is an empty CSV cell, or null in JSON with its reason
  * in the object's "why_null" (docs/results.md). */
 #include "common.h"
+#include "hostcaps.h"
 #include "qemu_usdt.h"
 #include "stats.h"
 #include "technique.h"
@@ -171,6 +172,20 @@ static json_t *techniques_json(const struct tech_results *res, const struct opts
 	return all;
 }
 
+/* null unless this host reports free pages to an outer hypervisor. */
+static json_t *host_reporting_json(void)
+{
+	struct host_reporting r;
+
+	host_page_reporting(&r);
+	if (!r.reporting)
+		return json_null();
+	return json_pack("{s:s, s:i, s:i, s:s}", "device", r.device, "order", r.order,
+			 "min_free_ms", r.min_free_ms, "effect",
+			 "memory QEMU discards is reclaimed by the outer hypervisor too; "
+			 "faulting it in again (install, touch) includes an outer fault");
+}
+
 json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc, char **argv)
 {
 	char date[32];
@@ -230,6 +245,7 @@ json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc
 	json_object_set_new(m, "thresholds", thresholds_json());
 	json_object_set_new(m, "qemu_usdt_probes", json_integer(qemu_usdt_find(o->qemu, usdt)));
 	json_object_set_new(m, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+	json_object_set_new(m, "host_page_reporting", host_reporting_json());
 	if (workload_is_auto(o))
 		json_object_set_new(m, "workload",
 				    json_pack("{s:s, s:f, s:s}", "name", o->workload, "tail_s",

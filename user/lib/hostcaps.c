@@ -9,6 +9,8 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
 #include <linux/bpf.h>
 #include <linux/kvm.h>
 #include <stdarg.h>
@@ -272,4 +274,70 @@ bool feature_qemu_usdt(struct feature *f)
 		    QEMU_USDT_PROBES);
 	free(qemu);
 	return ok;
+}
+
+/* A page_reporting module parameter, or -1. */
+static int reporting_param(const char *name)
+{
+	char path[128];
+	FILE *f;
+	int v = -1;
+
+	snprintf(path, sizeof(path), "/sys/module/page_reporting/parameters/%s", name);
+	if ((f = fopen(path, "r"))) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+void host_page_reporting(struct host_reporting *r)
+{
+	/* virtio feature bit 5 of a balloon (device ID 5), as Linux lists the
+	 * negotiated features: one '0'/'1' per bit, bit 0 first */
+	enum { BALLOON_ID = 5, F_REPORTING = 5 };
+	glob_t g;
+
+	memset(r, 0, sizeof(*r));
+	r->order = reporting_param("page_reporting_order");
+	r->min_free_ms = reporting_param("min_free_ms");
+	if (glob("/sys/bus/virtio/devices/virtio*", 0, NULL, &g))
+		return;
+	for (size_t i = 0; i < g.gl_pathc && !r->reporting; i++) {
+		char path[PATH_MAX], feats[256] = "";
+		unsigned id = 0;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/device", g.gl_pathv[i]);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fscanf(f, "%x", &id) != 1)
+			id = 0;
+		fclose(f);
+		snprintf(path, sizeof(path), "%s/features", g.gl_pathv[i]);
+		if (id != BALLOON_ID || !(f = fopen(path, "r")))
+			continue;
+		if (fgets(feats, sizeof(feats), f) && strlen(feats) > F_REPORTING &&
+		    feats[F_REPORTING] == '1') {
+			r->reporting = true;
+			snprintf(r->device, sizeof(r->device), "%s", strrchr(g.gl_pathv[i], '/') + 1);
+		}
+		fclose(f);
+	}
+	globfree(&g);
+}
+
+bool feature_host_reporting(struct feature *f)
+{
+	struct host_reporting r;
+
+	host_page_reporting(&r);
+	if (!r.reporting)
+		return set(f, "host memory stays", true,
+			   "no free page reporting to an outer hypervisor");
+	return set(f, "host memory stays", false,
+		   "this host is a VM: %s reports free pages (order %d, after %d ms); memory "
+		   "QEMU discards is faulted in a level up again (slower install/touch)",
+		   r.device, r.order, r.min_free_ms);
 }

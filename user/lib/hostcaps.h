@@ -31,4 +31,17 @@ bool feature_tcg(struct feature *f);
  * times phases with (hatrace's build has; Debian's has none). */
 bool feature_qemu_usdt(struct feature *f);
 
+/* This host is itself a VM whose virtio-balloon reports free pages to its
+ * hypervisor (VIRTIO_BALLOON_F_REPORTING negotiated): memory QEMU gives back
+ * is then reclaimed a level up, and faulting it in again costs an outer fault.
+ * order and min_free_ms are the page_reporting module's parameters, -1 where
+ * the kernel has none. */
+struct host_reporting {
+	bool reporting;
+	char device[32]; /* e.g. "virtio0" */
+	int order, min_free_ms;
+};
+void host_page_reporting(struct host_reporting *r);
+bool feature_host_reporting(struct feature *f);
+
 #endif
