@@ -146,7 +146,7 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 				json_decref(pairs);
 				continue;
 			}
-			/* pair j: timed j and untraced j, run one after the other */
+			/* pair j: timed j and untraced j, run in adjacent steps */
 			for (unsigned j = 0; j < o->iterations && j < res->nuntraced; j++) {
 				const struct phase_result *a = &res->its[j].ph[p],
 							  *b = &res->untraced[j].ph[p];
