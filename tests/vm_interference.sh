@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
 [ -r "$BUILD/guest/bzImage" ] && [ -r "$BUILD/guest/initramfs.cpio.gz" ] ||
 	skip_all vm_interference "guest image not built (make)"
 checks=$(sed -n 's/^CHECKS = //p' tests/interference_check.py)
-plan $((6 + 2 * (3 + checks)))
+plan $((8 + 2 * (3 + checks)))
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
@@ -28,6 +28,8 @@ refused interference_grow_before_shrink -w stream --shrink-at 6 --grow-at 3
 refused interference_passive_technique -t fpr -w ftq
 refused interference_no_integrity -t virtio-mem -w stream --integrity 16M
 refused interference_not_auto --auto -w stream
+refused interference_stream_bytes_not_stream -t virtio-mem -w ftq --stream-bytes 8M
+refused interference_stream_bytes_too_big -t virtio-mem -w stream --stream-bytes 1G
 
 run() { # name, workload, techniques
 	local name=$1 seconds=10 pid rc left

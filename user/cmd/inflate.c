@@ -65,6 +65,9 @@ static void usage(FILE *f)
 		"                        mode: its own (fpr, hyperalloc) or a host controller\n"
 		"                        (balloon, virtio-mem); a static VM first as baseline)\n"
 		"      --seconds S       stream|ftq run time (default 20)\n"
+		"      --stream-bytes SIZE  stream: ht-stream's arrays in all (default 1/75 of\n"
+		"                        the memory moved, --mem minus --shrink-to, in 2 MiB:\n"
+		"                        the paper's 240 MB of arrays against its 18 GiB)\n"
 		"      --shrink-at S     shrink S seconds after the workload started (default 4)\n"
 		"      --grow-at S       grow S seconds after it started (default 12)\n"
 		"      --tail S          build|blender: measure S seconds past the workload's end\n"
@@ -332,8 +335,18 @@ static int check_workload(struct opts *o)
 			return -EINVAL;
 		}
 	}
-	/* ht-stream's arrays stay in the guest through the shrink. */
-	o->workload_bytes = o->shrink_to / 4 & ~(2 * MiB - 1);
+	/* ht-stream's arrays, in the paper's proportion to the memory moved by
+	 * default; they stay in the guest through the shrink. */
+	if (strcmp(o->workload, "stream"))
+		return 0;
+	if (!o->workload_bytes)
+		o->workload_bytes = (o->mem - o->shrink_to) / 75 & ~(2 * MiB - 1);
+	if (o->workload_bytes < 2 * MiB || o->workload_bytes > o->shrink_to / 2) {
+		ht_err("--stream-bytes: %llu MiB; needs 2 MiB to half of --shrink-to (%llu MiB)",
+		       (unsigned long long)(o->workload_bytes / MiB),
+		       (unsigned long long)(o->shrink_to / 2 / MiB));
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -357,7 +370,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
 	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL, O_JOBS, O_VMS, O_BUDGET, O_STAGGER,
-	       O_CYCLES, O_AUTO, O_UNTRACED };
+	       O_CYCLES, O_AUTO, O_UNTRACED, O_STREAM_BYTES };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
@@ -377,6 +390,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "integrity", required_argument, NULL, O_INTEGRITY },
 		{ "workload", required_argument, NULL, 'w' },
 		{ "seconds", required_argument, NULL, O_SECONDS },
+		{ "stream-bytes", required_argument, NULL, O_STREAM_BYTES },
 		{ "shrink-at", required_argument, NULL, O_SHRINK_AT },
 		{ "grow-at", required_argument, NULL, O_GROW_AT },
 		{ "tail", required_argument, NULL, O_TAIL },
@@ -491,6 +505,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 			}
 			break;
+		case O_STREAM_BYTES:
+			if (parse_size("--stream-bytes", optarg, &o->workload_bytes))
+				return -EINVAL;
+			break;
 		case O_SECONDS:
 			if (parse_seconds_ns("--seconds", optarg, 2 * SEC, 3600 * SEC, &o->seconds_ns))
 				return -EINVAL;
@@ -567,6 +585,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		o->untraced = o->iterations < 3 ? o->iterations : 3;
 	if (o->cycles && check_cycles(o))
 		return -EINVAL;
+	if (o->workload_bytes && (!o->workload || strcmp(o->workload, "stream"))) {
+		ht_err("--stream-bytes: only with --workload stream");
+		return -EINVAL;
+	}
 	if (o->workload && check_workload(o))
 		return -EINVAL;
 	if (o->mem > host_mem_available() / 10 * 9) {

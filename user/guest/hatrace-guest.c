@@ -699,18 +699,40 @@ static double getpgid_ns(void)
 	return v[CALIB_ROUNDS / 2];
 }
 
+/* A slot's per-CPU stats (vals: ncpus of them) and their sum; -1 if unread. */
+static int slot_sum(__u32 slot, struct gt_stat *vals, int ncpus, struct gt_stat *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	if (bpf_map__lookup_elem(skel->maps.stats, &slot, sizeof(slot), vals,
+				 sizeof(*vals) * ncpus, 0))
+		return -1;
+	for (int c = 0; c < ncpus; c++) {
+		struct gt_stat *v = &vals[c];
+
+		sum->drops += v->drops;
+		sum->errors += v->errors;
+		if (!v->count)
+			continue;
+		if (!sum->count || v->first_ns < sum->first_ns)
+			sum->first_ns = v->first_ns;
+		if (v->last_ns > sum->last_ns)
+			sum->last_ns = v->last_ns;
+		sum->count += v->count;
+		sum->sum_ns += v->sum_ns;
+		sum->pages += v->pages;
+	}
+	return 0;
+}
+
 static uint64_t slot_count(__u32 slot)
 {
 	int ncpus = libbpf_num_possible_cpus();
-	struct gt_stat *vals = ncpus > 0 ? calloc(ncpus, sizeof(*vals)) : NULL;
-	uint64_t n = 0;
+	struct gt_stat *vals = ncpus > 0 ? calloc(ncpus, sizeof(*vals)) : NULL, sum = { 0 };
 
-	if (vals && !bpf_map__lookup_elem(skel->maps.stats, &slot, sizeof(slot), vals,
-					  sizeof(*vals) * ncpus, 0))
-		for (int c = 0; c < ncpus; c++)
-			n += vals[c].count;
+	if (vals)
+		slot_sum(slot, vals, ncpus, &sum);
 	free(vals);
-	return n;
+	return sum.count;
 }
 
 /* What one call of a traced function costs in probes here (under TCG every
@@ -858,35 +880,15 @@ static void cmd_trace_read(json_t *id)
 	reply = reply_ok(id);
 	events = json_array();
 	for (__u32 slot = 0; slot < GT_NR_SLOTS; slot++) {
-		struct gt_stat sum = { 0 };
+		struct gt_stat sum;
 		json_t *ev;
 
-		if (probes[slot].mode == MODE_NONE)
+		if (probes[slot].mode == MODE_NONE || slot_sum(slot, vals, ncpus, &sum))
 			continue;
-		if (bpf_map__lookup_elem(skel->maps.stats, &slot, sizeof(slot), vals,
-					 sizeof(*vals) * ncpus, 0))
-			continue;
-		for (int c = 0; c < ncpus; c++) {
-			struct gt_stat *v = &vals[c];
-
-			if (!v->count)
-				continue;
-			if (!sum.count || v->first_ns < sum.first_ns)
-				sum.first_ns = v->first_ns;
-			if (v->last_ns > sum.last_ns)
-				sum.last_ns = v->last_ns;
-			sum.count += v->count;
-			sum.sum_ns += v->sum_ns;
-			sum.pages += v->pages;
-		}
-		for (int c = 0; c < ncpus; c++)
-			sum.drops += vals[c].drops;
 		ev = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I}", "name", probes[slot].name, "mode",
 			       mode_names[probes[slot].mode], "count", (json_int_t)sum.count,
 			       "sum_ns", (json_int_t)sum.sum_ns, "first_ns",
 			       (json_int_t)sum.first_ns, "last_ns", (json_int_t)sum.last_ns);
-		for (int c = 0; c < ncpus; c++)
-			sum.errors += vals[c].errors;
 		if (probes[slot].mode == MODE_TRACEPOINT)
 			json_object_set_new(ev, "pages", json_integer(sum.pages));
 		else

@@ -252,12 +252,15 @@ json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc
 					      o->tail_ns / 1e9, "controller",
 					      "every 0.5 s: size - MemAvailable + 2 steps of RAM/16, "
 					      "rounded up to a step, between --shrink-to and --mem"));
-	else if (o->workload)
-		json_object_set_new(m, "workload",
-				    json_pack("{s:s, s:I, s:f, s:f, s:f}", "name", o->workload,
-					      "bytes", (json_int_t)o->workload_bytes, "seconds",
-					      o->seconds_ns / 1e9, "shrink_at_s", o->shrink_at_ns / 1e9,
-					      "grow_at_s", o->grow_at_ns / 1e9));
+	else if (o->workload) {
+		json_t *w = json_pack("{s:s, s:f, s:f, s:f}", "name", o->workload, "seconds",
+				      o->seconds_ns / 1e9, "shrink_at_s", o->shrink_at_ns / 1e9,
+				      "grow_at_s", o->grow_at_ns / 1e9);
+
+		if (o->workload_bytes) /* ht-stream's arrays */
+			json_object_set_new(w, "bytes", json_integer((json_int_t)o->workload_bytes));
+		json_object_set_new(m, "workload", w);
+	}
 	json_object_set_new(m, "host_mem_bytes",
 			    json_integer((json_int_t)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE)));
 	return m;
