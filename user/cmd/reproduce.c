@@ -37,7 +37,7 @@ struct step {
 
 static const struct step steps[] = {
 	{ "inflate", "inflate, every technique, touched and untouched",
-	  .fast = { "inflate", "-t", "all", "-n", "3", "--untraced", "2", "--untouched" },
+	  .fast = { "inflate", "-t", "all", "-n", "3", "--untraced", "1", "--untouched" },
 	  .full = { "inflate", "-t", "all", "-m", "20G", "-s", "2G", "-c", "12", "-n", "5",
 		    "--untouched" } },
 	{ "stream", "STREAM bandwidth while shrinking and growing",
@@ -68,7 +68,7 @@ static const struct step steps[] = {
 	 * same tracing overhead (traced against untraced iterations) */
 	{ "bench", "allocator and tracer benchmarks", .make = true,
 	  .fast = { "bench-alloc", "bench-guest-alloc", "bench-tracer", "BENCH_MIN_ROUNDS=3",
-		    "BENCH_MAX_ROUNDS=6", "BENCH_REAL_ROUNDS=5" },
+		    "BENCH_MAX_ROUNDS=5", "BENCH_REAL_ROUNDS=5" },
 	  .full = { "bench-alloc", "bench-guest-alloc", "bench-tracer" } },
 };
 
