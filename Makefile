@@ -45,7 +45,7 @@ VM_TESTS    :=
 E2E_TESTS   :=
 BENCHES     :=
 
-.PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan reproduce soak soak-cycles
+.PHONY: all deps test bench run fuzz vmlinux clean tsan test-tsan reproduce soak soak-cycles soak-merge
 # Keep generated skeletons and BPF objects, so a second `make` has nothing to do;
 # a target whose recipe fails is deleted rather than left half-written.
 .SECONDARY:
@@ -142,22 +142,30 @@ run: deps
 # integrity buffer held (results/soak.json); make test runs a 20-cycle sample.
 # One VM per technique, all at once: they wait on the guest and QMP more than
 # they compute, so on 2 cores the five take about as long as the slowest alone.
-# A finished technique keeps results/soak/TECH-CYCLES.json and a rerun resumes
+# A finished technique keeps results/soak/TECH-CYCLES-KEY.json and a rerun resumes
 # the others (rm -r results/soak to start over); logs in results/soak/TECH.log.
+# KEY hashes what the soak checks, QEMU and the guest kernels: a rebuilt one
+# starts over. results/soak.json names the key and each technique's revision.
 SOAK_TECHS := virtio-balloon virtio-balloon-huge virtio-mem hyperalloc hyperalloc-fault
 SOAK_CYCLES ?= 1000
-SOAK_RESULTS := $(SOAK_TECHS:%=results/soak/%-$(SOAK_CYCLES).json)
-results/soak/%-$(SOAK_CYCLES).json:
+SOAK_KEY = $(shell cat $(BUILD)/qemu/qemu-system-x86_64 $(BUILD)/guest/bzImage-* | sha256sum | cut -c1-12)
+SOAK_RESULTS = $(SOAK_TECHS:%=results/soak/%-$(SOAK_CYCLES)-$(SOAK_KEY).json)
+results/soak/%-$(SOAK_CYCLES)-$(SOAK_KEY).json:
 	$(Q)mkdir -p results/soak
 	$(Q)echo "soak: $* started $$(date +%T), $(SOAK_CYCLES) cycles (results/soak/$*.log)"
 	$(Q)$(HATRACE) inflate --cycles $(SOAK_CYCLES) -t $* -m 1G -s 512M -n 1 \
 		-o results/soak/$* >results/soak/$*.log 2>&1 || \
 		{ echo "soak: $* FAILED $$(date +%T):" >&2; tail -n 5 results/soak/$*.log >&2; exit 1; }
-	$(Q)cp results/soak/$*/soak.json $@
+	$(Q)jq --arg rev "$$(jq -r .hatrace_revision results/soak/$*/meta.json)" \
+		'.techniques[].hatrace_revision = $$rev' results/soak/$*/soak.json > $@.tmp && mv $@.tmp $@
 	$(Q)echo "soak: $* done $$(date +%T): $$(jq -c '.techniques[]' $@)"
+# SOAK_KEY is read after the build, in the sub-make.
 soak-cycles: real-all
+	$(Q)$(MAKE) --no-print-directory soak-merge
+soak-merge:
 	$(Q)$(MAKE) --no-print-directory -j$(words $(SOAK_TECHS)) -k $(SOAK_RESULTS)
-	$(Q)jq -s 'reduce .[] as $$s (.[0] | .techniques = {}; .techniques += $$s.techniques)' \
+	$(Q)jq -s --arg key $(SOAK_KEY) \
+		'reduce .[] as $$s (.[0] | .techniques = {}; .techniques += $$s.techniques) | .inputs_key = $$key' \
 		$(SOAK_RESULTS) > results/soak.json
 	$(Q)jq -c '.techniques' results/soak.json
 SOAKS += soak-cycles

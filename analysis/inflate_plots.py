@@ -31,6 +31,8 @@ def save(fig, out_dir, name):
 def speed_plot(out_dir, summary):
     techs = [t for t in summary if t not in ("limits", "ratios")]
     phases = [p for p in PHASES if any(p in summary[t] for t in techs)]
+    if not any((summary[t].get(p) or {}).get("median_ns") for t in techs for p in phases):
+        return  # no timed phase (the footprint workloads): no empty figure
     fig, ax = plt.subplots(figsize=(8, 4.5))
     width = 0.8 / max(len(techs), 1)
     coverage = []
