@@ -331,13 +331,16 @@ void host_page_reporting(struct host_reporting *r)
 bool feature_host_reporting(struct feature *f)
 {
 	struct host_reporting r;
+	char delay[32] = "";
 
 	host_page_reporting(&r);
 	if (!r.reporting)
 		return set(f, "host memory stays", true,
 			   "no free page reporting to an outer hypervisor");
+	if (r.min_free_ms >= 0)
+		snprintf(delay, sizeof(delay), ", after %d ms", r.min_free_ms);
 	return set(f, "host memory stays", false,
-		   "this host is a VM: %s reports free pages (order %d, after %d ms); memory "
+		   "this host is a VM: %s reports free pages (order %d%s); memory "
 		   "QEMU discards is faulted in a level up again (slower install/touch)",
-		   r.device, r.order, r.min_free_ms);
+		   r.device, r.order, delay);
 }
