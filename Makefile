@@ -146,10 +146,15 @@ run: deps
 # the others (rm -r results/soak to start over); logs in results/soak/TECH.log.
 # KEY hashes what the soak checks, QEMU and the guest kernels: a rebuilt one
 # starts over. results/soak.json names the key and each technique's revision.
+# The key is taken after the build and handed to a sub-make, so no other make
+# run reads those files.
 SOAK_TECHS := virtio-balloon virtio-balloon-huge virtio-mem hyperalloc hyperalloc-fault
 SOAK_CYCLES ?= 1000
-SOAK_KEY = $(shell cat $(BUILD)/qemu/qemu-system-x86_64 $(BUILD)/guest/bzImage-* | sha256sum | cut -c1-12)
-SOAK_RESULTS = $(SOAK_TECHS:%=results/soak/%-$(SOAK_CYCLES)-$(SOAK_KEY).json)
+soak-cycles: real-all
+	$(Q)$(MAKE) --no-print-directory soak-merge \
+		SOAK_KEY=$$(cat $(BUILD)/qemu/qemu-system-x86_64 $(BUILD)/guest/bzImage-* | sha256sum | cut -c1-12)
+ifdef SOAK_KEY
+SOAK_RESULTS := $(SOAK_TECHS:%=results/soak/%-$(SOAK_CYCLES)-$(SOAK_KEY).json)
 results/soak/%-$(SOAK_CYCLES)-$(SOAK_KEY).json:
 	$(Q)mkdir -p results/soak
 	$(Q)echo "soak: $* started $$(date +%T), $(SOAK_CYCLES) cycles (results/soak/$*.log)"
@@ -159,15 +164,13 @@ results/soak/%-$(SOAK_CYCLES)-$(SOAK_KEY).json:
 	$(Q)jq --arg rev "$$(jq -r .hatrace_revision results/soak/$*/meta.json)" \
 		'.techniques[].hatrace_revision = $$rev' results/soak/$*/soak.json > $@.tmp && mv $@.tmp $@
 	$(Q)echo "soak: $* done $$(date +%T): $$(jq -c '.techniques[]' $@)"
-# SOAK_KEY is read after the build, in the sub-make.
-soak-cycles: real-all
-	$(Q)$(MAKE) --no-print-directory soak-merge
 soak-merge:
 	$(Q)$(MAKE) --no-print-directory -j$(words $(SOAK_TECHS)) -k $(SOAK_RESULTS)
 	$(Q)jq -s --arg key $(SOAK_KEY) \
 		'reduce .[] as $$s (.[0] | .techniques = {}; .techniques += $$s.techniques) | .inputs_key = $$key' \
 		$(SOAK_RESULTS) > results/soak.json
 	$(Q)jq -c '.techniques' results/soak.json
+endif
 SOAKS += soak-cycles
 soak: $(SOAKS)
 
