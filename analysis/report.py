@@ -101,12 +101,14 @@ def inflate_section(d, paper):
         out.append(table(["ratio", "ours", "target", "paper", "met"], rows))
     rows = overhead_rows(s, phases)
     if rows:
-        out.append("<p>hatrace's own overhead, in the same run: each phase's traced median "
-                   "against its untraced one (every probe off), with the interval of the "
-                   "difference; and the guest probes' time, estimated as the traced calls "
-                   "the phase counted times one probed call's cost measured in the VM, as a "
-                   "share of the untraced median:</p>")
-        out.append(table(["technique", "phase", "traced ms", "untraced ms", "overhead",
+        out.append("<p>hatrace's own overhead, in the same run: paired VMs run each phase "
+                   "4 times, with the timed iterations' probes on and with every probe off "
+                   "in ABBA order; the overhead is the median of the adjacent rounds' "
+                   "traced/untraced ratios, with that median's interval and its coverage; "
+                   "and the guest probes' time, estimated as the traced calls the phase "
+                   "counted times one probed call's cost measured in the VM, as a share of "
+                   "the untraced median:</p>")
+        out.append(table(["technique", "phase", "traced ms", "untraced ms", "pairs", "overhead",
                           "interval", "guest probes est."], rows))
     return "\n".join(out)
 
@@ -124,8 +126,10 @@ def overhead_rows(s, phases):
             est = (o.get("guest_probe_estimate") or {}).get("pct_of_untraced")
             rows.append([tech, p, num(o["traced_median_s"] * 1e3, "{:.1f}"),
                          num(o["untraced_median_s"] * 1e3, "{:.1f}"),
+                         str(len(o.get("pair_overhead_pct") or [])),
                          f"{o['overhead_pct']:+.1f} %",
-                         f"[{iv[0]:+.0f}, {iv[1]:+.0f}] %" if len(iv) == 2 else "-",
+                         f"[{iv[0]:+.0f}, {iv[1]:+.0f}] % ({100 * o['overhead_interval_coverage']:.0f} %)"
+                         if len(iv) == 2 else "-",
                          f"{est:.2f} %" if est is not None else "-"])
     return rows
 

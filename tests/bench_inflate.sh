@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Tracing overhead of hatrace inflate, measured the way inflate measures it: per
-# technique 3 timed iterations (the probes that fire per phase or request) and 3
-# untraced ones (every probe off), interleaved in alternating order, plus the
-# breakdown iteration (every probe; not compared), in one run (2 GiB VM shrunk
+# technique 3 timed iterations (the probes that fire per phase or request) and 2
+# paired VMs, each running the phases 4 times with those probes on and every
+# probe off in ABBA order, interleaved, plus the breakdown iteration (every
+# probe; not compared), in one run (2 GiB VM shrunk
 # to 512 MiB under TCG unless BENCH_INFLATE_ARGS says otherwise). Writes $1: each
 # technique's tracing_overhead per phase (medians, their ratio, the interval and
-# the pairwise figures), the QEMU-internal (USDT) timing, the load average before
+# the per-pair figures), the QEMU-internal (USDT) timing, the load average before
 # and after, and whether every phase's overhead is within 5 %, measured and as the
 # guest probe estimate (traced calls times the calibrated cost of one).
 set -u
@@ -30,8 +31,9 @@ d = f"{tmp}/r"
 s = json.load(open(f"{d}/summary.json"))
 meta = json.load(open(f"{d}/meta.json"))
 load = [open(f"{tmp}/load{i}").read().split() for i in (0, 1)]
-doc = {"what": "hatrace inflate: the median of the timed iterations against the median of "
-               "the untraced ones (every probe off), run interleaved, per technique and phase",
+doc = {"what": "hatrace inflate: per technique and phase, the median of the traced/untraced "
+               "ratios of adjacent rounds in paired VMs (timed probes on, every probe off, "
+               "ABBA order)",
        "target_pct": 5, "hatrace_revision": meta["hatrace_revision"], "qemu": meta["qemu"],
        "qemu_usdt_probes": meta["qemu_usdt_probes"], "accel": meta["accel"],
        "params": meta["params"], "cpus": meta["cpus"],

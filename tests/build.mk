@@ -4,13 +4,13 @@
 TEST_BPF_SKELS := $(BUILD)/tests/bpf/hist_test.skel.h $(BUILD)/tests/bpf/footprint_test.skel.h
 
 # C test programs that use the host library
-HOST_TESTS := unit_host bpf_probes fault_workload tinyvmm
+HOST_TESTS := unit_host inflate_overhead bpf_probes fault_workload tinyvmm
 $(patsubst %,$(BUILD)/tests/%,$(HOST_TESTS)): $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libhatrace.a $(TEST_BPF_SKELS) | $(BUILD)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CPPFLAGS) -I$(BUILD)/tests/bpf -iquote tests $(CFLAGS) $< $(BUILD)/libhatrace.a -o $@ $(LDLIBS)
 
 ALL_TARGETS += $(patsubst %,$(BUILD)/tests/%,$(HOST_TESTS))
-UNIT_TESTS  += $(BUILD)/tests/unit_host tests/cli_errors.sh tests/cli_help.sh tests/cli_docs.py
+UNIT_TESTS  += $(BUILD)/tests/unit_host $(BUILD)/tests/inflate_overhead tests/cli_errors.sh tests/cli_help.sh tests/cli_docs.py
 BPF_TESTS   += $(BUILD)/tests/bpf_probes
 VM_TESTS    += tests/vms_discovery.sh tests/inflate_late.sh tests/json_utf8.sh
 E2E_TESTS   += tests/hist_counts.sh tests/footprint_steps.sh tests/output_paths.sh

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # hatrace inflate end to end with HyperAlloc under TCG: virtio-mem, hyperalloc
 # and hyperalloc-fault, each in a 1 GiB VM shrunk to 512 MiB after the guest
-# touched its memory (no --untouched), one timed iteration (plus the untraced
-# and breakdown ones), with an integrity buffer held across every phase.
+# touched its memory (no --untouched), one timed iteration (plus the paired
+# VM and the breakdown iteration), with an integrity buffer held across every phase.
 # tests/inflate_check.py --hyperalloc checks 0 bad pages, QEMU's RSS fall on
 # touched memory (>= 90 % of the request), the physical limits and the ratios
 # against the phase medians, and that every key is documented. The USDT

@@ -2,8 +2,9 @@
 # hatrace inflate end to end under TCG (the four baselines; hyperalloc's own
 # end-to-end test is still to come): a small VM (512 MiB -> 256 MiB, 3
 # timed iterations, so medians and intervals are computed from several samples,
-# 2 untraced ones, so the tracing overhead compares medians and the alternating
-# order shows, and the breakdown iteration) per technique through boot, untouched shrink, touch, shrink, grow, install,
+# 2 paired VMs of 4 rounds, traced and untraced in ABBA order, so the tracing
+# overhead has 4 pairs and the alternating order shows, and the breakdown
+# iteration) per technique through boot, untouched shrink, touch, shrink, grow, install,
 # touch2, with an integrity buffer held across all of it. tests/inflate_check.py
 # checks the results folder against its raw data.
 cd "$(dirname "$0")/.." && . tests/lib.sh && . tests/inflate_lib.sh
@@ -13,7 +14,7 @@ plan $((8 + $(sed -n 's/^CHECKS = //p' tests/inflate_check.py)))
 out=$(mktemp -d /tmp/hatrace-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 
-"$HATRACE" inflate -t virtio-balloon,virtio-balloon-huge,fpr,virtio-mem --mem 512M --shrink-to 256M -n 3 --untraced 2 --untouched --integrity 48M \
+"$HATRACE" inflate -t virtio-balloon,virtio-balloon-huge,fpr,virtio-mem --mem 512M --shrink-to 256M -n 3 --paired 2 --untouched --integrity 48M \
 	-o "$out/r" >"$out/stdout" 2>"$out/stderr" &
 pid=$!
 wait $pid

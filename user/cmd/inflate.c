@@ -25,20 +25,21 @@ static void usage(FILE *f)
 		"next to the phases. Timed iterations run only the probes that fire per phase\n"
 		"or request (QEMU's USDT phases, the guest's function timing and counters);\n"
 		"every probe, the host's per-syscall and per-fault ones too, runs in one more\n"
-		"iteration first, the breakdown iteration. Untraced iterations, every probe\n"
-		"off, run interleaved with the timed ones: the tracing overhead per phase is\n"
-		"the timed median against the untraced one. Neither is in the medians (nor\n"
-		"runs with -w, --cycles). Techniques run round robin: iteration k of each\n"
-		"before iteration k+1 of any.\n\n"
+		"iteration first, the breakdown iteration. Paired VMs, interleaved with the\n"
+		"timed ones, run the phases in 4 rounds with the timed probes on and every\n"
+		"probe off in ABBA order: the tracing overhead per phase is the median of the\n"
+		"adjacent rounds' ratios. Neither is in the medians (nor runs with -w,\n"
+		"--cycles). Techniques run round robin: iteration k of each before\n"
+		"iteration k+1 of any.\n\n"
 		"  -t, --technique LIST  comma-separated techniques (below) or all (default all)\n"
 		"  -m, --mem SIZE        VM memory (default 2G)\n"
 		"  -s, --shrink-to SIZE  shrink target (default 512M)\n"
 		"  -c, --vcpus N         vCPUs and workload threads (default 2)\n"
 		"  -n, --iterations N    timed iterations per technique (default 5; with the\n"
-		"                        breakdown and untraced ones a default run with\n"
+		"                        breakdown and paired ones a default run with\n"
 		"                        --untouched takes about 15 minutes under TCG on 2 cores)\n"
-		"      --untraced N      untraced iterations per technique (default: as many\n"
-		"                        as timed ones, at most 3)\n"
+		"      --paired N        paired VMs per technique, 4 rounds each (default: as\n"
+		"                        many as timed iterations, at most 2)\n"
 		"  -u, --untouched       also shrink each fresh VM before it is touched\n"
 		"                        (phases shrink_untouched, grow_untouched)\n"
 		"  -a, --accel MODE      auto|kvm|tcg (default auto: KVM only where /dev/kvm runs\n"
@@ -370,14 +371,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum { O_QEMU = 256, O_KERNEL, O_INITRD, O_APPEND, O_BOOT_TIMEOUT, O_INTEGRITY,
 	       O_SECONDS, O_SHRINK_AT, O_GROW_AT, O_TAIL, O_JOBS, O_VMS, O_BUDGET, O_STAGGER,
-	       O_CYCLES, O_AUTO, O_UNTRACED, O_STREAM_BYTES };
+	       O_CYCLES, O_AUTO, O_PAIRED, O_STREAM_BYTES };
 	static const struct option longopts[] = {
 		{ "technique", required_argument, NULL, 't' },
 		{ "mem", required_argument, NULL, 'm' },
 		{ "shrink-to", required_argument, NULL, 's' },
 		{ "vcpus", required_argument, NULL, 'c' },
 		{ "iterations", required_argument, NULL, 'n' },
-		{ "untraced", required_argument, NULL, O_UNTRACED },
+		{ "paired", required_argument, NULL, O_PAIRED },
 		{ "untouched", no_argument, NULL, 'u' },
 		{ "accel", required_argument, NULL, 'a' },
 		{ "live", no_argument, NULL, 'l' },
@@ -415,7 +416,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	o->shrink_to = 512 * MiB;
 	o->vcpus = 2;
 	o->iterations = 5;
-	o->untraced = 0; /* 0: the default, set once -n is known */
+	o->paired = 0; /* 0: the default, set once -n is known */
 	o->out_dir = strdup("results/inflate");
 	o->boot_timeout_ns = 300 * SEC;
 	o->append = NULL;
@@ -453,10 +454,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return -EINVAL;
 			o->iterations = v;
 			break;
-		case O_UNTRACED:
-			if (parse_u64("--untraced", optarg, 1, 1000, &v))
+		case O_PAIRED:
+			if (parse_u64("--paired", optarg, 1, 1000, &v))
 				return -EINVAL;
-			o->untraced = v;
+			o->paired = v;
 			break;
 		case 'u':
 			o->untouched = true;
@@ -581,8 +582,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		ht_err("--vms: needs --workload build or blender");
 		return -EINVAL;
 	}
-	if (!o->untraced) /* enough for a median, without tripling the run */
-		o->untraced = o->iterations < 3 ? o->iterations : 3;
+	if (!o->paired) /* 4 pairs of rounds, without doubling the run */
+		o->paired = o->iterations < 2 ? o->iterations : 2;
 	if (o->cycles && check_cycles(o))
 		return -EINVAL;
 	if (o->workload_bytes && (!o->workload || strcmp(o->workload, "stream"))) {
@@ -666,9 +667,8 @@ int cmd_inflate(int argc, char **argv)
 		res[t].its = calloc(o.iterations, sizeof(*res[t].its));
 		for (unsigned i = 0; i < o.iterations; i++)
 			res[t].its[i].integrity_pages = res[t].its[i].integrity_bad = -1;
-		/* i = -1: the iteration with every probe off, the overhead's baseline
-		 * (the inflate phases only) */
-		res[t].untraced = calloc(o.untraced, sizeof(*res[t].untraced));
+		/* the rounds of the paired VMs, the tracing overhead (inflate phases only) */
+		res[t].paired = calloc(o.paired * PAIRED_ROUNDS, sizeof(*res[t].paired));
 	}
 	/* Round robin: step k of every technique before step k + 1 of any, so a
 	 * host that drifts during the run (its own memory reclaim, other load)
@@ -682,7 +682,7 @@ int cmd_inflate(int argc, char **argv)
 			struct run r = { .o = &o, .t = o.tech[t], .kernel = o.kernels[t],
 					 .kind = kind, .iter = i };
 			struct iteration *it = kind == IT_TIMED ? &res[t].its[i] :
-					       kind == IT_UNTRACED ? &res[t].untraced[i] :
+					       kind == IT_PAIRED ? &res[t].paired[i * PAIRED_ROUNDS] :
 					       &res[t].breakdown;
 			bool first = kind == IT_TIMED && i == 0;
 
@@ -696,12 +696,12 @@ int cmd_inflate(int argc, char **argv)
 						 r.t->name);
 				else
 					snprintf(path, sizeof(path), "%s/consoles/%s-%s%u.log", tmp,
-						 r.t->name, kind == IT_UNTRACED ? "untraced-" : "",
+						 r.t->name, kind == IT_PAIRED ? "paired-" : "",
 						 i + 1);
 				vm_save_console(r.vm, path);
 				if (first)
 					res[t].clock_offset = r.clock_offset;
-				res[t].nuntraced += kind == IT_UNTRACED;
+				res[t].npaired += kind == IT_PAIRED;
 				res[t].has_breakdown |= kind == IT_BREAKDOWN;
 			}
 			end_vm(&r, !err);
@@ -750,12 +750,12 @@ int cmd_inflate(int argc, char **argv)
 				json_decref(res[t].its[i].ph[p].guest);
 			json_decref(res[t].its[i].workload);
 		}
-		for (unsigned i = 0; res[t].untraced && i < o.untraced; i++)
+		for (unsigned i = 0; res[t].paired && i < o.paired * PAIRED_ROUNDS; i++)
 			for (int p = 0; p < PH_MAX; p++)
-				json_decref(res[t].untraced[i].ph[p].guest);
+				json_decref(res[t].paired[i].ph[p].guest);
 		for (int p = 0; p < PH_MAX; p++)
 			json_decref(res[t].breakdown.ph[p].guest);
-		free(res[t].untraced);
+		free(res[t].paired);
 		free(res[t].its);
 		json_decref(res[t].qemu_argv);
 		free(o.kernels ? o.kernels[t] : NULL);

@@ -37,7 +37,7 @@ struct step {
 
 static const struct step steps[] = {
 	{ "inflate", "inflate, every technique, touched and untouched",
-	  .fast = { "inflate", "-t", "all", "-n", "3", "--untraced", "1", "--untouched" },
+	  .fast = { "inflate", "-t", "all", "-n", "3", "--paired", "1", "--untouched" },
 	  .full = { "inflate", "-t", "all", "-m", "20G", "-s", "2G", "-c", "12", "-n", "5",
 		    "--untouched" } },
 	{ "stream", "STREAM bandwidth while shrinking and growing",
@@ -67,7 +67,7 @@ static const struct step steps[] = {
 		    "--budget", "48G", "--jobs", "600", "--stagger", "120", "-t", "all", "-n",
 		    "1" } },
 	/* make bench without bench-inflate: the inflate step above measures the
-	 * same tracing overhead (traced against untraced iterations) */
+	 * same tracing overhead (paired traced and untraced rounds) */
 	{ "bench", "allocator and tracer benchmarks", .make = true,
 	  .fast = { "bench-alloc", "bench-guest-alloc", "bench-tracer", "BENCH_MIN_ROUNDS=3",
 		    "BENCH_MAX_ROUNDS=5", "BENCH_REAL_ROUNDS=5" },

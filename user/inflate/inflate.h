@@ -27,6 +27,11 @@
 #define PASSIVE_QUIET_NS (5 * SEC)     /* the same for a passive technique's shrink */
 #define PHASE_TIMEOUT_NS (1200 * SEC)
 #define STALL_NS (60 * SEC) /* a resize that makes no progress for this long failed */
+/* Phases start from an idle guest: QEMU under this much of a CPU, in a row. */
+#define IDLE_CPU_PCT 8
+#define IDLE_WINDOW_NS (250 * MSEC)
+#define IDLE_WINDOWS 2
+#define IDLE_MAX_NS (10 * SEC)
 
 struct technique;
 
@@ -93,15 +98,20 @@ struct iteration {
 	double probe_call_ns;
 	char probe_why[160];
 	unsigned run;          /* 1-based place in its technique's sequence of iterations */
+	unsigned round;        /* a paired VM's round, 1 to PAIRED_ROUNDS (0: not one) */
+	bool traced;           /* a paired round: its probes were on */
 };
 
 /* Which probes an iteration runs (overhead.c has the order they run in):
  * timed, the medians: only probes that fire per phase or per request (QEMU's
  * USDT phase probes, the guest's function timing and vmstat counters);
- * untraced: none, the overhead's baseline; breakdown: every probe, the
- * per-syscall and per-fault host probes too, and not in the medians. */
-enum iter_kind { IT_TIMED, IT_UNTRACED, IT_BREAKDOWN };
+ * paired: one VM runs the phases in PAIRED_ROUNDS rounds, with the timed
+ * iterations' probes on and off in ABBA order, the tracing overhead; breakdown:
+ * every probe, the per-syscall and per-fault host probes too. Only the timed
+ * iterations are in the medians. */
+enum iter_kind { IT_TIMED, IT_PAIRED, IT_BREAKDOWN };
 extern const char *const iter_kind_names[];
+#define PAIRED_ROUNDS 4
 
 /* The results of one technique: its iterations and the clock offset of the first. */
 struct tech_results {
@@ -109,11 +119,11 @@ struct tech_results {
 	struct iteration *its;
 	int64_t clock_offset;
 	json_t *qemu_argv;   /* the first iteration's QEMU command line */
-	/* Not in the medians: --untraced iterations with every probe off, the
-	 * tracing overhead's baseline (nuntraced ran), and one with every probe on,
-	 * the host breakdown (has_breakdown: it ran). */
-	struct iteration *untraced;
-	unsigned nuntraced;
+	/* Not in the medians: the rounds of the --paired VMs, PAIRED_ROUNDS per
+	 * VM (npaired VMs ran), the tracing overhead, and one iteration with every
+	 * probe on, the host breakdown (has_breakdown: it ran). */
+	struct iteration *paired;
+	unsigned npaired;
 	struct iteration breakdown;
 	bool has_breakdown;
 };
@@ -122,7 +132,7 @@ struct opts {
 	const struct technique **tech; /* selected, in table order, NULL-terminated */
 	uint64_t mem, shrink_to, integrity;
 	unsigned vcpus, iterations;
-	unsigned untraced;     /* --untraced: iterations with every probe off */
+	unsigned paired;       /* --paired: VMs that run the phases traced and untraced */
 	bool untouched, live;
 	enum accel accel;
 	char accel_why[160];
@@ -162,7 +172,7 @@ struct run {
 	const char *kernel;
 	unsigned iter;
 	enum iter_kind kind;
-	char label[24];            /* "2/5", "untraced 1/3" or "breakdown" */
+	char label[32];            /* "2/5", "paired 1/2 r3 untraced" or "breakdown" */
 	struct vm *vm;
 	struct host_probes *hp;
 	struct qemu_phases *qp;
@@ -183,7 +193,8 @@ struct run {
 	bool quiet;                /* phases print no line (the soak's cycles) */
 };
 
-/* runner.c: one iteration on a fresh VM; end_vm releases it. */
+/* runner.c: one iteration on a fresh VM (a paired one: it[0 .. PAIRED_ROUNDS),
+ * its rounds); end_vm releases it. */
 int run_iteration(struct run *r, struct iteration *it);
 /* Boots r's VM and waits for its agent (and joins r->memcg, if set). */
 int boot_vm(struct run *r, struct iteration *it);
@@ -254,10 +265,12 @@ void qemu_phases_print(FILE *f, json_t *summary);
 
 /* overhead.c: the order of a technique's iterations (step 0, 1, ... until it
  * returns false): the breakdown iteration first (without -w and --cycles),
- * then timed and untraced ones interleaved. */
+ * then timed and paired ones interleaved. */
 bool iteration_schedule(const struct opts *o, unsigned step, enum iter_kind *kind,
 			unsigned *index);
-/* The untraced iterations against the timed ones, per phase. */
+/* Whether round k (0-based) of paired VM vm runs with its probes on. */
+bool paired_round_traced(unsigned vm, unsigned k);
+/* The traced rounds against the untraced ones of the paired VMs, per phase. */
 void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
 void overhead_print(FILE *f, json_t *summary);
 

@@ -1,27 +1,36 @@
 /* The tracing overhead of `hatrace inflate`, measured in the run itself. Per
- * technique, --untraced iterations run with every probe off (no host BPF, no
- * USDT, no guest trace), interleaved with the timed ones so that the load of a
- * shared machine drifts over both alike; each phase's median over the timed
- * iterations is compared with its median over the untraced ones. The
- * per-syscall and per-fault host probes run in one more iteration, the
- * breakdown iteration, first and outside the medians. */
+ * technique, --paired VMs run the phases in PAIRED_ROUNDS rounds, with the
+ * timed iterations' probes (QEMU's USDT, the guest trace) on and off in ABBA
+ * order: traced, untraced, untraced, traced (every other VM the mirror). Each
+ * adjacent pair of rounds compares one phase in one VM a few seconds apart, so
+ * the ±30 % that a phase swings between VMs on a shared machine cancels, and
+ * the ABBA order cancels a linear drift within the VM. The per-syscall and
+ * per-fault host probes run in one more iteration, the breakdown iteration,
+ * first and outside the medians. */
 #include "stats.h"
 #include "technique.h"
 
 #include <stdio.h>
 
 const char *const iter_kind_names[] = {
-	[IT_TIMED] = "timed", [IT_UNTRACED] = "untraced", [IT_BREAKDOWN] = "breakdown",
+	[IT_TIMED] = "timed", [IT_PAIRED] = "paired", [IT_BREAKDOWN] = "breakdown",
 };
 
-/* Step by step: the breakdown iteration, then pairs j = 0, 1, ... of untraced
- * j and timed j, in alternating order (untraced first in even pairs, timed
- * first in odd ones), so that a drift in load shifts neither side. */
+bool paired_round_traced(unsigned vm, unsigned k)
+{
+	bool abba = k == 0 || k == PAIRED_ROUNDS - 1;
+
+	return vm % 2 ? !abba : abba;
+}
+
+/* Step by step: the breakdown iteration, then pairs j = 0, 1, ... of paired
+ * VM j and timed iteration j, in alternating order (paired first in even
+ * pairs, timed first in odd ones), so that a drift in load shifts neither. */
 bool iteration_schedule(const struct opts *o, unsigned step, enum iter_kind *kind,
 			unsigned *index)
 {
 	bool extra = !o->workload && !o->cycles; /* the inflate phases only */
-	unsigned nu = extra ? o->untraced : 0, pairs = o->iterations > nu ? o->iterations : nu;
+	unsigned np = extra ? o->paired : 0, pairs = o->iterations > np ? o->iterations : np;
 
 	if (extra && step-- == 0) {
 		*kind = IT_BREAKDOWN;
@@ -29,12 +38,12 @@ bool iteration_schedule(const struct opts *o, unsigned step, enum iter_kind *kin
 		return true;
 	}
 	for (unsigned j = 0; j < pairs; j++) {
-		enum iter_kind order[2] = { IT_UNTRACED, IT_TIMED };
+		enum iter_kind order[2] = { IT_PAIRED, IT_TIMED };
 
 		if (j % 2)
-			order[0] = IT_TIMED, order[1] = IT_UNTRACED;
+			order[0] = IT_TIMED, order[1] = IT_PAIRED;
 		for (int k = 0; k < 2; k++) {
-			if (j >= (order[k] == IT_TIMED ? o->iterations : nu) || step-- != 0)
+			if (j >= (order[k] == IT_TIMED ? o->iterations : np) || step-- != 0)
 				continue;
 			*kind = order[k];
 			*index = j;
@@ -44,31 +53,11 @@ bool iteration_schedule(const struct opts *o, unsigned step, enum iter_kind *kin
 	return false;
 }
 
-/* The done samples of phase p over n iterations. */
-static unsigned samples(const struct iteration *its, unsigned n, enum phase p, uint64_t *v,
-			json_t *arr)
-{
-	unsigned m = 0;
-
-	for (unsigned i = 0; i < n; i++) {
-		if (!its[i].ph[p].done)
-			continue;
-		v[m++] = its[i].ph[p].wall_ns;
-		json_array_append_new(arr, json_integer(its[i].ph[p].wall_ns));
-	}
-	return m;
-}
-
-static double pct(double traced, double untraced)
-{
-	return 100.0 * (traced - untraced) / untraced;
-}
-
 /* The guest's probe time in phase p, estimated: per timed iteration, the
  * traced function calls it counted times what one probed call cost in that
  * VM (the agent's calibration); medians over the iterations, and their share
- * of the untraced median. Unlike the A/B comparison, noise on this machine
- * does not swamp it; it leaves out QEMU's USDT probes (native, per request). */
+ * of the untraced rounds' median. A bound the paired rounds can be checked
+ * against; it leaves out QEMU's USDT probes (native, per request). */
 static json_t *probe_estimate(const struct tech_results *res, const struct opts *o, enum phase p,
 			      double untraced_ns)
 {
@@ -122,52 +111,61 @@ static json_t *probe_estimate(const struct tech_results *res, const struct opts 
 	return e;
 }
 
+/* Ratios are kept to 1e-9 in the median's integer order statistics. */
+#define RATIO_SCALE 1e9
+
 void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o)
 {
 	for (; res->t; res++) {
 		json_t *tj = json_object_get(summary, res->t->name);
+		unsigned nr = res->npaired * PAIRED_ROUNDS;
 
-		if (!res->nuntraced)
-			continue;
-		for (int p = 0; p < PH_MAX; p++) {
+		for (int p = 0; p < PH_MAX && nr; p++) {
 			json_t *pj = json_object_get(tj, phase_names[p]);
 			json_t *ts = json_array(), *us = json_array(), *pairs = json_array(), *ov;
-			uint64_t tv[o->iterations], uv[res->nuntraced];
-			unsigned nt = samples(res->its, o->iterations, p, tv, ts);
-			unsigned nu = samples(res->untraced, res->nuntraced, p, uv, us);
-			struct median_ci t, u;
-			double pv[o->iterations];
-			unsigned np = 0;
+			uint64_t tv[nr], uv[nr], ratio[nr];
+			unsigned nt = 0, nu = 0, np = 0;
+			struct median_ci c;
 
-			if (!pj || !nt || !nu || median_ci95(tv, nt, &t) || median_ci95(uv, nu, &u) ||
-			    !u.median || !u.lo) {
+			for (unsigned i = 0; i < nr; i++) {
+				const struct iteration *it = &res->paired[i];
+				const struct phase_result *a = &it->ph[p], *b = i % 2 ? &it[-1].ph[p] : a;
+
+				if (!a->done)
+					continue;
+				json_array_append_new(it->traced ? ts : us, json_integer(a->wall_ns));
+				*(it->traced ? &tv[nt++] : &uv[nu++]) = a->wall_ns;
+				/* adjacent rounds 1-2, 3-4: one traced, one untraced */
+				if (i % 2 == 0 || !b->done || !a->wall_ns || !b->wall_ns)
+					continue;
+				if (!it->traced) {
+					const struct phase_result *swap = a;
+
+					a = b;
+					b = swap;
+				}
+				ratio[np] = (uint64_t)(RATIO_SCALE * a->wall_ns / b->wall_ns + 0.5);
+				json_array_append_new(pairs,
+						      json_real(100 * (ratio[np] / RATIO_SCALE - 1)));
+				np++;
+			}
+			if (!pj || !np || median_ci95(ratio, np, &c)) {
 				json_decref(ts);
 				json_decref(us);
 				json_decref(pairs);
 				continue;
 			}
-			/* pair j: timed j and untraced j, run in adjacent steps */
-			for (unsigned j = 0; j < o->iterations && j < res->nuntraced; j++) {
-				const struct phase_result *a = &res->its[j].ph[p],
-							  *b = &res->untraced[j].ph[p];
-
-				if (a->done && b->done && b->wall_ns)
-					pv[np++] = pct(a->wall_ns, b->wall_ns);
-			}
-			for (unsigned j = 0; j < np; j++)
-				json_array_append_new(pairs, json_real(pv[j]));
-			ov = json_pack("{s:o, s:o, s:f, s:f, s:f, s:[f,f], s:f, s:o}",
+			ov = json_pack("{s:o, s:o, s:f, s:f, s:o, s:f, s:[f,f], s:f}",
 				       "traced_samples_ns", ts, "untraced_samples_ns", us,
-				       "traced_median_s", t.median / 1e9,
-				       "untraced_median_s", u.median / 1e9,
-				       "overhead_pct", pct(t.median, u.median),
-				       /* the two medians' intervals at their far ends */
-				       "overhead_interval_pct", pct(t.lo, u.hi), pct(t.hi, u.lo),
-				       "overhead_interval_coverage_min",
-				       t.coverage + u.coverage > 1 ? t.coverage + u.coverage - 1 : 0.0,
-				       "paired_overhead_pct", pairs);
+				       "traced_median_s", median_u64(tv, nt) / 1e9,
+				       "untraced_median_s", median_u64(uv, nu) / 1e9,
+				       "pair_overhead_pct", pairs,
+				       "overhead_pct", 100 * (c.median / RATIO_SCALE - 1),
+				       "overhead_interval_pct", 100 * (c.lo / RATIO_SCALE - 1),
+				       100 * (c.hi / RATIO_SCALE - 1),
+				       "overhead_interval_coverage", c.coverage);
 			json_object_set_new(ov, "guest_probe_estimate",
-					    probe_estimate(res, o, p, u.median));
+					    probe_estimate(res, o, p, median_u64(uv, nu)));
 			json_object_set_new(pj, "tracing_overhead", ov);
 		}
 	}
@@ -191,32 +189,31 @@ void overhead_print(FILE *f, json_t *summary)
 			if (!ov)
 				continue;
 			if (!header)
-				fprintf(f, "\ntracing overhead: median of the timed iterations against "
-				       "the median of the untraced ones (every probe off), run\n"
-				       "interleaved; interval: the medians' intervals at their far ends, "
-				       "covering at least the percentage shown\n"
+				fprintf(f, "\ntracing overhead: per paired VM, rounds with the timed "
+				       "iterations' probes on and with every probe off, in ABBA order;\n"
+				       "overhead: the median of the adjacent rounds' traced/untraced "
+				       "ratios (n pairs), with its interval and that interval's coverage\n"
 				       "probes est.: the guest's traced calls in the phase times one "
 				       "probed call's cost, measured in the VM (the agent's calibration)\n"
-				       "%-19s %-17s %11s %3s %11s %3s %9s %22s %12s\n", "technique",
-				       "phase", "untraced s", "n", "timed s", "n", "overhead",
+				       "%-19s %-17s %11s %11s %3s %9s %22s %12s\n", "technique",
+				       "phase", "untraced s", "traced s", "n", "overhead",
 				       "interval", "probes est.");
 			header = true;
 			snprintf(ivs, sizeof(ivs), "[%+.0f, %+.0f]%% %3.0f%%",
 				 json_real_value(json_array_get(iv, 0)),
 				 json_real_value(json_array_get(iv, 1)),
 				 100 * json_real_value(json_object_get(
-					       ov, "overhead_interval_coverage_min")));
+					       ov, "overhead_interval_coverage")));
 			est = json_object_get(json_object_get(ov, "guest_probe_estimate"),
 					      "pct_of_untraced");
 			if (json_is_number(est))
 				snprintf(ests, sizeof(ests), "%.2f%%", json_number_value(est));
 			else
 				snprintf(ests, sizeof(ests), "n/a");
-			fprintf(f, "%-19s %-17s %11.3f %3zu %11.3f %3zu %8.1f%% %22s %12s\n", tech,
-				phase, json_real_value(json_object_get(ov, "untraced_median_s")),
-				json_array_size(json_object_get(ov, "untraced_samples_ns")),
+			fprintf(f, "%-19s %-17s %11.3f %11.3f %3zu %8.1f%% %22s %12s\n", tech, phase,
+				json_real_value(json_object_get(ov, "untraced_median_s")),
 				json_real_value(json_object_get(ov, "traced_median_s")),
-				json_array_size(json_object_get(ov, "traced_samples_ns")), p, ivs, ests);
+				json_array_size(json_object_get(ov, "pair_overhead_pct")), p, ivs, ests);
 			if (p > worst)
 				worst = p;
 			if (json_is_number(est) && json_number_value(est) > worst_est)

@@ -240,7 +240,7 @@ json_t *meta_json(const struct tech_results *res, const struct opts *o, int argc
 		json_decref(m);
 		return NULL;
 	}
-	json_object_set_new(params, "untraced", json_integer(o->workload || o->cycles ? 0 : o->untraced));
+	json_object_set_new(params, "paired", json_integer(o->workload || o->cycles ? 0 : o->paired));
 	json_object_set_new(m, "params", params);
 	json_object_set_new(m, "thresholds", thresholds_json());
 	json_object_set_new(m, "qemu_usdt_probes", json_integer(qemu_usdt_find(o->qemu, usdt)));
@@ -307,18 +307,19 @@ static int write_csv(const char *dir, const struct tech_results *res, const stru
 		for (int f = 0; f < HF_NR; f++)
 			fprintf(of.f, ",%s_host_%s", phase_names[p], host_field_names[f]);
 	}
-	fprintf(of.f, ",kind,run\n");
+	fprintf(of.f, ",kind,run,round,traced\n");
 	for (; res->t; res++) {
 		/* the timed iterations, then those outside the medians */
-		for (unsigned i = 0; i < o->iterations + res->nuntraced + res->has_breakdown; i++) {
+		unsigned nr = res->npaired * PAIRED_ROUNDS;
+
+		for (unsigned i = 0; i < o->iterations + nr + res->has_breakdown; i++) {
 			enum iter_kind kind = i < o->iterations ? IT_TIMED :
-					      i < o->iterations + res->nuntraced ? IT_UNTRACED :
-					      IT_BREAKDOWN;
+					      i < o->iterations + nr ? IT_PAIRED : IT_BREAKDOWN;
 			const struct iteration *it = kind == IT_TIMED ? &res->its[i] :
-						     kind == IT_UNTRACED ?
-						     &res->untraced[i - o->iterations] : &res->breakdown;
+						     kind == IT_PAIRED ?
+						     &res->paired[i - o->iterations] : &res->breakdown;
 			unsigned index = kind == IT_TIMED ? i + 1 :
-					 kind == IT_UNTRACED ? i - o->iterations + 1 : 1;
+					 kind == IT_PAIRED ? (i - o->iterations) / PAIRED_ROUNDS + 1 : 1;
 
 			fprintf(of.f, "%s,%u,%s,", res->t->name, index, it->guest_kernel);
 			if (it->integrity_pages >= 0)
@@ -341,7 +342,11 @@ static int write_csv(const char *dir, const struct tech_results *res, const stru
 						? fprintf(of.f, ",%llu", (unsigned long long)r->host.v[f])
 						: fputc(',', of.f);
 			}
-			fprintf(of.f, ",%s,%u\n", iter_kind_names[kind], it->run);
+			fprintf(of.f, ",%s,%u,", iter_kind_names[kind], it->run);
+			if (it->round)
+				fprintf(of.f, "%u,%d\n", it->round, it->traced);
+			else
+				fprintf(of.f, ",\n");
 		}
 	}
 	return out_file_commit(&of);

@@ -7,6 +7,7 @@
 #include "memcg.h"
 #include "qmp.h"
 #include "technique.h"
+#include "vmfind.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -373,6 +374,64 @@ static int start_guest_trace(struct run *r, struct iteration *it)
 	return guest_read(r, &r->guest_prev);
 }
 
+/* Waits until the guest is idle: QEMU uses at most IDLE_CPU_PCT of a CPU in
+ * IDLE_WINDOWS windows of IDLE_WINDOW_NS in a row (at most IDLE_MAX_NS).
+ * Starting tracing keeps the guest busy for seconds after the agent answers
+ * (loading BPF, and what it leaves the guest kernel to finish): a phase
+ * started then paid for it, the balloon's untouched shrink 12-14 % in paired
+ * rounds. So each phase group starts from an idle guest, traced or not. */
+static int wait_guest_idle(struct run *r)
+{
+	uint64_t deadline = now_ns() + IDLE_MAX_NS, cpu = proc_cpu_ns(r->vm->pid);
+	unsigned quiet = 0;
+	int err;
+
+	progress(r, "waiting for the guest to idle");
+	while (quiet < IDLE_WINDOWS && now_ns() < deadline) {
+		uint64_t prev = cpu;
+
+		usleep(IDLE_WINDOW_NS / 1000);
+		if ((err = vm_gone(r)))
+			return err;
+		cpu = proc_cpu_ns(r->vm->pid);
+		quiet = cpu - prev <= IDLE_WINDOW_NS * IDLE_CPU_PCT / 100 ? quiet + 1 : 0;
+	}
+	if (quiet < IDLE_WINDOWS && verbose)
+		ht_warn("%s %s: the guest did not idle within %.0f s", r->t->name, r->label,
+			IDLE_MAX_NS / 1e9);
+	return 0;
+}
+
+/* A paired VM's round runs with the timed iterations' probes (QEMU's USDT,
+ * the guest trace), started afresh, or with every probe off. */
+static int paired_tracing(struct run *r, struct iteration *it, bool on)
+{
+	json_t *reply;
+	int err;
+
+	qemu_phases_stop(r);
+	if (r->guest_trace_ok) {
+		r->guest_trace_ok = false;
+		json_decref(r->guest_prev);
+		r->guest_prev = NULL;
+		err = agent_call(r->vm->agent, json_pack("{s:s}", "cmd", "trace_stop"), 60 * SEC,
+				 &reply);
+		json_decref(reply);
+		if (err)
+			return failed(r, err);
+	}
+	it->traced = on;
+	if (!on) {
+		snprintf(it->qemu_why, sizeof(it->qemu_why), "tracing off in this round");
+		snprintf(it->probe_why, sizeof(it->probe_why), "tracing off in this round");
+		return 0;
+	}
+	if ((err = start_guest_trace(r, it)))
+		return failed(r, err);
+	qemu_phases_start(r, it);
+	return 0;
+}
+
 int boot_vm(struct run *r, struct iteration *it)
 {
 	const struct opts *o = r->o;
@@ -407,7 +466,7 @@ int boot_vm(struct run *r, struct iteration *it)
 	if (verbose)
 		ht_warn("clock offset host - guest %lld ns (rtt %llu ns)", (long long)r->clock_offset,
 			(unsigned long long)guest_rtt);
-	if (r->kind != IT_UNTRACED) {
+	if (r->kind != IT_PAIRED) {
 		/* With a workload running, the agent is the workload's alone. The
 		 * footprint benchmarks (build|blender, multi-VM) use neither the host
 		 * breakdown nor USDT: their probes would only slow QEMU's faults and
@@ -420,24 +479,24 @@ int boot_vm(struct run *r, struct iteration *it)
 						o->workload || o->cycles);
 
 		r->per_event = host;
-		r->host_why = !footprint_only && !host && geteuid() == 0
-				      ? "per-syscall and per-fault host probes run in the breakdown "
-					"iteration only (iterations.csv kind=breakdown)"
-				      : NULL;
 		if ((host && (err = start_probes(r))) ||
 		    (!o->workload && !o->cycles && (err = start_guest_trace(r, it))))
 			return failed(r, err);
 		if (!footprint_only)
 			qemu_phases_start(r, it);
-	} else {
-		snprintf(it->qemu_why, sizeof(it->qemu_why), "tracing off in this iteration");
+		if (r->guest_trace_ok && (err = wait_guest_idle(r)))
+			return err;
 	}
+	/* A timed iteration and a paired VM's traced rounds, by design. */
+	if (!workload_is_auto(o) && !r->per_event && geteuid() == 0)
+		r->host_why = "per-syscall and per-fault host probes run in the breakdown "
+			      "iteration only (iterations.csv kind=breakdown)";
 	it->ph[PH_BOOT] = (struct phase_result){ .done = true, .t0 = t0, .t1 = now_ns(),
 						 .rss1 = vm_rss(r->vm) };
 	it->ph[PH_BOOT].wall_ns = it->ph[PH_BOOT].t1 - t0;
 	fprintf(stderr, "%s[%s %s] %-16s %9.3f s%s\n", r->o->progress ? "\r\033[K" : "",
 		r->t->name, r->label, "boot", it->ph[PH_BOOT].wall_ns / 1e9,
-		r->kind == IT_UNTRACED ? "  (every probe off: host BPF, USDT, guest trace)" :
+		r->kind == IT_PAIRED ? "  (rounds with the timed probes on and off; not in the medians)" :
 		r->kind == IT_BREAKDOWN ? "  (every probe on; not in the medians)" : "");
 	return 0;
 }
@@ -529,15 +588,43 @@ static int integrity_check(struct run *r, struct iteration *it)
 	return 0;
 }
 
+/* A paired VM's round k: 0 is the warm-up, untraced and kept nowhere, so that
+ * no compared round is the VM's first (its first touched shrink and install
+ * are faster than every later one: up to 30 % for the balloon); rounds 1 to
+ * PAIRED_ROUNDS are it[0 ..), traced or not in ABBA order. Sets the round's
+ * probes and label and returns where its phases go. */
+static struct iteration *paired_round(struct run *r, struct iteration *it,
+				      struct iteration *warm, unsigned k, int *err)
+{
+	struct iteration *ik = k ? &it[k - 1] : warm;
+	bool on = k && paired_round_traced(r->iter, k - 1);
+
+	if (k)
+		snprintf(r->label, sizeof(r->label), "paired %u/%u r%u %s", r->iter + 1,
+			 r->o->paired, k, on ? "traced" : "untraced");
+	else
+		snprintf(r->label, sizeof(r->label), "paired %u/%u warm-up", r->iter + 1,
+			 r->o->paired);
+	ik->round = k;
+	ik->run = it[0].run;
+	ik->integrity_pages = ik->integrity_bad = -1;
+	memcpy(ik->guest_kernel, it[0].guest_kernel, sizeof(ik->guest_kernel));
+	*err = paired_tracing(r, ik, on) ?: wait_guest_idle(r);
+	return ik;
+}
+
 int run_iteration(struct run *r, struct iteration *it)
 {
 	const struct opts *o = r->o;
+	bool paired = r->kind == IT_PAIRED;
+	unsigned rounds = paired ? PAIRED_ROUNDS + 1 : 1;
+	struct iteration warm = { 0 }, *ik = it;
 	char bytes_s[32], threads_s[16];
 	uint64_t bytes = 0;
 	int err;
 
-	if (r->kind == IT_UNTRACED)
-		snprintf(r->label, sizeof(r->label), "untraced %u/%u", r->iter + 1, o->untraced);
+	if (paired)
+		snprintf(r->label, sizeof(r->label), "paired %u/%u", r->iter + 1, o->paired);
 	else if (r->kind == IT_BREAKDOWN)
 		snprintf(r->label, sizeof(r->label), "breakdown");
 	else
@@ -548,9 +635,12 @@ int run_iteration(struct run *r, struct iteration *it)
 		return err;
 	if (workload_is_auto(o))
 		return run_autoreclaim(r, it);
-	if (o->untouched) {
-		err = phase_shrink(r, PH_SHRINK_UNTOUCHED, &it->ph[PH_SHRINK_UNTOUCHED], now_ns()) ?:
-		      phase_grow(r, PH_GROW_UNTOUCHED, &it->ph[PH_GROW_UNTOUCHED]);
+	/* untouched shrinks first: a paired VM's rounds of them before any touch */
+	for (unsigned k = 0; o->untouched && k < rounds; k++) {
+		if (paired && (ik = paired_round(r, it, &warm, k, &err), err))
+			return err;
+		err = phase_shrink(r, PH_SHRINK_UNTOUCHED, &ik->ph[PH_SHRINK_UNTOUCHED], now_ns()) ?:
+		      phase_grow(r, PH_GROW_UNTOUCHED, &ik->ph[PH_GROW_UNTOUCHED]);
 		if (err)
 			return err;
 	}
@@ -564,18 +654,22 @@ int run_iteration(struct run *r, struct iteration *it)
 	const char *install[] = { "ht-alloc-install", "--bytes", bytes_s, "--threads", threads_s,
 				  NULL };
 
-	if ((err = phase_workload(r, PH_TOUCH, &it->ph[PH_TOUCH], touch, bytes, NULL)))
-		return err;
-	if (o->workload)
-		return run_interference(r, it);
-	if (o->cycles)
-		return run_cycles(r, it) ?: (o->integrity ? integrity_check(r, it) : 0);
-	err = phase_shrink(r, PH_SHRINK, &it->ph[PH_SHRINK], it->ph[PH_TOUCH].t1) ?:
-	      phase_grow(r, PH_GROW, &it->ph[PH_GROW]);
-	if (err)
-		return err;
-	/* install: first allocation of every page after the grow; touch2: again. */
-	if ((err = phase_install_touch2(r, it, install, bytes)))
-		return err;
+	for (unsigned k = 0; k < rounds; k++) {
+		if (paired && (ik = paired_round(r, it, &warm, k, &err), err))
+			return err;
+		if ((err = phase_workload(r, PH_TOUCH, &ik->ph[PH_TOUCH], touch, bytes, NULL)))
+			return err;
+		if (o->workload)
+			return run_interference(r, it);
+		if (o->cycles)
+			return run_cycles(r, it) ?: (o->integrity ? integrity_check(r, it) : 0);
+		err = phase_shrink(r, PH_SHRINK, &ik->ph[PH_SHRINK], ik->ph[PH_TOUCH].t1) ?:
+		      phase_grow(r, PH_GROW, &ik->ph[PH_GROW]);
+		if (err)
+			return err;
+		/* install: first allocation of every page after the grow; touch2: again. */
+		if ((err = phase_install_touch2(r, ik, install, bytes)))
+			return err;
+	}
 	return o->integrity ? integrity_check(r, it) : 0;
 }

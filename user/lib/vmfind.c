@@ -8,7 +8,9 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -91,6 +93,29 @@ uint64_t proc_rss_bytes(int pid)
 		pages = 0;
 	fclose(f);
 	return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+uint64_t proc_cpu_ns(int pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long utime, stime;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	/* fields 14 and 15 (utime, stime), counted after the ")" that ends comm */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+		   &stime) != 2)
+		return 0;
+	return (utime + stime) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
 /* Looks at a process's fds; returns true if it is a VM. */

@@ -44,5 +44,7 @@ int vm_lookup(const char *spec, struct vm_info *out);
 bool vm_lookup_quiet(int pid, struct vm_info *out);
 int vm_info_ram_ranges(const struct vm_info *vms, int n, struct ram_range *out, int max);
 uint64_t proc_rss_bytes(int pid);
+/* CPU time a process has used, user and system, all its threads (0 if gone). */
+uint64_t proc_cpu_ns(int pid);
 
 #endif

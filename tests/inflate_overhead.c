@@ -1,0 +1,111 @@
+/* The tracing overhead of hatrace inflate (user/inflate/overhead.c): the
+ * order of a technique's VMs, the ABBA rounds of a paired VM and the
+ * summary's per-pair figures, on made-up rounds. */
+#include "check.h"
+#include "stats.h"
+#include "technique.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct technique tech = { .name = "t" };
+
+static void test_schedule(void)
+{
+	struct opts o = { .iterations = 3, .paired = 2 };
+	static const char *const want[] = { "b1", "p1", "t1", "t2", "p2", "t3" };
+	char got[64] = "", *end = got;
+	enum iter_kind kind;
+	unsigned step, i;
+
+	for (step = 0; iteration_schedule(&o, step, &kind, &i) && step < 16; step++)
+		end += sprintf(end, "%s%c%u", step ? " " : "", "tpb"[kind], i + 1);
+	for (step = 0, end = got; step < 6; step++) {
+		check(!strncmp(end, want[step], 2), "overhead_schedule_order",
+		      "step %u: '%s', want %s", step + 1, end, want[step]);
+		end += strlen(want[step]) + 1;
+	}
+	o.workload = "stream";
+	check(iteration_schedule(&o, 0, &kind, &i) && kind == IT_TIMED &&
+	      !iteration_schedule(&o, 3, &kind, &i), "overhead_schedule_workload_timed_only",
+	      "a workload run has breakdown or paired VMs");
+}
+
+static void test_abba(void)
+{
+	bool ok = true;
+
+	for (unsigned vm = 0; vm < 4; vm++)
+		for (unsigned k = 0; k < PAIRED_ROUNDS; k++)
+			ok &= paired_round_traced(vm, k) == ((vm % 2 == 0) == (k == 0 || k == 3));
+	check(ok, "overhead_abba", "rounds are not traced, untraced, untraced, traced "
+	      "(every other VM the mirror)");
+}
+
+/* Two paired VMs whose traced rounds take 1.10, 1.00 and 1.20, 1.30 of their
+ * adjacent untraced round, and whose shrink is missing from one round. */
+static void test_summary(void)
+{
+	static const double factor[] = { 1.10, 1.00, 1.20, 1.30 };
+	static const uint64_t base[] = { 1000, 2000, 1500, 3000 };
+	struct iteration rounds[2 * PAIRED_ROUNDS] = { 0 }, timed = { 0 };
+	struct tech_results res[2] = { { .t = &tech, .its = &timed, .paired = rounds,
+					 .npaired = 2 } };
+	struct opts o = { .iterations = 1, .paired = 2 };
+	json_t *summary = json_pack("{s:{s:{}, s:{}}}", "t", "grow", "shrink"), *ov, *pairs;
+	double want_pct[4];
+
+	for (unsigned i = 0; i < 2 * PAIRED_ROUNDS; i++) {
+		unsigned vm = i / PAIRED_ROUNDS, k = i % PAIRED_ROUNDS, pair = i / 2;
+		struct phase_result *g = &rounds[i].ph[PH_GROW];
+
+		rounds[i].round = k + 1;
+		rounds[i].traced = paired_round_traced(vm, k);
+		g->done = true;
+		g->wall_ns = rounds[i].traced ? (uint64_t)(base[pair] * factor[pair] + 0.5) :
+						base[pair];
+		want_pct[pair] = 100 * (factor[pair] - 1);
+		rounds[i].ph[PH_SHRINK] = *g;
+	}
+	rounds[5].ph[PH_SHRINK].done = false;
+	overhead_summary(summary, res, &o);
+
+	ov = json_object_get(json_object_get(json_object_get(summary, "t"), "grow"),
+			     "tracing_overhead");
+	pairs = json_object_get(ov, "pair_overhead_pct");
+	check(json_array_size(pairs) == 4, "overhead_pairs", "%zu pairs, want 4",
+	      json_array_size(pairs));
+	for (unsigned j = 0; j < json_array_size(pairs); j++)
+		check(fabs(json_real_value(json_array_get(pairs, j)) - want_pct[j]) < 1e-6,
+		      "overhead_pair_ratio", "pair %u: %g %%, want %g %%", j,
+		      json_real_value(json_array_get(pairs, j)), want_pct[j]);
+	/* the median of 1.00, 1.10, 1.20, 1.30; [min, max] of 4 covers 87.5 % */
+	check(fabs(json_real_value(json_object_get(ov, "overhead_pct")) - 15) < 1e-6 &&
+	      fabs(json_real_value(json_array_get(json_object_get(ov, "overhead_interval_pct"),
+						   0))) < 1e-6 &&
+	      fabs(json_real_value(json_array_get(json_object_get(ov, "overhead_interval_pct"),
+						   1)) - 30) < 1e-6 &&
+	      fabs(json_real_value(json_object_get(ov, "overhead_interval_coverage")) - 0.875) <
+		      1e-9, "overhead_median_interval", "%s", json_dumps(ov, JSON_COMPACT));
+	check(json_array_size(json_object_get(ov, "traced_samples_ns")) == 4 &&
+	      json_array_size(json_object_get(ov, "untraced_samples_ns")) == 4 &&
+	      fabs(json_real_value(json_object_get(ov, "untraced_median_s")) * 1e9 - 1750) < 1e-3,
+	      "overhead_samples", "%s", json_dumps(ov, JSON_COMPACT));
+
+	/* a pair with a round missing is left out, not counted as 0 */
+	ov = json_object_get(json_object_get(json_object_get(summary, "t"), "shrink"),
+			     "tracing_overhead");
+	check(json_array_size(json_object_get(ov, "pair_overhead_pct")) == 3,
+	      "overhead_missing_round_left_out", "%s", json_dumps(ov, JSON_COMPACT));
+	json_decref(summary);
+}
+
+int main(void)
+{
+	plan(16);
+	test_schedule();
+	test_abba();
+	test_summary();
+	return check_exit();
+}
