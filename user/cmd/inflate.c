@@ -37,7 +37,7 @@ static void usage(FILE *f)
 		"  -c, --vcpus N         vCPUs and workload threads (default 2)\n"
 		"  -n, --iterations N    timed iterations per technique (default 5; with the\n"
 		"                        breakdown and paired ones a default run with\n"
-		"                        --untouched takes about 15 minutes under TCG on 2 cores)\n"
+		"                        --untouched takes about 30 minutes under TCG on 2 cores)\n"
 		"      --paired N        paired VMs per technique, 4 rounds each (default: as\n"
 		"                        many as timed iterations, at most 2)\n"
 		"  -u, --untouched       also shrink each fresh VM before it is touched\n"
