@@ -105,11 +105,13 @@ def inflate_section(d, paper):
                    "4 times, with the timed iterations' probes on and with every probe off "
                    "in ABBA order; the overhead is the median of the adjacent rounds' "
                    "traced/untraced ratios, with that median's interval and its coverage; "
-                   "and the guest probes' time, estimated as the traced calls the phase "
-                   "counted times one probed call's cost measured in the VM, as a share of "
-                   "the untraced median:</p>")
+                   "the noise, how far the phase moves between two rounds with the same "
+                   "probes; the probes' own time, estimated as the guest's traced calls "
+                   "times one probed call's cost measured in the VM plus QEMU's USDT hits "
+                   "times one hit's cost on the host, as a share of the untraced median; "
+                   "and the verdict of the interval against 5 %:</p>")
         out.append(table(["technique", "phase", "traced ms", "untraced ms", "pairs", "overhead",
-                          "interval", "guest probes est."], rows))
+                          "interval", "noise", "probes est.", "verdict"], rows))
     return "\n".join(out)
 
 
@@ -123,14 +125,17 @@ def overhead_rows(s, phases):
             if not isinstance(o, dict) or o.get("overhead_pct") is None:
                 continue
             iv = o.get("overhead_interval_pct") or []
-            est = (o.get("guest_probe_estimate") or {}).get("pct_of_untraced")
+            est = o.get("probe_estimate_pct")
+            noise = o.get("noise_pct")
             rows.append([tech, p, num(o["traced_median_s"] * 1e3, "{:.1f}"),
                          num(o["untraced_median_s"] * 1e3, "{:.1f}"),
                          str(len(o.get("pair_overhead_pct") or [])),
                          f"{o['overhead_pct']:+.1f} %",
                          f"[{iv[0]:+.0f}, {iv[1]:+.0f}] % ({100 * o['overhead_interval_coverage']:.0f} %)"
                          if len(iv) == 2 else "-",
-                         f"{est:.2f} %" if est is not None else "-"])
+                         f"{noise:.0f} %" if noise is not None else "-",
+                         f"{est:.2f} %" if est is not None else "-",
+                         (o.get("verdict") or "-").replace("_", " ")])
     return rows
 
 

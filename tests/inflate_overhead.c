@@ -53,7 +53,8 @@ static void test_summary(void)
 	struct tech_results res[2] = { { .t = &tech, .its = &timed, .paired = rounds,
 					 .npaired = 2 } };
 	struct opts o = { .iterations = 1, .paired = 2 };
-	json_t *summary = json_pack("{s:{s:{}, s:{}}}", "t", "grow", "shrink"), *ov, *pairs;
+	json_t *summary = json_pack("{s:{s:{}, s:{}, s:{}, s:{}}}", "t", "grow", "shrink", "touch",
+				    "install"), *ov, *pairs, *same;
 	double want_pct[4];
 
 	for (unsigned i = 0; i < 2 * PAIRED_ROUNDS; i++) {
@@ -69,6 +70,16 @@ static void test_summary(void)
 		rounds[i].ph[PH_SHRINK] = *g;
 	}
 	rounds[5].ph[PH_SHRINK].done = false;
+	/* touch: every traced round 1 % slower; install: 20 % */
+	for (unsigned i = 0; i < 2 * PAIRED_ROUNDS; i++) {
+		rounds[i].ph[PH_TOUCH] = (struct phase_result){
+			.done = true, .wall_ns = rounds[i].traced ? 1010 : 1000 };
+		rounds[i].ph[PH_INSTALL] = (struct phase_result){
+			.done = true, .wall_ns = rounds[i].traced ? 1200 : 1000 };
+	}
+	/* the timed iteration: QEMU's probes hit 0 times in grow, 500 in touch */
+	timed.ph[PH_GROW].done = timed.ph[PH_TOUCH].done = true;
+	timed.ph[PH_TOUCH].qemu.probe_hits = 500;
 	overhead_summary(summary, res, &o);
 
 	ov = json_object_get(json_object_get(json_object_get(summary, "t"), "grow"),
@@ -93,6 +104,40 @@ static void test_summary(void)
 	      fabs(json_real_value(json_object_get(ov, "untraced_median_s")) * 1e9 - 1750) < 1e-3,
 	      "overhead_samples", "%s", json_dumps(ov, JSON_COMPACT));
 
+	/* same probes: VM 1 untraced 1000 -> 2000, traced 1100 -> 2000; VM 2
+	 * traced 1800 -> 3900, untraced 1500 -> 3000 */
+	same = json_object_get(ov, "same_condition_pct");
+	check(json_array_size(same) == 4 &&
+	      fabs(json_real_value(json_array_get(same, 0)) - 100) < 1e-6 &&
+	      fabs(json_real_value(json_array_get(same, 1)) - 100 * (2000 / 1100.0 - 1)) < 1e-6 &&
+	      fabs(json_real_value(json_array_get(same, 2)) - 100 * (3900 / 1800.0 - 1)) < 1e-6 &&
+	      fabs(json_real_value(json_array_get(same, 3)) - 100) < 1e-6 &&
+	      fabs(json_real_value(json_object_get(ov, "noise_pct")) - 100) < 1e-6,
+	      "overhead_same_condition_noise", "%s", json_dumps(ov, JSON_COMPACT));
+	check(!strcmp(json_string_value(json_object_get(ov, "verdict")) ?: "", "unresolved"),
+	      "overhead_verdict_unresolved", "an interval of [0, 30] %% is neither within 5 %% "
+	      "nor outside: %s", json_dumps(ov, JSON_COMPACT));
+	/* no probe hit in QEMU: 0, whatever a hit costs; the guest's estimate is
+	 * unknown (no guest trace), so their sum is null */
+	check(json_real_value(json_object_get(json_object_get(ov, "qemu_probe_estimate"),
+					      "pct_of_untraced")) == 0 &&
+	      json_is_null(json_object_get(ov, "probe_estimate_pct")),
+	      "overhead_qemu_estimate_no_hits", "%s", json_dumps(ov, JSON_COMPACT));
+	ov = json_object_get(json_object_get(json_object_get(summary, "t"), "touch"),
+			     "tracing_overhead");
+	check(!strcmp(json_string_value(json_object_get(ov, "verdict")) ?: "", "within_target"),
+	      "overhead_verdict_within", "1 %% in every pair: %s", json_dumps(ov, JSON_COMPACT));
+	/* hits, but no hit cost measured in this process: null with why */
+	check(json_is_null(json_object_get(json_object_get(ov, "qemu_probe_estimate"),
+					   "probe_ns_median")) &&
+	      json_real_value(json_object_get(json_object_get(ov, "qemu_probe_estimate"),
+					      "hits_median")) == 500,
+	      "overhead_qemu_estimate_unknown_cost", "%s", json_dumps(ov, JSON_COMPACT));
+	ov = json_object_get(json_object_get(json_object_get(summary, "t"), "install"),
+			     "tracing_overhead");
+	check(!strcmp(json_string_value(json_object_get(ov, "verdict")) ?: "", "outside_target"),
+	      "overhead_verdict_outside", "20 %% in every pair: %s", json_dumps(ov, JSON_COMPACT));
+
 	/* a pair with a round missing is left out, not counted as 0 */
 	ov = json_object_get(json_object_get(json_object_get(summary, "t"), "shrink"),
 			     "tracing_overhead");
@@ -103,7 +148,7 @@ static void test_summary(void)
 
 int main(void)
 {
-	plan(16);
+	plan(22);
 	test_schedule();
 	test_abba();
 	test_summary();

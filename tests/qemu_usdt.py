@@ -284,13 +284,26 @@ def test_hyperalloc(vm):
               f"{inst['ns'] / inst['count'] / 1e3:.1f} us")
 
 
+def test_hit_ns():
+    """The cost of one probe hit that inflate's QEMU probe estimate uses: its
+    calibration probe (in the test binary) fired on every call, and a hit costs
+    something, well under a millisecond."""
+    r = subprocess.run([ATTACH, "--hit-ns"], capture_output=True, text=True, timeout=60)
+    out = json.loads(r.stdout or "{}")
+    ns = out.get("hit_ns")
+    check(r.returncode == 0 and isinstance(ns, float) and 0 < ns < 1e6, "usdt_hit_cost",
+          f"exit {r.returncode}: {r.stdout.strip()} {r.stderr.strip()}")
+    print(f"# one USDT probe hit costs {ns} ns on this host")
+
+
 def main():
     if not os.access(QEMU, os.X_OK):
         skip_all("qemu usdt", f"{QEMU} is not built (run make qemu)")
     if os.geteuid() != 0:
         skip_all("qemu usdt attach", "needs root")
     require_guest("qemu usdt attach", image="bzImage-hyperalloc")
-    plan(30)
+    plan(31)
+    test_hit_ns()
     GuestVM(mem_mib=1024, vmem_max_mib=512, qemu=(QEMU,)).run("qemu usdt attach", test_attach)
     GuestVM(mem_mib=1024, qemu=(QEMU, "-device", "virtio-hyperalloc-pci"), balloon="",
             kernel="bzImage-hyperalloc").run("qemu usdt hyperalloc", test_hyperalloc)

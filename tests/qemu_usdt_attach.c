@@ -2,6 +2,9 @@
  *   qemu_usdt_attach --find BINARY
  *       one JSON line: how many of hatrace's QEMU probes BINARY has, and which
  *       are missing; exit 1 if BINARY is not a readable ELF file.
+ *   qemu_usdt_attach --hit-ns
+ *       one JSON line: what one USDT probe hit costs this process (the
+ *       calibration inflate's QEMU probe estimate uses); exit 1 if unknown.
  *   qemu_usdt_attach [--per-page] [--records] PID
  *       attaches to the running QEMU PID, prints {"attached":true}, then one JSON
  *       line per phase (and per record with --records) until SIGINT/SIGTERM or
@@ -66,6 +69,19 @@ static int find(const char *binary)
 	return 0;
 }
 
+static int hit_ns(void)
+{
+	char why[128];
+	double ns;
+
+	if (qemu_usdt_hit_ns(&ns, why, sizeof(why))) {
+		json_println(stdout, json_pack("{ss}", "error", why));
+		return 1;
+	}
+	json_println(stdout, json_pack("{sf}", "hit_ns", ns));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct qemu_usdt_handlers h = { .phase = print_phase };
@@ -76,6 +92,8 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && !strcmp(argv[1], "--find"))
 		return find(argv[2]);
+	if (argc == 2 && !strcmp(argv[1], "--hit-ns"))
+		return hit_ns();
 	for (i = 1; i < argc - 1; i++) {
 		if (!strcmp(argv[i], "--per-page"))
 			flags |= QEMU_USDT_PER_PAGE;

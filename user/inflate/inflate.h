@@ -69,6 +69,7 @@ struct qemu_window {
 	bool discards_timed;            /* the discard syscalls were traced (per_event) */
 	bool discards_counted;          /* discards and their bytes are known: timed, or
 					 * virtio-hyperalloc's own hyperalloc_discard events */
+	uint64_t probe_hits;            /* hits of the attached USDT probes in the phase */
 };
 
 struct phase_result {
@@ -260,6 +261,9 @@ void qemu_phases_begin(struct run *r);
 void qemu_phases_poll(struct run *r);
 void qemu_phases_end(struct run *r, struct phase_result *pr);
 void qemu_phases_stop(struct run *r);
+/* What one USDT probe hit costs on this host (qemu_usdt_hit_ns), ns, measured
+ * at the first attach of the run; -1 with *why if it was not. */
+double qemu_phases_hit_ns(const char **why);
 void qemu_phases_summary(json_t *summary, const struct tech_results *res, const struct opts *o);
 void qemu_phases_print(FILE *f, json_t *summary);
 

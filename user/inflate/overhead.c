@@ -7,10 +7,13 @@
  * the ABBA order cancels a linear drift within the VM. The per-syscall and
  * per-fault host probes run in one more iteration, the breakdown iteration,
  * first and outside the medians. */
+#include "common.h"
 #include "stats.h"
 #include "technique.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *const iter_kind_names[] = {
 	[IT_TIMED] = "timed", [IT_PAIRED] = "paired", [IT_BREAKDOWN] = "breakdown",
@@ -56,8 +59,9 @@ bool iteration_schedule(const struct opts *o, unsigned step, enum iter_kind *kin
 /* The guest's probe time in phase p, estimated: per timed iteration, the
  * traced function calls it counted times what one probed call cost in that
  * VM (the agent's calibration); medians over the iterations, and their share
- * of the untraced rounds' median. A bound the paired rounds can be checked
- * against; it leaves out QEMU's USDT probes (native, per request). */
+ * of the untraced rounds' median. With qemu_probe_estimate: the probes' own
+ * time, which the paired rounds can be checked against whatever their noise
+ * (not what else tracing does to a guest, such as the memory it takes). */
 static json_t *probe_estimate(const struct tech_results *res, const struct opts *o, enum phase p,
 			      double untraced_ns)
 {
@@ -111,8 +115,105 @@ static json_t *probe_estimate(const struct tech_results *res, const struct opts 
 	return e;
 }
 
+/* QEMU's USDT probes' time in phase p, estimated the same way: per timed
+ * iteration, the attached probes' hits in the phase times what one hit cost
+ * on this host (qemu_usdt_hit_ns, measured once in the run). */
+static json_t *qemu_probe_estimate(const struct tech_results *res, const struct opts *o,
+				   enum phase p, double untraced_ns)
+{
+	enum phase qp = p == PH_TOUCH2 ? PH_INSTALL : p;
+	uint64_t hits[o->iterations];
+	const char *why;
+	double hit_ns = qemu_phases_hit_ns(&why);
+	json_t *e = json_object(), *samples = json_array();
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < o->iterations; i++)
+		if (res->its[i].ph[p].done) {
+			hits[n] = res->its[i].ph[qp].qemu.probe_hits;
+			json_array_append_new(samples, json_integer(hits[n++]));
+		}
+	json_object_set_new(e, "hits_samples", samples);
+	if (!n) {
+		summary_set_null(e, "probe_ns_median", "no timed iteration ran the phase");
+		return e;
+	}
+	json_object_set_new(e, "hits_median", json_real(median_u64(hits, n)));
+	if (!median_u64(hits, n)) {
+		/* no hit: no probe ran, whatever one would cost */
+		json_object_set_new(e, "probe_ns_median", json_real(0));
+		json_object_set_new(e, "pct_of_untraced", json_real(0));
+	} else if (hit_ns < 0) {
+		summary_set_null(e, "probe_ns_median", why);
+	} else {
+		json_object_set_new(e, "hit_ns", json_real(hit_ns));
+		json_object_set_new(e, "probe_ns_median", json_real(median_u64(hits, n) * hit_ns));
+		json_object_set_new(e, "pct_of_untraced",
+				    json_real(100 * median_u64(hits, n) * hit_ns / untraced_ns));
+	}
+	if (qp != p)
+		json_object_set_new(e, "window", json_string("install's whole run, of which "
+							     "touch2 is the second pass: a bound"));
+	return e;
+}
+
+/* The two estimates' sum, percent of the untraced rounds' median; null
+ * unless both are known. */
+static void set_probe_estimate_pct(json_t *ov)
+{
+	json_t *g = json_object_get(json_object_get(ov, "guest_probe_estimate"), "pct_of_untraced");
+	json_t *q = json_object_get(json_object_get(ov, "qemu_probe_estimate"), "pct_of_untraced");
+
+	if (json_is_number(g) && json_is_number(q))
+		json_object_set_new(ov, "probe_estimate_pct",
+				    json_real(json_number_value(g) + json_number_value(q)));
+	else
+		summary_set_null(ov, "probe_estimate_pct",
+				 "the guest's or QEMU's probe estimate is unknown (see them)");
+}
+
 /* Ratios are kept to 1e-9 in the median's integer order statistics. */
 #define RATIO_SCALE 1e9
+/* The most the timed iterations' probes may add to a phase, percent. */
+#define OVERHEAD_TARGET_PCT 5.0
+
+/* The same phase in a paired VM's two rounds with the same probes (ABBA: the
+ * middle two, the outer two), 100 (later / earlier - 1) each: how much the
+ * phase moves with no change of probes, the comparison's noise. */
+static json_t *same_condition_pct(const struct tech_results *res, enum phase p, double *noise)
+{
+	static const unsigned same[][2] = { { 1, 2 }, { 0, PAIRED_ROUNDS - 1 } };
+	uint64_t dev[res->npaired * ARRAY_SIZE(same) + 1];
+	json_t *a = json_array();
+	unsigned n = 0;
+
+	for (unsigned vm = 0; vm < res->npaired; vm++)
+		for (size_t j = 0; j < ARRAY_SIZE(same); j++) {
+			const struct iteration *r = &res->paired[vm * PAIRED_ROUNDS];
+			const struct phase_result *e = &r[same[j][0]].ph[p], *l = &r[same[j][1]].ph[p];
+			double pct;
+
+			if (!e->done || !l->done || !e->wall_ns || !l->wall_ns)
+				continue;
+			pct = 100.0 * ((double)l->wall_ns / e->wall_ns - 1);
+			json_array_append_new(a, json_real(pct));
+			dev[n++] = (uint64_t)(fabs(pct) * RATIO_SCALE / 100 + 0.5);
+		}
+	*noise = n ? 100 * median_u64(dev, n) / RATIO_SCALE : NAN;
+	return a;
+}
+
+/* Traced within the target of untraced (either way) only if the whole
+ * interval is; outside it only if the whole interval is; else the comparison
+ * cannot tell, at its noise. */
+static const char *verdict(double lo_pct, double hi_pct)
+{
+	if (lo_pct >= -OVERHEAD_TARGET_PCT && hi_pct <= OVERHEAD_TARGET_PCT)
+		return "within_target";
+	if (lo_pct > OVERHEAD_TARGET_PCT || hi_pct < -OVERHEAD_TARGET_PCT)
+		return "outside_target";
+	return "unresolved";
+}
 
 void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o)
 {
@@ -125,6 +226,7 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 			json_t *ts = json_array(), *us = json_array(), *pairs = json_array(), *ov;
 			uint64_t tv[nr], uv[nr], ratio[nr];
 			unsigned nt = 0, nu = 0, np = 0;
+			double lo, hi, noise;
 			struct median_ci c;
 
 			for (unsigned i = 0; i < nr; i++) {
@@ -155,20 +257,36 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 				json_decref(pairs);
 				continue;
 			}
-			ov = json_pack("{s:o, s:o, s:f, s:f, s:o, s:f, s:[f,f], s:f}",
+			lo = 100 * (c.lo / RATIO_SCALE - 1);
+			hi = 100 * (c.hi / RATIO_SCALE - 1);
+			ov = json_pack("{s:o, s:o, s:f, s:f, s:o, s:f, s:[f,f], s:f, s:o, s:f, s:s}",
 				       "traced_samples_ns", ts, "untraced_samples_ns", us,
 				       "traced_median_s", median_u64(tv, nt) / 1e9,
 				       "untraced_median_s", median_u64(uv, nu) / 1e9,
 				       "pair_overhead_pct", pairs,
 				       "overhead_pct", 100 * (c.median / RATIO_SCALE - 1),
-				       "overhead_interval_pct", 100 * (c.lo / RATIO_SCALE - 1),
-				       100 * (c.hi / RATIO_SCALE - 1),
-				       "overhead_interval_coverage", c.coverage);
+				       "overhead_interval_pct", lo, hi,
+				       "overhead_interval_coverage", c.coverage,
+				       "same_condition_pct", same_condition_pct(res, p, &noise),
+				       "target_pct", OVERHEAD_TARGET_PCT, "verdict", verdict(lo, hi));
+			if (isnan(noise))
+				summary_set_null(ov, "noise_pct", "no paired VM ran the phase twice "
+					       "with the same probes");
+			else
+				json_object_set_new(ov, "noise_pct", json_real(noise));
 			json_object_set_new(ov, "guest_probe_estimate",
 					    probe_estimate(res, o, p, median_u64(uv, nu)));
+			json_object_set_new(ov, "qemu_probe_estimate",
+					    qemu_probe_estimate(res, o, p, median_u64(uv, nu)));
+			set_probe_estimate_pct(ov);
 			json_object_set_new(pj, "tracing_overhead", ov);
 		}
 	}
+}
+
+static double number_or_nan(json_t *v)
+{
+	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 void overhead_print(FILE *f, json_t *summary)
@@ -177,14 +295,18 @@ void overhead_print(FILE *f, json_t *summary)
 	json_t *tj, *pj;
 	bool header = false;
 	double worst = 0, worst_est = 0;
+	unsigned counts[3] = { 0 };
+	static const char *const verdicts[] = { "within_target", "outside_target", "unresolved" };
 
 	json_object_foreach(summary, tech, tj) {
 		json_object_foreach(tj, phase, pj) {
 			json_t *ov = json_object_get(pj, "tracing_overhead");
 			json_t *iv = json_object_get(ov, "overhead_interval_pct");
 			double p = json_real_value(json_object_get(ov, "overhead_pct"));
-			char ivs[48], ests[16];
-			json_t *est;
+			double noise = number_or_nan(json_object_get(ov, "noise_pct"));
+			double est = number_or_nan(json_object_get(ov, "probe_estimate_pct"));
+			const char *v = json_string_value(json_object_get(ov, "verdict")) ?: "?";
+			char ivs[48], ests[16], noises[16];
 
 			if (!ov)
 				continue;
@@ -193,35 +315,39 @@ void overhead_print(FILE *f, json_t *summary)
 				       "iterations' probes on and with every probe off, in ABBA order;\n"
 				       "overhead: the median of the adjacent rounds' traced/untraced "
 				       "ratios (n pairs), with its interval and that interval's coverage\n"
-				       "probes est.: the guest's traced calls in the phase times one "
-				       "probed call's cost, measured in the VM (the agent's calibration)\n"
-				       "%-19s %-17s %11s %11s %3s %9s %22s %12s\n", "technique",
-				       "phase", "untraced s", "traced s", "n", "overhead",
-				       "interval", "probes est.");
+				       "noise: the median change between two rounds with the same "
+				       "probes; verdict: the interval against the +-%.0f%% target\n"
+				       "probes est.: the probes' own time (guest: traced calls times one "
+				       "probed call's cost, the agent's calibration; QEMU: USDT hits "
+				       "times one hit's cost on this host)\n"
+				       "%-19s %-17s %10s %10s %3s %9s %20s %7s %8s  %s\n",
+				       OVERHEAD_TARGET_PCT, "technique", "phase", "untraced s",
+				       "traced s", "n", "overhead", "interval", "noise",
+				       "probes", "verdict");
 			header = true;
 			snprintf(ivs, sizeof(ivs), "[%+.0f, %+.0f]%% %3.0f%%",
 				 json_real_value(json_array_get(iv, 0)),
 				 json_real_value(json_array_get(iv, 1)),
 				 100 * json_real_value(json_object_get(
 					       ov, "overhead_interval_coverage")));
-			est = json_object_get(json_object_get(ov, "guest_probe_estimate"),
-					      "pct_of_untraced");
-			if (json_is_number(est))
-				snprintf(ests, sizeof(ests), "%.2f%%", json_number_value(est));
-			else
-				snprintf(ests, sizeof(ests), "n/a");
-			fprintf(f, "%-19s %-17s %11.3f %11.3f %3zu %8.1f%% %22s %12s\n", tech, phase,
-				json_real_value(json_object_get(ov, "untraced_median_s")),
+			snprintf(ests, sizeof(ests), isnan(est) ? "n/a" : "%.2f%%", est);
+			snprintf(noises, sizeof(noises), isnan(noise) ? "n/a" : "%.0f%%", noise);
+			fprintf(f, "%-19s %-17s %10.3f %10.3f %3zu %8.1f%% %20s %7s %8s  %s\n", tech,
+				phase, json_real_value(json_object_get(ov, "untraced_median_s")),
 				json_real_value(json_object_get(ov, "traced_median_s")),
-				json_array_size(json_object_get(ov, "pair_overhead_pct")), p, ivs, ests);
+				json_array_size(json_object_get(ov, "pair_overhead_pct")), p, ivs,
+				noises, ests, v);
 			if (p > worst)
 				worst = p;
-			if (json_is_number(est) && json_number_value(est) > worst_est)
-				worst_est = json_number_value(est);
+			if (!isnan(est) && est > worst_est)
+				worst_est = est;
+			for (int k = 0; k < 3; k++)
+				counts[k] += !strcmp(v, verdicts[k]);
 		}
 	}
 	if (header)
-		fprintf(f, "largest overhead %.1f%%, largest guest probe estimate %.2f%% (target: at "
-			"most 5%%; the per-syscall and per-fault host probes ran in the breakdown "
-			"iteration only)\n", worst, worst_est);
+		fprintf(f, "target +-%.0f%%: %u phases within, %u outside, %u unresolved at their "
+			"noise; largest overhead %.1f%%, largest probe estimate %.2f%% (the "
+			"per-syscall and per-fault host probes ran in the breakdown iteration only)\n",
+			OVERHEAD_TARGET_PCT, counts[0], counts[1], counts[2], worst, worst_est);
 }

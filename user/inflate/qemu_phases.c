@@ -76,6 +76,16 @@ static void on_record(void *ctx, enum qemu_usdt_event event, const struct qemu_u
 	};
 }
 
+/* What one probe hit costs, measured once, when QEMU is first attached to. */
+static double hit_ns = -1;
+static char hit_why[128] = "no QEMU was attached to";
+
+double qemu_phases_hit_ns(const char **why)
+{
+	*why = hit_why;
+	return hit_ns;
+}
+
 void qemu_phases_start(struct run *r, struct iteration *it)
 {
 	static bool said;
@@ -109,6 +119,11 @@ void qemu_phases_start(struct run *r, struct iteration *it)
 		return;
 	}
 	it->qemu_why[0] = 0;
+	if (hit_ns < 0 && !qemu_usdt_hit_ns(&hit_ns, hit_why, sizeof(hit_why)))
+		hit_why[0] = 0;
+	else if (hit_ns < 0)
+		ht_warn("the cost of a USDT probe hit is unknown (%s): no QEMU probe estimate",
+			hit_why);
 	qemu_usdt_totals(qp->u, qp->base);
 	r->qp = qp;
 	qemu_phases_begin(r);
@@ -211,6 +226,19 @@ static void install_window(struct qemu_phases *qp, struct qemu_window *w)
 		w->install_hist[i] = hist[i] - qp->begin_hist[i];
 }
 
+/* Hits of the attached probes since the phase began (a probe not attached
+ * counts none). */
+static uint64_t probe_hits(const struct qemu_phases *qp)
+{
+	struct qemu_usdt_total now[QEMU_USDT_NR];
+	uint64_t hits = 0;
+
+	qemu_usdt_totals(qp->u, now);
+	for (int e = 0; e < QEMU_USDT_PROBES; e++)
+		hits += now[e].count - qp->begin[e].count;
+	return hits;
+}
+
 void qemu_phases_end(struct run *r, struct phase_result *pr)
 {
 	struct qemu_phases *qp = r->qp;
@@ -222,6 +250,7 @@ void qemu_phases_end(struct run *r, struct phase_result *pr)
 	if (!resize_window(qp, pr, &pr->qemu))
 		report_window(qp, pr, &pr->qemu);
 	install_window(qp, &pr->qemu);
+	pr->qemu.probe_hits = probe_hits(qp);
 	pr->qemu.discards_timed = r->per_event;
 	pr->qemu.discards_counted |= r->per_event;
 	qp->nphases = qp->nreports = 0;

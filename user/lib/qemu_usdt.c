@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sdt.h>
 #include <unistd.h>
 #include <bpf/libbpf.h>
 #include "common.h"
@@ -389,4 +390,88 @@ const char *qemu_usdt_hist_name(enum qemu_usdt_hist h, const char **unit)
 uint64_t qemu_usdt_drops(const struct qemu_usdt *u)
 {
 	return u->skel->bss->drops;
+}
+
+/* A USDT probe in hatrace itself, for qemu_usdt_hit_ns(). */
+static __attribute__((noinline)) void calibration_site(void)
+{
+	DTRACE_PROBE(hatrace, usdt_calibration);
+}
+
+#define CALIB_CALLS 10000
+#define CALIB_REPS 5
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The median of CALIB_REPS timings of CALIB_CALLS calls of the site, ns. */
+static uint64_t time_site(void)
+{
+	uint64_t t[CALIB_REPS];
+
+	for (int r = 0; r < CALIB_REPS; r++) {
+		uint64_t t0 = now_ns();
+
+		for (int i = 0; i < CALIB_CALLS; i++)
+			calibration_site();
+		t[r] = now_ns() - t0;
+	}
+	qsort(t, CALIB_REPS, sizeof(*t), cmp_u64);
+	return t[CALIB_REPS / 2];
+}
+
+int qemu_usdt_hit_ns(double *ns, char *why, size_t len)
+{
+	LIBBPF_OPTS(bpf_usdt_opts, opts, .usdt_cookie = QEMU_BALLOON_EVENT);
+	struct qemu_usdt_bpf *skel;
+	struct bpf_link *link = NULL;
+	char exe[PATH_MAX];
+	uint64_t plain, probed;
+	ssize_t n;
+	int err;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0) {
+		snprintf(why, len, "reading /proc/self/exe: %s", strerror(errno));
+		return -errno;
+	}
+	exe[n] = 0;
+	skel = qemu_usdt_bpf__open();
+	if (!skel) {
+		err = -errno;
+		snprintf(why, len, "opening the USDT programs: %s", strerror(-err));
+		return err;
+	}
+	for (int e = 0; e < QEMU_USDT_MAX_EVENTS; e++)
+		skel->rodata->sum_arg[e] = -1;
+	skel->rodata->qemu_tgid = getpid();
+	if ((err = qemu_usdt_bpf__load(skel))) {
+		snprintf(why, len, "loading the USDT programs: %s", strerror(-err));
+		goto out;
+	}
+	plain = time_site();
+	/* as on QEMU: every process of the binary, the program keeps ours */
+	link = bpf_program__attach_usdt(skel->progs.count, -1, exe, "hatrace", "usdt_calibration",
+					&opts);
+	if (!link) {
+		err = -errno;
+		snprintf(why, len, "attaching to hatrace:usdt_calibration: %s", strerror(-err));
+		goto out;
+	}
+	probed = time_site();
+	if (skel->bss->totals[QEMU_BALLOON_EVENT].count != CALIB_REPS * CALIB_CALLS) {
+		snprintf(why, len, "the calibration probe counted %llu of %d calls",
+			 skel->bss->totals[QEMU_BALLOON_EVENT].count, CALIB_REPS * CALIB_CALLS);
+		err = -EIO;
+		goto out;
+	}
+	*ns = probed > plain ? (double)(probed - plain) / CALIB_CALLS : 0;
+out:
+	bpf_link__destroy(link);
+	qemu_usdt_bpf__destroy(skel);
+	return err;
 }

@@ -67,5 +67,9 @@ const char *qemu_usdt_hist_name(enum qemu_usdt_hist h, const char **unit);
 /* Records or starts lost because the ring buffer or the start map was full. */
 uint64_t qemu_usdt_drops(const struct qemu_usdt *u);
 void qemu_usdt_detach(struct qemu_usdt *u);
+/* What one probe hit costs a process on this host, ns: a USDT probe in
+ * hatrace itself, with the counting program QEMU's request probes run, timed
+ * against no probe. Returns -errno with why filled in. */
+int qemu_usdt_hit_ns(double *ns, char *why, size_t len);
 
 #endif
