@@ -76,4 +76,4 @@ print(f"bench_inflate: largest probe estimate (guest + QEMU) {worst_est[0]:.2f} 
       + f"; written to {out}" if worst_est else
       f"bench_inflate: no probe estimate; written to {out}")
 PY
-sed -n '/^QEMU-internal timing/,/^largest overhead/p' "$tmp/stdout"
+sed -n '/^QEMU-internal timing/,/^target +-5%: /p' "$tmp/stdout"

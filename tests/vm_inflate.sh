@@ -39,7 +39,7 @@ grep -q 'median' "$out/stdout" && ok vm_inflate_table || fail vm_inflate_table "
 # report.txt is the printed report (all of stdout but its last line, which names DIR)
 head -n -1 "$out/stdout" | cmp -s - "$out/r/report.txt" && ok vm_inflate_report_saved ||
 	fail vm_inflate_report_saved "report.txt differs from the printed report"
-grep -q '^tracing overhead: ' "$out/stdout" && grep -q '^largest overhead' "$out/stdout" &&
+grep -q '^tracing overhead: ' "$out/stdout" && grep -q '^target +-5%: .* largest overhead' "$out/stdout" &&
 	grep -q '^QEMU-internal timing' "$out/stdout" && ok vm_inflate_overhead_and_qemu_printed ||
 	fail vm_inflate_overhead_and_qemu_printed "no overhead or QEMU-internal table printed"
 left=$(leftovers $pid)
