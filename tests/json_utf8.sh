@@ -49,7 +49,9 @@ expect "footprint -o perfetto: the process track has the cut name" test "$name" 
 long=$(printf 'v%.0s' $(seq 62))é
 ${HATRACE_QEMU:-qemu-system-x86_64} -name "$long" -display none -m 64M -accel tcg -nodefaults \
 	>"$tmp/qemu.log" 2>&1 & qemu=$!
-for _ in $(seq 50); do grep -q qemu "/proc/$qemu/comm" 2>/dev/null && break; sleep 0.1; done
+# exec sets the new comm before the new command line (load_elf_binary fills
+# mm->arg_start after begin_new_exec): wait for the command line itself
+for _ in $(seq 50); do grep -qa -- -name "/proc/$qemu/cmdline" 2>/dev/null && break; sleep 0.1; done
 $HATRACE vms -o json >"$tmp/vms" 2>"$tmp/vms.err"
 expect "vms -o json: valid JSON" all_json "$tmp/vms"
 got=$(jq -r ".vms[] | select(.pid == $qemu) | .name" "$tmp/vms" 2>/dev/null)

@@ -77,6 +77,7 @@ static void on_record(void *ctx, enum qemu_usdt_event event, const struct qemu_u
 }
 
 /* What one probe hit costs, measured once, when QEMU is first attached to. */
+static bool hit_tried;
 static double hit_ns = -1;
 static char hit_why[128] = "no QEMU was attached to";
 
@@ -119,11 +120,14 @@ void qemu_phases_start(struct run *r, struct iteration *it)
 		return;
 	}
 	it->qemu_why[0] = 0;
-	if (hit_ns < 0 && !qemu_usdt_hit_ns(&hit_ns, hit_why, sizeof(hit_why)))
-		hit_why[0] = 0;
-	else if (hit_ns < 0)
-		ht_warn("the cost of a USDT probe hit is unknown (%s): no QEMU probe estimate",
-			hit_why);
+	if (!hit_tried) {
+		hit_tried = true;
+		if (!qemu_usdt_hit_ns(&hit_ns, hit_why, sizeof(hit_why)))
+			hit_why[0] = 0;
+		else
+			ht_warn("the cost of a USDT probe hit is unknown (%s): no QEMU probe "
+				"estimate", hit_why);
+	}
 	qemu_usdt_totals(qp->u, qp->base);
 	r->qp = qp;
 	qemu_phases_begin(r);
