@@ -311,7 +311,7 @@ static int iteration_figures(const char *dir, const struct tech_results *res, un
 	json_object_foreach(cpu, key, v)
 		m[FM_CPU] += json_number_value(v);
 	v = json_object_get(cpu, json_string_value(json_object_get(w, "main_thread")) ?: "");
-	m[FM_MAIN_CPU] = json_is_number(v) ? json_number_value(v) : NAN;
+	m[FM_MAIN_CPU] = json_number_or_nan(v);
 	points_free(&p);
 	return 0;
 }
@@ -352,14 +352,9 @@ static json_t *windows(const struct tech_results *res, unsigned n)
 	return a;
 }
 
-static double number(json_t *v)
-{
-	return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 static double median_of(json_t *tj, const char *figure)
 {
-	return number(json_object_get(json_object_get(tj, figure), "median"));
+	return json_number_or_nan(json_object_get(json_object_get(tj, figure), "median"));
 }
 
 static json_t *ratio_json(double a, double b)
@@ -498,14 +493,14 @@ static void print_value(FILE *f, double v, int width, int precision)
 /* "0.66 (paper 0.54)" for one row of against_static. */
 static void print_share(FILE *f, const char *what, json_t *row)
 {
-	double ours = number(json_object_get(row, "ours"));
+	double ours = json_number_or_nan(json_object_get(row, "ours"));
 
 	fprintf(f, "  %-26s", what);
 	if (isnan(ours))
 		fprintf(f, "        -");
 	else
 		fprintf(f, " %8.2f", ours);
-	fprintf(f, "  (paper %.2f)\n", number(json_object_get(row, "paper")));
+	fprintf(f, "  (paper %.2f)\n", json_number_or_nan(json_object_get(row, "paper")));
 }
 
 void autoreclaim_print(FILE *f, json_t *summary)
@@ -522,13 +517,13 @@ void autoreclaim_print(FILE *f, json_t *summary)
 	json_object_foreach(techs, name, tj) {
 		fprintf(f, "%-22s", name);
 		print_value(f, median_of(tj, "gib_min"), 9, 3);
-		print_value(f, number(json_object_get(tj, "gib_min_vs_static")), 9, 2);
+		print_value(f, json_number_or_nan(json_object_get(tj, "gib_min_vs_static")), 9, 2);
 		print_value(f, median_of(tj, "peak_rss_bytes") / MiB, 9, 0);
 		print_value(f, median_of(tj, "runtime_s"), 9, 1);
-		print_value(f, number(json_object_get(tj, "runtime_vs_static")), 9, 2);
+		print_value(f, json_number_or_nan(json_object_get(tj, "runtime_vs_static")), 9, 2);
 		print_value(f, median_of(tj, "qemu_cpu_s"), 10, 1);
 		print_value(f, median_of(tj, "main_loop_cpu_s"), 9, 2);
-		print_value(f, number(json_object_get(tj, "main_loop_cpu_vs_static_pct")), 9, 2);
+		print_value(f, json_number_or_nan(json_object_get(tj, "main_loop_cpu_vs_static_pct")), 9, 2);
 		fprintf(f, "  %s\n", json_string_value(json_object_get(tj, "rss_source")));
 	}
 	fprintf(f, "GiB*min against static (the paper: clang build, 433 and 356 against 659):\n");

@@ -284,11 +284,6 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 	}
 }
 
-static double number_or_nan(json_t *v)
-{
-	return json_is_number(v) ? json_number_value(v) : NAN;
-}
-
 void overhead_print(FILE *f, json_t *summary)
 {
 	const char *tech, *phase;
@@ -303,8 +298,8 @@ void overhead_print(FILE *f, json_t *summary)
 			json_t *ov = json_object_get(pj, "tracing_overhead");
 			json_t *iv = json_object_get(ov, "overhead_interval_pct");
 			double p = json_real_value(json_object_get(ov, "overhead_pct"));
-			double noise = number_or_nan(json_object_get(ov, "noise_pct"));
-			double est = number_or_nan(json_object_get(ov, "probe_estimate_pct"));
+			double noise = json_number_or_nan(json_object_get(ov, "noise_pct"));
+			double est = json_number_or_nan(json_object_get(ov, "probe_estimate_pct"));
 			const char *v = json_string_value(json_object_get(ov, "verdict")) ?: "?";
 			char ivs[48], ests[16], noises[16];
 

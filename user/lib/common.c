@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -401,6 +402,11 @@ json_t *json_string_lossy(const char *s)
 	str = json_string(clean);
 	free(clean);
 	return str;
+}
+
+double json_number_or_nan(const json_t *v)
+{
+	return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 void json_println(FILE *f, json_t *doc)

@@ -67,6 +67,8 @@ int read_comm(int pid, char *buf, size_t len);
 json_t *json_string_lossy(const char *s);
 /* Writes one compact JSON document and a newline, then frees it. */
 void json_println(FILE *f, json_t *doc);
+/* A JSON number's value, NAN for anything else (null, absent). */
+double json_number_or_nan(const json_t *v);
 
 /* An output file. A regular file (or a new one) is written to a temporary name
  * and renamed over it on success, so that an error never leaves a partial file

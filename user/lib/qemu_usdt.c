@@ -23,6 +23,7 @@
 #include <bpf/libbpf.h>
 #include "common.h"
 #include "qemu_usdt.h"
+#include "stats.h"
 #include "qemu_usdt.skel.h"
 
 _Static_assert(QEMU_USDT_NR <= QEMU_USDT_MAX_EVENTS, "raise QEMU_USDT_MAX_EVENTS");
@@ -401,17 +402,11 @@ static __attribute__((noinline)) void calibration_site(void)
 #define CALIB_CALLS 10000
 #define CALIB_REPS 5
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* The median of CALIB_REPS timings of CALIB_CALLS calls of the site, ns. */
 static uint64_t time_site(void)
 {
 	uint64_t t[CALIB_REPS];
+	struct median_ci m;
 
 	for (int r = 0; r < CALIB_REPS; r++) {
 		uint64_t t0 = now_ns();
@@ -420,8 +415,8 @@ static uint64_t time_site(void)
 			calibration_site();
 		t[r] = now_ns() - t0;
 	}
-	qsort(t, CALIB_REPS, sizeof(*t), cmp_u64);
-	return t[CALIB_REPS / 2];
+	median_ci95(t, CALIB_REPS, &m);
+	return (uint64_t)m.median;
 }
 
 int qemu_usdt_hit_ns(double *ns, char *why, size_t len)
