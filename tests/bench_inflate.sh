@@ -7,7 +7,7 @@
 # to 512 MiB under TCG unless BENCH_INFLATE_ARGS says otherwise). Writes $1: each
 # technique's tracing_overhead per phase (medians, their ratio, the interval and
 # the per-pair figures), the QEMU-internal (USDT) timing, the load average before
-# and after, each phase's verdict against 5 % (within, above, unresolved at its
+# and after, each phase's verdict against ±5 % (within, outside, unresolved at its
 # noise), and whether the largest overhead and the largest probe estimate (guest
 # calls and QEMU USDT hits times the calibrated cost of one) are within 5 %.
 set -u
