@@ -465,7 +465,8 @@ def main(d):
                         "outside_target" if lo_pct > 5 or hi_pct < -5 else "unresolved")
         want_ov += [len(ov["same_condition_pct"]) == len(same) and
                     all(abs(a - b) < 1e-5 for a, b in zip(ov["same_condition_pct"], same)),
-                    abs(ov["noise_pct"] - statistics.median(abs(x) for x in same)) < 1e-5,
+                    (ov.get("noise_pct") is None if not same else
+                     abs(ov["noise_pct"] - statistics.median(abs(x) for x in same)) < 1e-5),
                     ov["verdict"] == want_verdict]
         if not all(want_ov):
             bad.append(f"{t}/{p}: {want_ov} {ov}")
