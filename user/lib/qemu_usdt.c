@@ -431,8 +431,9 @@ int qemu_usdt_hit_ns(double *ns, char *why, size_t len)
 
 	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0) {
-		snprintf(why, len, "reading /proc/self/exe: %s", strerror(errno));
-		return -errno;
+		err = n < 0 ? -errno : -ENOENT;
+		snprintf(why, len, "reading /proc/self/exe: %s", strerror(-err));
+		return err;
 	}
 	exe[n] = 0;
 	skel = qemu_usdt_bpf__open();
