@@ -29,7 +29,7 @@ def save(fig, out_dir, name):
 
 
 def speed_plot(out_dir, summary):
-    techs = [t for t in summary if t not in ("limits", "ratios")]
+    techs = [t for t in summary if t not in ("limits", "ratios", "tracing_overhead_pooled")]
     phases = [p for p in PHASES if any(p in summary[t] for t in techs)]
     if not any((summary[t].get(p) or {}).get("median_ns") for t in techs for p in phases):
         return  # no timed phase (the footprint workloads): no empty figure

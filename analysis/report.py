@@ -65,7 +65,7 @@ def inflate_section(d, paper):
     phases = ["shrink", "shrink_untouched", "grow", "install", "touch2"]
     rows = []
     for tech, ph in s.items():
-        if not isinstance(ph, dict) or tech in ("limits", "ratios"):
+        if not isinstance(ph, dict) or tech in ("limits", "ratios", "tracing_overhead_pooled"):
             continue
         row = [tech]
         for p in phases:
@@ -112,13 +112,24 @@ def inflate_section(d, paper):
                    "and the verdict of the interval against 5 %:</p>")
         out.append(table(["technique", "phase", "traced ms", "untraced ms", "pairs", "overhead",
                           "interval", "noise", "probes est.", "verdict"], rows))
+        pl = s.get("tracing_overhead_pooled")
+        if pl:
+            same = pl.get("same_condition_beyond_target_pct")
+            iv = pl["overhead_interval_pct"]
+            out.append(f"<p>Pooled over {pl['phases']} phases ({pl['pairs']} pairs): "
+                       f"{pl['overhead_pct']:+.1f} % [{iv[0]:+.1f}, {iv[1]:+.1f}] % "
+                       f"({100 * pl['overhead_interval_coverage']:.0f} %), "
+                       f"{pl['verdict'].replace('_', ' ')}; "
+                       f"{pl['pairs_beyond_target_pct']:.0f} % of the pairs moved by more than "
+                       f"5 %" + (f", and {same:.0f} % of the rounds with the same probes did "
+                                 "(this host's resolution)" if same is not None else "") + ".</p>")
     return "\n".join(out)
 
 
 def overhead_rows(s, phases):
     rows = []
     for tech, ph in s.items():
-        if not isinstance(ph, dict) or tech in ("limits", "ratios"):
+        if not isinstance(ph, dict) or tech in ("limits", "ratios", "tracing_overhead_pooled"):
             continue
         for p in phases:
             o = (ph.get(p) or {}).get("tracing_overhead")

@@ -13,7 +13,7 @@ import re
 import statistics
 import sys
 
-CHECKS = 45
+CHECKS = 46
 # --hyperalloc: tests/vm_hyperalloc_inflate.sh's checks.
 HYPERALLOC_CHECKS = 12
 DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "results.md")
@@ -39,7 +39,7 @@ HUGE_UNIT = 2 * MiB
 
 
 # summary.json's keys that are not techniques.
-NOT_TECHNIQUES = ("limits", "ratios")
+NOT_TECHNIQUES = ("limits", "ratios", "tracing_overhead_pooled")
 # The ratios of issue 10: value = median of (tech, phase) / median of (tech,
 # phase) ("limits": the DONTNEED limit), target and direction.
 RATIOS = {
@@ -148,6 +148,41 @@ def median_interval(x):
         return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
     k = max([k for k in range(1, (n + 1) // 2 + 1) if coverage(k) >= 0.95] or [1])
     return x[k - 1], x[n - k], coverage(k)
+
+
+def check_pooled(s, overheads):
+    """tracing_overhead_pooled from every phase's pairs and same-probe rounds."""
+    pairs = [x for ov in overheads for x in ov["pair_overhead_pct"]]
+    same = [x for ov in overheads for x in ov["same_condition_pct"]]
+    pl = s.get("tracing_overhead_pooled") or {}
+    if not pairs:
+        res("vm_inflate_tracing_overhead_pooled", False, "no phase has a pair")
+        return
+    lo, hi, cov = median_interval([1 + x / 100 for x in pairs])
+    lo, hi = 100 * (lo - 1), 100 * (hi - 1)
+
+    def beyond(xs):
+        return 100 * sum(abs(x) > 5 for x in xs) / len(xs)
+    want = {"phases": len(overheads), "pairs": len(pairs),
+            "overhead_pct": 100 * (statistics.median(1 + x / 100 for x in pairs) - 1),
+            "overhead_interval_pct": [lo, hi], "overhead_interval_coverage": cov,
+            "target_pct": 5, "pairs_beyond_target_pct": beyond(pairs),
+            "verdict": ("within_target" if -5 <= lo and hi <= 5 else
+                        "outside_target" if lo > 5 or hi < -5 else "unresolved"),
+            "same_condition_comparisons": len(same),
+            "same_condition_pct": 100 * (statistics.median(1 + x / 100 for x in same) - 1)
+            if same else None,
+            "same_condition_beyond_target_pct": beyond(same) if same else None}
+
+    def close(a, b):
+        if isinstance(b, list):
+            return isinstance(a, list) and len(a) == len(b) and all(map(close, a, b))
+        if isinstance(b, float):
+            return isinstance(a, (int, float)) and abs(a - b) < 1e-4
+        return a == b
+    bad = {k: (pl.get(k), v) for k, v in want.items() if not close(pl.get(k), v)}
+    res("vm_inflate_tracing_overhead_pooled", not bad,
+        f"tracing_overhead_pooled (got, want): {bad}")
 
 
 def unexplained_nulls(doc, path="$"):
@@ -506,6 +541,7 @@ def main(d):
                    est["probe_ns_median"] == 0)):
             bad.append(f"{t}/{p}: guest_probe_estimate {est}, calls {calls}")
     res("vm_inflate_tracing_overhead", not bad and sp, f"tracing_overhead wrong or missing: {bad}")
+    check_pooled(s, [v["tracing_overhead"] for t, p, v in sp if v.get("tracing_overhead")])
     ests = [v["tracing_overhead"]["guest_probe_estimate"].get("pct_of_untraced")
             for t, p, v in sp if v.get("tracing_overhead")]
     res("vm_inflate_guest_probe_estimate", any(e is not None for e in ests),

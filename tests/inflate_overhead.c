@@ -43,6 +43,42 @@ static void test_abba(void)
 	      "(every other VM the mirror)");
 }
 
+/* The pooled comparison of test_summary's four phases: 15 pairs (grow 10, 0,
+ * 20, 30 %; shrink the same without 20; touch 1 % x 4; install 20 % x 4), and
+ * 15 comparisons of rounds with the same probes, of which grow's 4 and
+ * shrink's 3 moved by 82-117 % and the rest by 0. */
+static void test_pooled(json_t *summary)
+{
+	json_t *pl = json_object_get(summary, "tracing_overhead_pooled");
+	json_t *iv = json_object_get(pl, "overhead_interval_pct");
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	/* sorted: 0 0 1 1 1 1 10 [10] 20 20 20 20 20 30 30; n = 15: [x(4), x(12)] */
+	check(json_integer_value(json_object_get(pl, "phases")) == 4 &&
+	      json_integer_value(json_object_get(pl, "pairs")) == 15 &&
+	      fabs(json_real_value(json_object_get(pl, "overhead_pct")) - 10) < 1e-6 &&
+	      fabs(json_real_value(json_array_get(iv, 0)) - 1) < 1e-6 &&
+	      fabs(json_real_value(json_array_get(iv, 1)) - 20) < 1e-6 &&
+	      json_real_value(json_object_get(pl, "overhead_interval_coverage")) >= 0.95 &&
+	      !strcmp(json_string_value(json_object_get(pl, "verdict")) ?: "", "unresolved") &&
+	      fabs(json_real_value(json_object_get(pl, "pairs_beyond_target_pct")) - 60) < 1e-6,
+	      "overhead_pooled", "%s", json_dumps(pl, JSON_COMPACT));
+	check(json_integer_value(json_object_get(pl, "same_condition_comparisons")) == 15 &&
+	      fabs(json_real_value(json_object_get(pl, "same_condition_pct"))) < 1e-6 &&
+	      fabs(json_real_value(json_object_get(pl, "same_condition_beyond_target_pct")) -
+		   700.0 / 15) < 1e-6,
+	      "overhead_pooled_same_condition", "%s", json_dumps(pl, JSON_COMPACT));
+	f = open_memstream(&text, &len);
+	overhead_print(f, summary);
+	fclose(f);
+	check(text && strstr(text, "pooled over 4 phases: overhead +10.0% [+1.0, +20.0]%") &&
+	      strstr(text, "60% of the pairs moved more than 5%, and 47% of 15 comparisons"),
+	      "overhead_pooled_printed", "%s", text ?: "");
+	free(text);
+}
+
 /* Two paired VMs whose traced rounds take 1.10, 1.00 and 1.20, 1.30 of their
  * adjacent untraced round, and whose shrink is missing from one round. */
 static void test_summary(void)
@@ -143,12 +179,21 @@ static void test_summary(void)
 			     "tracing_overhead");
 	check(json_array_size(json_object_get(ov, "pair_overhead_pct")) == 3,
 	      "overhead_missing_round_left_out", "%s", json_dumps(ov, JSON_COMPACT));
+	test_pooled(summary);
+	json_decref(summary);
+
+	/* no paired VM: no comparison, pooled or not */
+	res[0].npaired = 0;
+	summary = json_pack("{s:{s:{}}}", "t", "grow");
+	overhead_summary(summary, res, &o);
+	check(!json_object_get(summary, "tracing_overhead_pooled"), "overhead_pooled_needs_pairs",
+	      "%s", json_dumps(summary, JSON_COMPACT));
 	json_decref(summary);
 }
 
 int main(void)
 {
-	plan(22);
+	plan(26);
 	test_schedule();
 	test_abba();
 	test_summary();

@@ -40,8 +40,10 @@ grep -q 'median' "$out/stdout" && ok vm_inflate_table || fail vm_inflate_table "
 head -n -1 "$out/stdout" | cmp -s - "$out/r/report.txt" && ok vm_inflate_report_saved ||
 	fail vm_inflate_report_saved "report.txt differs from the printed report"
 grep -q '^tracing overhead: ' "$out/stdout" && grep -q '^target +-5%: .* largest overhead' "$out/stdout" &&
-	grep -q '^QEMU-internal timing' "$out/stdout" && ok vm_inflate_overhead_and_qemu_printed ||
-	fail vm_inflate_overhead_and_qemu_printed "no overhead or QEMU-internal table printed"
+	grep -q '^pooled over [0-9]* phases: overhead .* comparisons of rounds with the same probes' \
+		"$out/stdout" && grep -q '^QEMU-internal timing' "$out/stdout" &&
+	ok vm_inflate_overhead_and_qemu_printed ||
+	fail vm_inflate_overhead_and_qemu_printed "no overhead (with its pooled line) or QEMU-internal table printed"
 left=$(leftovers $pid)
 [ -z "$left" ] && ok vm_inflate_nothing_left || fail vm_inflate_nothing_left "$(echo $left)"
 finish

@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const iter_kind_names[] = {
@@ -215,8 +216,67 @@ static const char *verdict(double lo_pct, double hi_pct)
 	return "unresolved";
 }
 
+/* Every phase's comparisons of one run, pooled: as ratios (RATIO_SCALE), and
+ * how many of them moved by more than the target either way. */
+struct pooled {
+	uint64_t *pair, *same;
+	unsigned npair, nsame, pair_beyond, same_beyond, phases;
+};
+
+static void pool_add(uint64_t *v, unsigned *n, unsigned *beyond, double pct)
+{
+	if (!v)
+		return; /* out of memory: no pooled figure */
+	v[(*n)++] = (uint64_t)((1 + pct / 100) * RATIO_SCALE + 0.5);
+	*beyond += fabs(pct) > OVERHEAD_TARGET_PCT;
+}
+
+/* summary.json "tracing_overhead_pooled": one comparison over every phase and
+ * technique of the run. The phases' overheads need not be alike, so it does
+ * not stand for any one of them; it says whether tracing shifts the run as a
+ * whole, and, from the rounds with the same probes, how often this host moves
+ * a phase by more than the target with nothing changed: the resolution the
+ * per-phase verdicts have here. */
+static json_t *pooled_summary(const struct pooled *pl)
+{
+	struct median_ci c, s;
+	double lo, hi;
+	json_t *j;
+
+	if (!pl->same || !pl->npair || median_ci95(pl->pair, pl->npair, &c))
+		return NULL;
+	lo = 100 * (c.lo / RATIO_SCALE - 1);
+	hi = 100 * (c.hi / RATIO_SCALE - 1);
+	j = json_pack("{s:i, s:i, s:f, s:[f,f], s:f, s:f, s:s, s:f}", "phases", pl->phases,
+		      "pairs", pl->npair, "overhead_pct", 100 * (c.median / RATIO_SCALE - 1),
+		      "overhead_interval_pct", lo, hi, "overhead_interval_coverage", c.coverage,
+		      "target_pct", OVERHEAD_TARGET_PCT, "verdict", verdict(lo, hi),
+		      "pairs_beyond_target_pct", 100.0 * pl->pair_beyond / pl->npair);
+	json_object_set_new(j, "same_condition_comparisons", json_integer(pl->nsame));
+	if (median_ci95(pl->same, pl->nsame, &s)) {
+		summary_set_null(j, "same_condition_pct", "no paired VM ran a phase twice with "
+				 "the same probes");
+		summary_set_null(j, "same_condition_beyond_target_pct", "no paired VM ran a "
+				 "phase twice with the same probes");
+	} else {
+		json_object_set_new(j, "same_condition_pct",
+				    json_real(100 * (s.median / RATIO_SCALE - 1)));
+		json_object_set_new(j, "same_condition_beyond_target_pct",
+				    json_real(100.0 * pl->same_beyond / pl->nsame));
+	}
+	return j;
+}
+
 void overhead_summary(json_t *summary, const struct tech_results *res, const struct opts *o)
 {
+	size_t cap = 0;
+	struct pooled pl = { 0 };
+	json_t *pooled_j;
+
+	for (const struct tech_results *t = res; t->t; t++)
+		cap += (size_t)t->npaired * PAIRED_ROUNDS * PH_MAX;
+	pl.pair = calloc(cap + 1, sizeof(*pl.pair));
+	pl.same = calloc(cap + 1, sizeof(*pl.same));
 	for (; res->t; res++) {
 		json_t *tj = json_object_get(summary, res->t->name);
 		unsigned nr = res->npaired * PAIRED_ROUNDS;
@@ -274,6 +334,15 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 					       "with the same probes");
 			else
 				json_object_set_new(ov, "noise_pct", json_real(noise));
+			pl.phases++;
+			for (unsigned j = 0; j < np; j++)
+				pool_add(pl.pair, &pl.npair, &pl.pair_beyond,
+					 100 * (ratio[j] / RATIO_SCALE - 1));
+			for (size_t j = 0; j < json_array_size(json_object_get(ov, "same_condition_pct"));
+			     j++)
+				pool_add(pl.same, &pl.nsame, &pl.same_beyond,
+					 json_real_value(json_array_get(
+						 json_object_get(ov, "same_condition_pct"), j)));
 			json_object_set_new(ov, "guest_probe_estimate",
 					    probe_estimate(res, o, p, median_u64(uv, nu)));
 			json_object_set_new(ov, "qemu_probe_estimate",
@@ -282,6 +351,34 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 			json_object_set_new(pj, "tracing_overhead", ov);
 		}
 	}
+	if ((pooled_j = pooled_summary(&pl)))
+		json_object_set_new(summary, "tracing_overhead_pooled", pooled_j);
+	free(pl.pair);
+	free(pl.same);
+}
+
+static void pooled_print(FILE *f, json_t *pl)
+{
+	json_t *iv = json_object_get(pl, "overhead_interval_pct");
+	double same = json_number_or_nan(json_object_get(pl, "same_condition_beyond_target_pct"));
+
+	if (!pl)
+		return;
+	fprintf(f, "pooled over %lld phases: overhead %+.1f%% [%+.1f, %+.1f]%% %.0f%% (%lld pairs, "
+		"%s); %.0f%% of the pairs moved more than %.0f%%",
+		json_integer_value(json_object_get(pl, "phases")),
+		json_real_value(json_object_get(pl, "overhead_pct")),
+		json_real_value(json_array_get(iv, 0)), json_real_value(json_array_get(iv, 1)),
+		100 * json_real_value(json_object_get(pl, "overhead_interval_coverage")),
+		json_integer_value(json_object_get(pl, "pairs")),
+		json_string_value(json_object_get(pl, "verdict")),
+		json_real_value(json_object_get(pl, "pairs_beyond_target_pct")), OVERHEAD_TARGET_PCT);
+	if (isnan(same))
+		fprintf(f, "\n");
+	else
+		fprintf(f, ", and %.0f%% of %lld comparisons of rounds with the same probes did "
+			"(this host's resolution)\n", same,
+			json_integer_value(json_object_get(pl, "same_condition_comparisons")));
 }
 
 void overhead_print(FILE *f, json_t *summary)
@@ -345,4 +442,5 @@ void overhead_print(FILE *f, json_t *summary)
 			"noise; largest overhead %.1f%%, largest probe estimate %.2f%% (the "
 			"per-syscall and per-fault host probes ran in the breakdown iteration only)\n",
 			OVERHEAD_TARGET_PCT, counts[0], counts[1], counts[2], worst, worst_est);
+	pooled_print(f, json_object_get(summary, "tracing_overhead_pooled"));
 }
