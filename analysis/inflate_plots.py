@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from footprint_plots import footprint_plot  # noqa: E402
 from interference_plots import interference_plot  # noqa: E402
+from summary_keys import techniques  # noqa: E402
 
 PHASES = ["shrink", "grow", "install", "touch2", "shrink_untouched"]
 GIB = 1 << 30
@@ -29,7 +30,7 @@ def save(fig, out_dir, name):
 
 
 def speed_plot(out_dir, summary):
-    techs = [t for t in summary if t not in ("limits", "ratios", "tracing_overhead_pooled")]
+    techs = techniques(summary)
     phases = [p for p in PHASES if any(p in summary[t] for t in techs)]
     if not any((summary[t].get(p) or {}).get("median_ns") for t in techs for p in phases):
         return  # no timed phase (the footprint workloads): no empty figure

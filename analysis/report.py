@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+from summary_keys import techniques
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SECTIONS = [("setup", "Setup"), ("inflate", "Inflate"), ("stream", "STREAM under reclamation"),
             ("ftq", "FTQ under reclamation"), ("build", "Auto-reclaim footprint: build"),
@@ -64,9 +66,8 @@ def inflate_section(d, paper):
         return None
     phases = ["shrink", "shrink_untouched", "grow", "install", "touch2"]
     rows = []
-    for tech, ph in s.items():
-        if not isinstance(ph, dict) or tech in ("limits", "ratios", "tracing_overhead_pooled"):
-            continue
+    for tech in techniques(s):
+        ph = s[tech]
         row = [tech]
         for p in phases:
             v = ph.get(p)
@@ -128,9 +129,8 @@ def inflate_section(d, paper):
 
 def overhead_rows(s, phases):
     rows = []
-    for tech, ph in s.items():
-        if not isinstance(ph, dict) or tech in ("limits", "ratios", "tracing_overhead_pooled"):
-            continue
+    for tech in techniques(s):
+        ph = s[tech]
         for p in phases:
             o = (ph.get(p) or {}).get("tracing_overhead")
             if not isinstance(o, dict) or o.get("overhead_pct") is None:

@@ -29,6 +29,8 @@ build/hatrace inflate -t all --mem 2G --shrink-to 512M -n 3 ${BENCH_INFLATE_ARGS
 cut -d' ' -f1-3 /proc/loadavg >"$tmp/load1"
 /usr/bin/python3 - "$tmp" "$out" <<'PY'
 import json, sys
+sys.path.insert(0, "analysis")
+from summary_keys import techniques
 tmp, out = sys.argv[1:]
 d = f"{tmp}/r"
 s = json.load(open(f"{d}/summary.json"))
@@ -44,9 +46,8 @@ doc = {"what": "hatrace inflate: per technique and phase, the median of the trac
        "techniques": {}}
 worst = worst_est = None
 verdicts = {}
-for t, phases in s.items():
-    if t in ("limits", "ratios", "tracing_overhead_pooled") or not isinstance(phases, dict):
-        continue
+for t in techniques(s):
+    phases = s[t]
     doc["techniques"][t] = {}
     for p, v in phases.items():
         if not isinstance(v, dict):

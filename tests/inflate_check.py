@@ -13,6 +13,9 @@ import re
 import statistics
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "analysis"))
+from summary_keys import techniques  # noqa: E402
+
 CHECKS = 46
 # --hyperalloc: tests/vm_hyperalloc_inflate.sh's checks.
 HYPERALLOC_CHECKS = 12
@@ -38,8 +41,6 @@ REPORT_MAX = 32 * 4 * MiB
 HUGE_UNIT = 2 * MiB
 
 
-# summary.json's keys that are not techniques.
-NOT_TECHNIQUES = ("limits", "ratios", "tracing_overhead_pooled")
 # The ratios of issue 10: value = median of (tech, phase) / median of (tech,
 # phase) ("limits": the DONTNEED limit), target and direction.
 RATIOS = {
@@ -77,9 +78,7 @@ def check_limits_ratios(prefix, s, meta, want):
     per_byte = {k: lim[k] * 1e9 / want for k in ("dontneed_s", "populate_write_s")
                 if isinstance(lim.get(k), (int, float))}
     bad, seen = [], 0
-    for t in s:
-        if t in NOT_TECHNIQUES:
-            continue
+    for t in techniques(s):
         for p, key, limit in (("shrink", "vs_dontneed_limit", "dontneed_s"),
                               ("shrink_untouched", "vs_dontneed_limit", "dontneed_s"),
                               ("install", "vs_populate_write_limit", "populate_write_s")):
@@ -275,7 +274,7 @@ def main(d):
     bad = unexplained_nulls(s) + unexplained_nulls(meta)
     res("vm_inflate_nulls_have_reasons", not bad, f"{bad[:10]}")
 
-    sp = [(t, p, s[t][p]) for t in s if t not in NOT_TECHNIQUES for p in s[t]
+    sp = [(t, p, s[t][p]) for t in techniques(s) for p in s[t]
           if s[t][p]["samples_ns"] is not None]
     bad = [f"{t}/{p}" for t, p, v in sp if v["samples_ns"] != raw(t, p, "ns")]
     res("vm_inflate_summary_samples_are_the_csv", not bad, f"samples differ: {bad}")

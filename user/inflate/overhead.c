@@ -178,10 +178,27 @@ static void set_probe_estimate_pct(json_t *ov)
 /* The most the timed iterations' probes may add to a phase, percent. */
 #define OVERHEAD_TARGET_PCT 5.0
 
+/* Every phase's comparisons of one run, pooled: their ratios (RATIO_SCALE),
+ * and how many moved by more than the target either way. */
+struct pooled {
+	uint64_t *pair, *same;
+	unsigned npair, nsame, pair_beyond, same_beyond, phases;
+};
+
+static void pool_add(uint64_t *v, unsigned *n, unsigned *beyond, uint64_t ratio)
+{
+	if (!v)
+		return; /* out of memory: no pooled figure */
+	v[(*n)++] = ratio;
+	*beyond += fabs(100 * (ratio / RATIO_SCALE - 1)) > OVERHEAD_TARGET_PCT;
+}
+
 /* The same phase in a paired VM's two rounds with the same probes (ABBA: the
  * middle two, the outer two), 100 (later / earlier - 1) each: how much the
- * phase moves with no change of probes, the comparison's noise. */
-static json_t *same_condition_pct(const struct tech_results *res, enum phase p, double *noise)
+ * phase moves with no change of probes, the comparison's noise; each also
+ * goes into the run's pool. */
+static json_t *same_condition_pct(const struct tech_results *res, enum phase p, double *noise,
+				  struct pooled *pl)
 {
 	static const unsigned same[][2] = { { 1, 2 }, { 0, PAIRED_ROUNDS - 1 } };
 	uint64_t dev[res->npaired * ARRAY_SIZE(same) + 1];
@@ -198,6 +215,8 @@ static json_t *same_condition_pct(const struct tech_results *res, enum phase p, 
 				continue;
 			pct = 100.0 * ((double)l->wall_ns / e->wall_ns - 1);
 			json_array_append_new(a, json_real(pct));
+			pool_add(pl->same, &pl->nsame, &pl->same_beyond,
+				 (uint64_t)(RATIO_SCALE * l->wall_ns / e->wall_ns + 0.5));
 			dev[n++] = (uint64_t)(fabs(pct) * RATIO_SCALE / 100 + 0.5);
 		}
 	*noise = n ? 100 * median_u64(dev, n) / RATIO_SCALE : NAN;
@@ -214,21 +233,6 @@ static const char *verdict(double lo_pct, double hi_pct)
 	if (lo_pct > OVERHEAD_TARGET_PCT || hi_pct < -OVERHEAD_TARGET_PCT)
 		return "outside_target";
 	return "unresolved";
-}
-
-/* Every phase's comparisons of one run, pooled: as ratios (RATIO_SCALE), and
- * how many of them moved by more than the target either way. */
-struct pooled {
-	uint64_t *pair, *same;
-	unsigned npair, nsame, pair_beyond, same_beyond, phases;
-};
-
-static void pool_add(uint64_t *v, unsigned *n, unsigned *beyond, double pct)
-{
-	if (!v)
-		return; /* out of memory: no pooled figure */
-	v[(*n)++] = (uint64_t)((1 + pct / 100) * RATIO_SCALE + 0.5);
-	*beyond += fabs(pct) > OVERHEAD_TARGET_PCT;
 }
 
 /* summary.json "tracing_overhead_pooled": one comparison over every phase and
@@ -327,7 +331,7 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 				       "overhead_pct", 100 * (c.median / RATIO_SCALE - 1),
 				       "overhead_interval_pct", lo, hi,
 				       "overhead_interval_coverage", c.coverage,
-				       "same_condition_pct", same_condition_pct(res, p, &noise),
+				       "same_condition_pct", same_condition_pct(res, p, &noise, &pl),
 				       "target_pct", OVERHEAD_TARGET_PCT, "verdict", verdict(lo, hi));
 			if (isnan(noise))
 				summary_set_null(ov, "noise_pct", "no paired VM ran the phase twice "
@@ -336,13 +340,7 @@ void overhead_summary(json_t *summary, const struct tech_results *res, const str
 				json_object_set_new(ov, "noise_pct", json_real(noise));
 			pl.phases++;
 			for (unsigned j = 0; j < np; j++)
-				pool_add(pl.pair, &pl.npair, &pl.pair_beyond,
-					 100 * (ratio[j] / RATIO_SCALE - 1));
-			for (size_t j = 0; j < json_array_size(json_object_get(ov, "same_condition_pct"));
-			     j++)
-				pool_add(pl.same, &pl.nsame, &pl.same_beyond,
-					 json_real_value(json_array_get(
-						 json_object_get(ov, "same_condition_pct"), j)));
+				pool_add(pl.pair, &pl.npair, &pl.pair_beyond, ratio[j]);
 			json_object_set_new(ov, "guest_probe_estimate",
 					    probe_estimate(res, o, p, median_u64(uv, nu)));
 			json_object_set_new(ov, "qemu_probe_estimate",
@@ -363,7 +361,7 @@ static void pooled_print(FILE *f, json_t *pl)
 	double same = json_number_or_nan(json_object_get(pl, "same_condition_beyond_target_pct"));
 
 	if (!pl)
-		return;
+		return; /* no paired VM */
 	fprintf(f, "pooled over %lld phases: overhead %+.1f%% [%+.1f, %+.1f]%% %.0f%% (%lld pairs, "
 		"%s); %.0f%% of the pairs moved more than %.0f%%",
 		json_integer_value(json_object_get(pl, "phases")),
