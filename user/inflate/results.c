@@ -473,9 +473,20 @@ static json_t *breakdown_medians(const struct iteration *its, unsigned n, enum p
 	return bd;
 }
 
+/* Whether the technique traces guest function name in its breakdown iteration only. */
+static bool breakdown_only_func(const struct technique *t, const char *name)
+{
+	for (const struct guest_func *f = t->breakdown_guest_funcs; f && f->name; f++)
+		if (!strcmp(f->name, name))
+			return true;
+	return false;
+}
+
 /* The guest's over the timed iterations; the host's from the breakdown
  * iteration, where the per-syscall and per-fault host probes ran, and so did
- * the guest functions traced there only (marked "breakdown_only"). */
+ * the guest functions traced there only (marked "breakdown_only"). An event
+ * that merely happened there and in no timed iteration (a vmstat counter that
+ * ticked once) is in no median. */
 static json_t *breakdown_json(const struct tech_results *res, enum phase p, const struct opts *o)
 {
 	json_t *bd = breakdown_medians(res->its, o->iterations, p, o), *b, *guest, *v;
@@ -487,7 +498,8 @@ static json_t *breakdown_json(const struct tech_results *res, enum phase p, cons
 	json_object_set(bd, "host", json_object_get(b, "host"));
 	guest = json_object_get(bd, "guest");
 	json_object_foreach(json_object_get(b, "guest"), name, v) {
-		if (!json_is_object(guest) || json_object_get(guest, name))
+		if (!json_is_object(guest) || json_object_get(guest, name) ||
+		    !breakdown_only_func(res->t, name))
 			continue;
 		json_object_set_new(v, "breakdown_only", json_true());
 		json_object_set(guest, name, v);
